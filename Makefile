@@ -1,0 +1,26 @@
+# ferry — the two commands the README starts with:
+#   make demo   set up this machine (idempotent), then checkpoint and restore a small workload
+#   make test   set up this machine (idempotent), then lint, type-check and run every test
+.PHONY: setup build lint test demo proto clean
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	@node_modules/.bin/tsc -p tsconfig.json
+
+lint:
+	@node_modules/.bin/eslint .
+
+proto:
+	@npm run --silent proto
+
+test: setup
+	@$(MAKE) --no-print-directory lint
+	@bash scripts/test.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf dist native/build

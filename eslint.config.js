@@ -1,0 +1,49 @@
+// Type-aware lint. The layer rule keeps imports pointing downward (ARCHITECTURE.md):
+//   cli, agent, bench -> engine -> targets/store/migration/scheduler/telemetry/doctor -> criu -> native
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const layers = {
+  native: [],
+  criu: ['native'],
+  telemetry: ['native', 'criu'],
+  doctor: ['native', 'criu'],
+  store: ['native', 'criu', 'telemetry'],
+  targets: ['native', 'criu', 'telemetry'],
+  scheduler: ['native', 'criu', 'telemetry'],
+  migration: ['native', 'criu', 'telemetry', 'store', 'targets', 'scheduler'],
+  engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration'],
+  cli: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'agent'],
+  agent: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine'],
+  bench: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'cli'],
+};
+const all = Object.keys(layers);
+// `util` is shared, dependency-free code every layer may use.
+const layerRules = all.map((layer) => ({
+  files: [`src/${layer}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': ['error', {
+      patterns: all
+        .filter((other) => other !== layer && !layers[layer].includes(other))
+        .map((other) => ({
+          group: [`../${other}/*`, `../../${other}/*`, `../${other}`, `../../${other}`],
+          message: `layer '${layer}' may not import '${other}' (imports point downward; see ARCHITECTURE.md)`,
+        })),
+    }],
+  },
+}));
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', '.deps/**', 'src/criu/gen/**', 'bin/**', 'eslint.config.js'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  ...layerRules,
+);
