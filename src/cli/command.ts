@@ -1,0 +1,39 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FerryError } from '../util/errors.js';
+import type { OutputMode } from './output.js';
+
+export interface CommandContext extends OutputMode {
+  /** The snapshot store directory (--store, $FERRY_STORE, or /var/lib/ferry). */
+  store: string;
+}
+
+/** One CLI verb, one file: `run` returns the exit code. */
+export interface Command {
+  summary: string;
+  usage: string;
+  run(argv: string[], ctx: CommandContext): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs with errors that say what was wrong and how to ask for help. */
+export function parse<O extends Options>(argv: string[], options: O, command: string, allowPositionals = true) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new FerryError('ERR_USAGE', `${command}: ${(err as Error).message.replace(/\. To specify a positional.*$/s, '')}`, {
+      hint: `see \`ferry ${command} --help\``,
+    });
+  }
+}
+
+/** Parses a positive integer option or positional, with a clear error. */
+export function positiveInt(value: string | undefined, what: string, command: string): number {
+  const n = value === undefined ? NaN : Number(value);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new FerryError('ERR_USAGE', `${command}: ${what} must be a positive integer, got '${value ?? ''}'`, {
+      hint: `see \`ferry ${command} --help\``,
+    });
+  }
+  return n;
+}

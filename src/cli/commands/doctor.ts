@@ -1,0 +1,31 @@
+import { runDoctor } from '../../doctor/doctor.js';
+import type { DoctorCheck } from '../../doctor/report.js';
+import { parse, type Command } from '../command.js';
+import { printJson, style } from '../output.js';
+
+const MARK: Record<DoctorCheck['status'], string> = { ok: style.green('ok  '), warn: style.yellow('warn'), fail: style.red('FAIL') };
+
+export const command: Command = {
+  summary: 'Check this host for checkpoint/restore: CRIU and its version, `criu check`, the kernel features ferry\n' +
+    'uses, container runtimes, cgroups, capabilities, the store; then checkpoint and restore a test process.\n' +
+    'Exits 0 when checkpoint/restore of a process works here.',
+  usage: 'ferry doctor [--quick] [--json]\n\n  --quick   skip the checkpoint/restore of a test process',
+  async run(argv, ctx) {
+    const { values } = parse(argv, { quick: { type: 'boolean' } }, 'doctor', false);
+    const report = await runDoctor({ storeDir: ctx.store, skipSelfTest: values.quick === true });
+    if (ctx.json) {
+      printJson(report);
+    } else {
+      const w = Math.max(...report.checks.map((c) => c.title.length));
+      const lines = [`ferry doctor — ${report.host.hostname}, Linux ${report.host.kernel} ${report.host.arch}`];
+      for (const c of report.checks) {
+        lines.push(`  ${MARK[c.status]}  ${c.title.padEnd(w)}  ${c.value}`);
+        if (c.consequence) lines.push(`        ${' '.repeat(w)}  ${style.dim('→ ' + c.consequence)}`);
+        if (c.remedy) lines.push(`        ${' '.repeat(w)}  ${style.dim('fix: ' + c.remedy)}`);
+      }
+      lines.push(report.ok ? style.green('checkpoint/restore works on this host') : style.red('checkpoint/restore does NOT work on this host (see FAIL above)'));
+      process.stdout.write(lines.join('\n') + '\n');
+    }
+    return report.ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,76 @@
+import { FerryError } from '../util/errors.js';
+import type { Command, CommandContext } from './command.js';
+import { reportError } from './output.js';
+
+/** Verbs, loaded only when used (keeps start-up lean). */
+const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
+  doctor: () => import('./commands/doctor.js'),
+  criu: () => import('./commands/criu.js'),
+  version: () => import('./commands/version.js'),
+};
+
+const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
+
+usage: ferry <command> [options]
+
+commands:
+  doctor            check this host: CRIU, kernel features, runtimes, store; proves C/R works
+  criu              talk to CRIU directly: version, check, features, dump, restore
+  version           print ferry's version
+
+global options:
+  --json            machine-readable output on stdout (every command)
+  --store DIR       snapshot store (default: $FERRY_STORE or /var/lib/ferry)
+  --debug           show stack traces on errors
+  -h, --help        help for ferry or a command
+
+Run \`ferry <command> --help\` for a command's options.`;
+
+/** Pulls the global flags out of argv (wherever they appear) and returns the rest. */
+function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
+  const ctx: CommandContext = { json: false, debug: false, store: process.env['FERRY_STORE'] || '/var/lib/ferry' };
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--') { rest.push(...argv.slice(i)); break; }
+    if (a === '--json') ctx.json = true;
+    else if (a === '--debug') ctx.debug = true;
+    else if (a === '--store') {
+      const v = argv[++i];
+      if (!v) throw new FerryError('ERR_USAGE', '--store needs a directory', { hint: 'ferry --store /var/lib/ferry <command>' });
+      ctx.store = v;
+    } else if (a.startsWith('--store=')) ctx.store = a.slice('--store='.length);
+    else rest.push(a);
+  }
+  return { rest, ctx };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let ctx: CommandContext = { json: argv.includes('--json'), debug: argv.includes('--debug'), store: '' };
+  try {
+    const split = splitGlobals(argv);
+    ctx = split.ctx;
+    const [verb, ...args] = split.rest;
+    if (verb === undefined || verb === '-h' || verb === '--help' || verb === 'help') {
+      process.stdout.write(GLOBAL_HELP + '\n');
+      return verb === undefined ? 2 : 0;
+    }
+    if (verb === '--version' || verb === '-V') return await (await COMMANDS['version']!()).command.run([], ctx);
+    const load = COMMANDS[verb];
+    if (!load) {
+      throw new FerryError('ERR_USAGE', `unknown command '${verb}'`, {
+        hint: `commands: ${Object.keys(COMMANDS).join(', ')} (see \`ferry --help\`)`,
+      });
+    }
+    const { command } = await load();
+    if (args.includes('-h') || args.includes('--help')) {
+      process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
+      return 0;
+    }
+    return await command.run(args, ctx);
+  } catch (err) {
+    return reportError(err, ctx);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
