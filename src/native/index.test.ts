@@ -2,9 +2,12 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync, constants as fsc } from 'node:fs';
+import {
+  closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync, constants as fsc,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isFerryError } from '../util/errors.js';
 import { SeqpacketChannel, seqpacketPair, type ReceivedMessage } from './index.js';
@@ -79,8 +82,8 @@ function fifo(): { readFd: number; writeFd: number; cleanup: () => void } {
   return { readFd, writeFd, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-describe('seqpacketPair', () => {
-  it('returns CLOEXEC fds: the ferry end nonblocking, the peer end blocking', T, () => {
+void describe('seqpacketPair', () => {
+  void it('returns CLOEXEC fds: the ferry end nonblocking, the peer end blocking', T, () => {
     const { ferryFd, peerFd } = seqpacketPair();
     try {
       assert.notEqual(ferryFd, peerFd);
@@ -94,7 +97,7 @@ describe('seqpacketPair', () => {
     }
   });
 
-  it('as a child process sees them: the peer end blocking, the ferry end not', T, async () => {
+  void it('as a child process sees them: the peer end blocking, the ferry end not', T, async () => {
     const { ferryFd, peerFd } = seqpacketPair();
     const code = 'import os; print(os.get_blocking(3))';
     try {
@@ -107,7 +110,7 @@ describe('seqpacketPair', () => {
     }
   });
 
-  it('lets a child talk SEQPACKET over the peer end (records echoed back reversed)', T, async () => {
+  void it('lets a child talk SEQPACKET over the peer end (records echoed back reversed)', T, async () => {
     const { ferryFd, peerFd } = seqpacketPair();
     const code = [
       'import socket',
@@ -135,8 +138,8 @@ describe('seqpacketPair', () => {
   });
 });
 
-describe('SeqpacketChannel', () => {
-  it('preserves message boundaries', T, async () => {
+void describe('SeqpacketChannel', () => {
+  void it('preserves message boundaries', T, async () => {
     const [a, b] = channels();
     const sent = [Buffer.from('one'), Buffer.from('two!'), Buffer.alloc(70_000, 0x5a), Buffer.from([0])];
     for (const m of sent) await a.send(m);
@@ -147,7 +150,7 @@ describe('SeqpacketChannel', () => {
     }
   });
 
-  it('round-trips a 4 MiB message (the receive has no size cap)', T, async () => {
+  void it('round-trips a 4 MiB message (the receive has no size cap)', T, async () => {
     const [a, b] = channels();
     const big = Buffer.alloc(4 << 20);
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
@@ -159,14 +162,14 @@ describe('SeqpacketChannel', () => {
     assert.ok(msg(await a.receive()).data.equals(big));
   });
 
-  it('accepts a Uint8Array view (only the viewed bytes are sent)', T, async () => {
+  void it('accepts a Uint8Array view (only the viewed bytes are sent)', T, async () => {
     const [a, b] = channels();
     const backing = new Uint8Array([1, 2, 3, 4, 5, 6]);
     await a.send(backing.subarray(2, 5));
     assert.deepEqual([...msg(await b.receive()).data], [3, 4, 5]);
   });
 
-  it('passes fds with SCM_RIGHTS: they arrive CLOEXEC and work', T, async () => {
+  void it('passes fds with SCM_RIGHTS: they arrive CLOEXEC and work', T, async () => {
     const [a, b] = channels();
     const { readFd, writeFd, cleanup } = fifo();
     try {
@@ -188,7 +191,7 @@ describe('SeqpacketChannel', () => {
     }
   });
 
-  it('passes several fds in one record, in order', T, async () => {
+  void it('passes several fds in one record, in order', T, async () => {
     const [a, b] = channels();
     const pipes = [fifo(), fifo(), fifo()];
     try {
@@ -205,7 +208,7 @@ describe('SeqpacketChannel', () => {
     }
   });
 
-  it('receive resolves null (EOF) once the peer has closed, after the queued records', T, async () => {
+  void it('receive resolves null (EOF) once the peer has closed, after the queued records', T, async () => {
     const [a, b] = channels();
     await b.send(Buffer.from('last words'));
     b.close();
@@ -214,7 +217,7 @@ describe('SeqpacketChannel', () => {
     assert.equal(await a.receive(), null);
   });
 
-  it('a pending receive resolves null when the peer closes', T, async () => {
+  void it('a pending receive resolves null when the peer closes', T, async () => {
     const [a, b] = channels();
     const pending = a.receive();
     await sleep(10);
@@ -222,7 +225,7 @@ describe('SeqpacketChannel', () => {
     assert.equal(await pending, null);
   });
 
-  it('close() rejects a pending receive with ERR_CHANNEL_CLOSED, and later calls too', T, async () => {
+  void it('close() rejects a pending receive with ERR_CHANNEL_CLOSED, and later calls too', T, async () => {
     const [a] = channels();
     const pending = a.receive();
     assert.equal(a.closed, false);
@@ -234,7 +237,7 @@ describe('SeqpacketChannel', () => {
     a.close(); // idempotent
   });
 
-  it('close() rejects sends still waiting for buffer space', T, async () => {
+  void it('close() rejects sends still waiting for buffer space', T, async () => {
     const [a] = channels();
     const big = Buffer.alloc(4 << 20);
     const sends = Array.from({ length: 8 }, () => track(a.send(big)));
@@ -246,7 +249,7 @@ describe('SeqpacketChannel', () => {
     for (const s of sends.filter((x) => !waiting.includes(x))) await s.promise;
   });
 
-  it('serves queued receives in call order', T, async () => {
+  void it('serves queued receives in call order', T, async () => {
     const [a, b] = channels();
     const pending = [a.receive(), a.receive(), a.receive()];
     await b.send(Buffer.from('1'));
@@ -256,7 +259,7 @@ describe('SeqpacketChannel', () => {
     assert.deepEqual(got.map((m) => msg(m).data.toString()), ['1', '2', '3']);
   });
 
-  it('does not block the event loop while a receive is pending', T, async () => {
+  void it('does not block the event loop while a receive is pending', T, async () => {
     const [a, b] = channels();
     const pending = track(a.receive());
     const started = Date.now();
@@ -271,7 +274,7 @@ describe('SeqpacketChannel', () => {
     assert.equal(msg(await pending.promise).data.toString(), 'now');
   });
 
-  it('queues sends when the socket buffer is full, and completes them in order as the peer reads', T, async () => {
+  void it('queues sends when the socket buffer is full, and completes them in order as the peer reads', T, async () => {
     const [a, b] = channels();
     const count = 10;
     const records = Array.from({ length: count }, (_, i) => Buffer.alloc(4 << 20, i));
@@ -291,7 +294,7 @@ describe('SeqpacketChannel', () => {
     assert.equal(msg(await reply.promise).data.toString(), 'done');
   });
 
-  it('sending to a closed peer fails with EPIPE', T, async () => {
+  void it('sending to a closed peer fails with EPIPE', T, async () => {
     const [a, b] = channels();
     b.close();
     await assert.rejects(a.send(Buffer.from('anyone?')), (err) => {
@@ -301,7 +304,7 @@ describe('SeqpacketChannel', () => {
     });
   });
 
-  it('receiving after the peer died with unread data fails with ECONNRESET', T, async () => {
+  void it('receiving after the peer died with unread data fails with ECONNRESET', T, async () => {
     const [a, b] = channels();
     await a.send(Buffer.from('never read'));
     b.close();
@@ -313,7 +316,7 @@ describe('SeqpacketChannel', () => {
     assert.equal(await a.receive(), null); // then plain EOF
   });
 
-  it('a pending receive fails with ECONNRESET when the peer dies with unread data', T, async () => {
+  void it('a pending receive fails with ECONNRESET when the peer dies with unread data', T, async () => {
     const [a, b] = channels();
     await a.send(Buffer.from('never read'));
     const pending = a.receive();
@@ -322,14 +325,14 @@ describe('SeqpacketChannel', () => {
     await assert.rejects(pending, (err) => isFerryError(err, 'ERR_NATIVE_IO') && /ECONNRESET/.test(err.message));
   });
 
-  it('refuses an empty record and too many fds', T, async () => {
+  void it('refuses an empty record and too many fds', T, async () => {
     const [a] = channels();
     await assert.rejects(a.send(new Uint8Array(0)), (err) => isFerryError(err, 'ERR_NATIVE_IO') && /EINVAL/.test(err.message));
     const fds = Array.from({ length: 33 }, () => 0);
     await assert.rejects(a.send(Buffer.from('x'), fds), (err) => isFerryError(err, 'ERR_NATIVE_IO') && /EINVAL/.test(err.message));
   });
 
-  it('reports a bad fd passed with SCM_RIGHTS as EBADF', T, async () => {
+  void it('reports a bad fd passed with SCM_RIGHTS as EBADF', T, async () => {
     const [a] = channels();
     const { ferryFd, peerFd } = seqpacketPair();
     closeSync(ferryFd);
@@ -338,7 +341,7 @@ describe('SeqpacketChannel', () => {
     await assert.rejects(a.send(Buffer.from('x'), [peerFd]), (err) => isFerryError(err, 'ERR_NATIVE_IO') && /EBADF/.test(err.message));
   });
 
-  it('takes an fd that is blocking and makes it nonblocking; rejects a bad fd', T, () => {
+  void it('takes an fd that is blocking and makes it nonblocking; rejects a bad fd', T, () => {
     const { ferryFd, peerFd } = seqpacketPair();
     closeSync(ferryFd);
     assert.equal(fdFlags(peerFd) & O_NONBLOCK, 0);
@@ -347,5 +350,31 @@ describe('SeqpacketChannel', () => {
     ch.close();
     assert.equal(fdIsOpen(peerFd), false);
     assert.throws(() => new SeqpacketChannel(peerFd), (err) => isFerryError(err, 'ERR_NATIVE_IO') && /EBADF/.test(err.message));
+  });
+});
+
+void describe('loading the addon', () => {
+  void it('throws ERR_NATIVE_MISSING on first use (not on import) when the addon is not built', T, async () => {
+    // A copy of the compiled wrapper in a tree that has no native/build.
+    const here = dirname(fileURLToPath(import.meta.url)); // dist/native
+    const root = mkdtempSync(join(tmpdir(), 'ferry-nonative-'));
+    try {
+      mkdirSync(join(root, 'dist', 'native'), { recursive: true });
+      mkdirSync(join(root, 'dist', 'util'));
+      copyFileSync(join(here, 'index.js'), join(root, 'dist', 'native', 'index.js'));
+      copyFileSync(join(here, '..', 'util', 'errors.js'), join(root, 'dist', 'util', 'errors.js'));
+      writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
+      const copy = await import(pathToFileURL(join(root, 'dist', 'native', 'index.js')).href) as typeof import('./index.js');
+      assert.throws(() => copy.seqpacketPair(), (err: unknown) => {
+        // Another copy of FerryError: match on name and code, not instanceof.
+        assert.ok(err instanceof Error);
+        assert.equal(err.name, 'FerryError');
+        assert.equal((err as { code?: unknown }).code, 'ERR_NATIVE_MISSING');
+        assert.match(String((err as { hint?: unknown }).hint), /make setup/);
+        return true;
+      });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -134,7 +134,10 @@ export class SeqpacketChannel {
     }
   }
 
-  /** The next record, or null once the peer has closed its end (EOF). */
+  /**
+   * The next record (any size), or null once the peer has closed its end (EOF; a zero-length
+   * record reads the same, which is why send() refuses to send one).
+   */
   async receive(): Promise<ReceivedMessage | null> {
     if (this.#closed) throw channelClosed('recvmsg');
     try {

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file criu-images.proto.
  */
 export const file_criu_images: GenFile = /*@__PURE__*/
-  fileDesc("ChFjcml1LWltYWdlcy5wcm90bxIRZmVycnkuY3JpdS5pbWFnZXMiHwoLUGFnZW1hcEhlYWQSEAoIcGFnZXNfaWQYASACKA0iagoMUGFnZW1hcEVudHJ5Eg0KBXZhZGRyGAEgAigEEhcKD2NvbXBhdF9ucl9wYWdlcxgCIAIoDRIRCglpbl9wYXJlbnQYAyABKAgSDQoFZmxhZ3MYBCABKA0SEAoIbnJfcGFnZXMYBSABKAQiVAoLUHN0cmVlRW50cnkSCwoDcGlkGAEgAigNEgwKBHBwaWQYAiACKA0SDAoEcGdpZBgDIAIoDRILCgNzaWQYBCACKA0SDwoHdGhyZWFkcxgFIAMoDSLuAQoLVGFza0tvYmpJZHMSDQoFdm1faWQYASACKA0SEAoIZmlsZXNfaWQYAiACKA0SDQoFZnNfaWQYAyACKA0SEgoKc2lnaGFuZF9pZBgEIAIoDRIRCglwaWRfbnNfaWQYBSABKA0SEQoJbmV0X25zX2lkGAYgASgNEhEKCWlwY19uc19pZBgHIAEoDRIRCgl1dHNfbnNfaWQYCCABKA0SEQoJbW50X25zX2lkGAkgASgNEhIKCnVzZXJfbnNfaWQYCiABKA0SFAoMY2dyb3VwX25zX2lkGAsgASgNEhIKCnRpbWVfbnNfaWQYDCABKA0iHwoMUGx1Z2luc0VudHJ5Eg8KB3BsdWdpbnMYDCADKAkiiAMKDkludmVudG9yeUVudHJ5EhMKC2ltZ192ZXJzaW9uGAEgAigNEhUKDWZkaW5mb19wZXJfaWQYAiABKAgSMAoIcm9vdF9pZHMYAyABKAsyHi5mZXJyeS5jcml1LmltYWdlcy5UYXNrS29iaklkcxIRCgluc19wZXJfaWQYBCABKAgSEwoLcm9vdF9jZ19zZXQYBSABKA0SKwoHbHNtdHlwZRgGIAEoDjIaLmZlcnJ5LmNyaXUuaW1hZ2VzLkxzbVR5cGUSEwoLZHVtcF91cHRpbWUYCCABKAQSFQoNcHJlX2R1bXBfbW9kZRgJIAEoDRIRCgl0Y3BfY2xvc2UYCiABKAgSGwoTbmV0d29ya19sb2NrX21ldGhvZBgLIAEoDRI2Cg1wbHVnaW5zX2VudHJ5GAwgASgLMh8uZmVycnkuY3JpdS5pbWFnZXMuUGx1Z2luc0VudHJ5EhgKEGR1bXBfY3JpdV9ydW5faWQYDSABKAkSFQoNYWxsb3dfdXByb2JlcxgOIAEoCCLeAgoORHVtcFN0YXRzRW50cnkSFQoNZnJlZXppbmdfdGltZRgBIAIoDRITCgtmcm96ZW5fdGltZRgCIAIoDRIUCgxtZW1kdW1wX3RpbWUYAyACKA0SFQoNbWVtd3JpdGVfdGltZRgEIAIoDRIVCg1wYWdlc19zY2FubmVkGAUgAigEEhwKFHBhZ2VzX3NraXBwZWRfcGFyZW50GAYgAigEEhUKDXBhZ2VzX3dyaXR0ZW4YByACKAQSFQoNaXJtYXBfcmVzb2x2ZRgIIAEoDRISCgpwYWdlc19sYXp5GAkgAigEEhIKCnBhZ2VfcGlwZXMYCiABKAQSFgoOcGFnZV9waXBlX2J1ZnMYCyABKAQSFwoPc2hwYWdlc19zY2FubmVkGAwgASgEEh4KFnNocGFnZXNfc2tpcHBlZF9wYXJlbnQYDSABKAQSFwoPc2hwYWdlc193cml0dGVuGA4gASgEIooBChFSZXN0b3JlU3RhdHNFbnRyeRIWCg5wYWdlc19jb21wYXJlZBgBIAIoBBIZChFwYWdlc19za2lwcGVkX2NvdxgCIAIoBBIUCgxmb3JraW5nX3RpbWUYAyACKA0SFAoMcmVzdG9yZV90aW1lGAQgAigNEhYKDnBhZ2VzX3Jlc3RvcmVkGAUgASgEInQKClN0YXRzRW50cnkSLwoEZHVtcBgBIAEoCzIhLmZlcnJ5LmNyaXUuaW1hZ2VzLkR1bXBTdGF0c0VudHJ5EjUKB3Jlc3RvcmUYAiABKAsyJC5mZXJyeS5jcml1LmltYWdlcy5SZXN0b3JlU3RhdHNFbnRyeSowCgdMc21UeXBlEgoKBk5PX0xTTRAAEgsKB1NFTElOVVgQARIMCghBUFBBUk1PUhAC");
+  fileDesc("ChFjcml1LWltYWdlcy5wcm90bxIRZmVycnkuY3JpdS5pbWFnZXMiHwoLUGFnZW1hcEhlYWQSEAoIcGFnZXNfaWQYASACKA0iagoMUGFnZW1hcEVudHJ5Eg0KBXZhZGRyGAEgAigEEhcKD2NvbXBhdF9ucl9wYWdlcxgCIAIoDRIRCglpbl9wYXJlbnQYAyABKAgSDQoFZmxhZ3MYBCABKA0SEAoIbnJfcGFnZXMYBSABKAQiVAoLUHN0cmVlRW50cnkSCwoDcGlkGAEgAigNEgwKBHBwaWQYAiACKA0SDAoEcGdpZBgDIAIoDRILCgNzaWQYBCACKA0SDwoHdGhyZWFkcxgFIAMoDSLuAQoLVGFza0tvYmpJZHMSDQoFdm1faWQYASACKA0SEAoIZmlsZXNfaWQYAiACKA0SDQoFZnNfaWQYAyACKA0SEgoKc2lnaGFuZF9pZBgEIAIoDRIRCglwaWRfbnNfaWQYBSABKA0SEQoJbmV0X25zX2lkGAYgASgNEhEKCWlwY19uc19pZBgHIAEoDRIRCgl1dHNfbnNfaWQYCCABKA0SEQoJbW50X25zX2lkGAkgASgNEhIKCnVzZXJfbnNfaWQYCiABKA0SFAoMY2dyb3VwX25zX2lkGAsgASgNEhIKCnRpbWVfbnNfaWQYDCABKA0iHwoMUGx1Z2luc0VudHJ5Eg8KB3BsdWdpbnMYDCADKAkiiAMKDkludmVudG9yeUVudHJ5EhMKC2ltZ192ZXJzaW9uGAEgAigNEhUKDWZkaW5mb19wZXJfaWQYAiABKAgSMAoIcm9vdF9pZHMYAyABKAsyHi5mZXJyeS5jcml1LmltYWdlcy5UYXNrS29iaklkcxIRCgluc19wZXJfaWQYBCABKAgSEwoLcm9vdF9jZ19zZXQYBSABKA0SKwoHbHNtdHlwZRgGIAEoDjIaLmZlcnJ5LmNyaXUuaW1hZ2VzLkxzbVR5cGUSEwoLZHVtcF91cHRpbWUYCCABKAQSFQoNcHJlX2R1bXBfbW9kZRgJIAEoDRIRCgl0Y3BfY2xvc2UYCiABKAgSGwoTbmV0d29ya19sb2NrX21ldGhvZBgLIAEoDRI2Cg1wbHVnaW5zX2VudHJ5GAwgASgLMh8uZmVycnkuY3JpdS5pbWFnZXMuUGx1Z2luc0VudHJ5EhgKEGR1bXBfY3JpdV9ydW5faWQYDSABKAkSFQoNYWxsb3dfdXByb2JlcxgOIAEoCCLeAgoORHVtcFN0YXRzRW50cnkSFQoNZnJlZXppbmdfdGltZRgBIAIoDRITCgtmcm96ZW5fdGltZRgCIAIoDRIUCgxtZW1kdW1wX3RpbWUYAyACKA0SFQoNbWVtd3JpdGVfdGltZRgEIAIoDRIVCg1wYWdlc19zY2FubmVkGAUgAigEEhwKFHBhZ2VzX3NraXBwZWRfcGFyZW50GAYgAigEEhUKDXBhZ2VzX3dyaXR0ZW4YByACKAQSFQoNaXJtYXBfcmVzb2x2ZRgIIAEoDRISCgpwYWdlc19sYXp5GAkgAigEEhIKCnBhZ2VfcGlwZXMYCiABKAQSFgoOcGFnZV9waXBlX2J1ZnMYCyABKAQSFwoPc2hwYWdlc19zY2FubmVkGAwgASgEEh4KFnNocGFnZXNfc2tpcHBlZF9wYXJlbnQYDSABKAQSFwoPc2hwYWdlc193cml0dGVuGA4gASgEIooBChFSZXN0b3JlU3RhdHNFbnRyeRIWCg5wYWdlc19jb21wYXJlZBgBIAIoBBIZChFwYWdlc19za2lwcGVkX2NvdxgCIAIoBBIUCgxmb3JraW5nX3RpbWUYAyACKA0SFAoMcmVzdG9yZV90aW1lGAQgAigNEhYKDnBhZ2VzX3Jlc3RvcmVkGAUgASgEInQKClN0YXRzRW50cnkSLwoEZHVtcBgBIAEoCzIhLmZlcnJ5LmNyaXUuaW1hZ2VzLkR1bXBTdGF0c0VudHJ5EjUKB3Jlc3RvcmUYAiABKAsyJC5mZXJyeS5jcml1LmltYWdlcy5SZXN0b3JlU3RhdHNFbnRyeSJCCgpDcmVkc0VudHJ5EgsKA3VpZBgBIAIoDRILCgNnaWQYAiACKA0SDAoEZXVpZBgDIAIoDRIMCgRlZ2lkGAQgAigNIkQKDVRhc2tDb3JlRW50cnkSEgoKdGFza19zdGF0ZRgBIAIoDRIRCglleGl0X2NvZGUYAiACKA0SDAoEY29tbRgGIAIoCSJNCg9UaHJlYWRDb3JlRW50cnkSLAoFY3JlZHMYCiABKAsyHS5mZXJyeS5jcml1LmltYWdlcy5DcmVkc0VudHJ5EgwKBGNvbW0YDSABKAkirgEKCUNvcmVFbnRyeRINCgVtdHlwZRgBIAIoDRIsCgJ0YxgDIAEoCzIgLmZlcnJ5LmNyaXUuaW1hZ2VzLlRhc2tDb3JlRW50cnkSKwoDaWRzGAQgASgLMh4uZmVycnkuY3JpdS5pbWFnZXMuVGFza0tvYmpJZHMSNwoLdGhyZWFkX2NvcmUYBSABKAsyIi5mZXJyeS5jcml1LmltYWdlcy5UaHJlYWRDb3JlRW50cnkicQoIVm1hRW50cnkSDQoFc3RhcnQYASACKAQSCwoDZW5kGAIgAigEEg0KBXBnb2ZmGAMgAigEEg0KBXNobWlkGAQgAigEEgwKBHByb3QYBSACKA0SDQoFZmxhZ3MYBiACKA0SDgoGc3RhdHVzGAcgAigNIrMCCgdNbUVudHJ5EhUKDW1tX3N0YXJ0X2NvZGUYASACKAQSEwoLbW1fZW5kX2NvZGUYAiACKAQSFQoNbW1fc3RhcnRfZGF0YRgDIAIoBBITCgttbV9lbmRfZGF0YRgEIAIoBBIWCg5tbV9zdGFydF9zdGFjaxgFIAIoBBIUCgxtbV9zdGFydF9icmsYBiACKAQSDgoGbW1fYnJrGAcgAigEEhQKDG1tX2FyZ19zdGFydBgIIAIoBBISCgptbV9hcmdfZW5kGAkgAigEEhQKDG1tX2Vudl9zdGFydBgKIAIoBBISCgptbV9lbnZfZW5kGAsgAigEEhMKC2V4ZV9maWxlX2lkGAwgAigNEikKBHZtYXMYDiADKAsyGy5mZXJyeS5jcml1LmltYWdlcy5WbWFFbnRyeSJCCgtGZGluZm9FbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIMCgR0eXBlGAMgAigNEgoKAmZkGAQgAigNImAKDFJlZ0ZpbGVFbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRILCgNwb3MYAyACKAQSDAoEbmFtZRgGIAIoCRIMCgRzaXplGAggASgEEgwKBG1vZGUYCiABKA0iygEKC0luZXRTa0VudHJ5EgoKAmlkGAEgAigNEgsKA2lubxgCIAIoDRIOCgZmYW1pbHkYAyACKA0SDAoEdHlwZRgEIAIoDRINCgVwcm90bxgFIAIoDRINCgVzdGF0ZRgGIAIoDRIQCghzcmNfcG9ydBgHIAIoDRIQCghkc3RfcG9ydBgIIAIoDRIPCgdiYWNrbG9nGAogAigNEhAKCHNyY19hZGRyGAsgAygNEhAKCGRzdF9hZGRyGAwgAygNEg0KBW5zX2lkGBIgASgNIpMBCgtVbml4U2tFbnRyeRIKCgJpZBgBIAIoDRILCgNpbm8YAiACKA0SDAoEdHlwZRgDIAIoDRINCgVzdGF0ZRgEIAIoDRIPCgdiYWNrbG9nGAcgAigNEgwKBHBlZXIYCCACKA0SDAoEbmFtZRgLIAIoDBIQCghuYW1lX2RpchgOIAEoCRIPCgdkZWxldGVkGA8gASgIIjcKCVBpcGVFbnRyeRIKCgJpZBgBIAIoDRIPCgdwaXBlX2lkGAIgAigNEg0KBWZsYWdzGAMgAigNIjkKCUZpZm9FbnRyeRIKCgJpZBgBIAIoDRIPCgdwaXBlX2lkGAIgAigNEg8KB3JlZ2ZfaWQYAyABKA0iTwoMVHR5RmlsZUVudHJ5EgoKAmlkGAEgAigNEhMKC3R0eV9pbmZvX2lkGAIgAigNEg0KBWZsYWdzGAMgAigNEg8KB3JlZ2ZfaWQYBiABKA0iPgoQRXZlbnRmZEZpbGVFbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIPCgdjb3VudGVyGAQgAigEIiAKEUV2ZW50cG9sbFRmZEVudHJ5EgsKA3RmZBgCIAIoDSJiChJFdmVudHBvbGxGaWxlRW50cnkSCgoCaWQYASACKA0SDQoFZmxhZ3MYAiACKA0SMQoDdGZkGAQgAygLMiQuZmVycnkuY3JpdS5pbWFnZXMuRXZlbnRwb2xsVGZkRW50cnkiOwoNU2lnbmFsZmRFbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIPCgdzaWdtYXNrGAQgAigEIjoKDFRpbWVyZmRFbnRyeRIKCgJpZBgBIAIoDRINCgVmbGFncxgCIAIoDRIPCgdjbG9ja2lkGAQgAigNIhwKDklub3RpZnlXZEVudHJ5EgoKAndkGAYgAigNIlwKEElub3RpZnlGaWxlRW50cnkSCgoCaWQYASACKA0SDQoFZmxhZ3MYAiACKA0SLQoCd2QYBSADKAsyIS5mZXJyeS5jcml1LmltYWdlcy5Jbm90aWZ5V2RFbnRyeSIhChFGYW5vdGlmeU1hcmtFbnRyeRIMCgR0eXBlGAIgAigNImIKEUZhbm90aWZ5RmlsZUVudHJ5EgoKAmlkGAEgAigNEg0KBWZsYWdzGAIgAigNEjIKBG1hcmsYBiADKAsyJC5mZXJyeS5jcml1LmltYWdlcy5GYW5vdGlmeU1hcmtFbnRyeSIaCgxFeHRGaWxlRW50cnkSCgoCaWQYASACKA0iTgoPUGFja2V0U29ja0VudHJ5EgoKAmlkGAEgAigNEgwKBHR5cGUYAiACKA0SEAoIcHJvdG9jb2wYAyACKA0SDwoHaWZpbmRleBgFIAIoDSJaCg5OZXRsaW5rU2tFbnRyeRIKCgJpZBgBIAIoDRILCgNpbm8YAiACKA0SEAoIcHJvdG9jb2wYAyACKA0SDQoFc3RhdGUYBCACKA0SDgoGcG9ydGlkGAcgAigNIjwKDFR1bmZpbGVFbnRyeRIKCgJpZBgBIAIoDRIOCgZuZXRkZXYYAiABKAkSEAoIZGV0YWNoZWQYAyABKAgiOgoLTnNGaWxlRW50cnkSCgoCaWQYASACKA0SDQoFbnNfaWQYAiACKA0SEAoIbnNfY2ZsYWcYAyACKA0iSgoOTWVtZmRGaWxlRW50cnkSCgoCaWQYASACKA0SDQoFZmxhZ3MYAiACKA0SCwoDcG9zGAMgAigEEhAKCGlub2RlX2lkGAUgAigNIlEKD0JwZm1hcEZpbGVFbnRyeRIKCgJpZBgBIAIoDRIQCghtYXBfdHlwZRgFIAIoDRIOCgZtYXBfaWQYCCACKA0SEAoIbWFwX25hbWUYDSACKAkiNAoKUGlkZmRFbnRyeRIKCgJpZBgBIAIoDRILCgNpbm8YAiACKA0SDQoFbnNwaWQYBCACKAUi2gcKCUZpbGVFbnRyeRIMCgR0eXBlGAEgAigNEgoKAmlkGAIgAigNEiwKA3JlZxgDIAEoCzIfLmZlcnJ5LmNyaXUuaW1hZ2VzLlJlZ0ZpbGVFbnRyeRIrCgNpc2sYBCABKAsyHi5mZXJyeS5jcml1LmltYWdlcy5JbmV0U2tFbnRyeRIrCgNuc2YYBSABKAsyHi5mZXJyeS5jcml1LmltYWdlcy5Oc0ZpbGVFbnRyeRIvCgNwc2sYBiABKAsyIi5mZXJyeS5jcml1LmltYWdlcy5QYWNrZXRTb2NrRW50cnkSLwoEbmxzaxgHIAEoCzIhLmZlcnJ5LmNyaXUuaW1hZ2VzLk5ldGxpbmtTa0VudHJ5EjAKA2VmZBgIIAEoCzIjLmZlcnJ5LmNyaXUuaW1hZ2VzLkV2ZW50ZmRGaWxlRW50cnkSMwoEZXBmZBgJIAEoCzIlLmZlcnJ5LmNyaXUuaW1hZ2VzLkV2ZW50cG9sbEZpbGVFbnRyeRIuCgRzZ2ZkGAogASgLMiAuZmVycnkuY3JpdS5pbWFnZXMuU2lnbmFsZmRFbnRyeRItCgR0dW5mGAsgASgLMh8uZmVycnkuY3JpdS5pbWFnZXMuVHVuZmlsZUVudHJ5EiwKA3RmZBgMIAEoCzIfLmZlcnJ5LmNyaXUuaW1hZ2VzLlRpbWVyZmRFbnRyeRIwCgNpZnkYDSABKAsyIy5mZXJyeS5jcml1LmltYWdlcy5Jbm90aWZ5RmlsZUVudHJ5EjEKA2ZmeRgOIAEoCzIkLmZlcnJ5LmNyaXUuaW1hZ2VzLkZhbm90aWZ5RmlsZUVudHJ5EiwKA2V4dBgPIAEoCzIfLmZlcnJ5LmNyaXUuaW1hZ2VzLkV4dEZpbGVFbnRyeRIrCgN1c2sYECABKAsyHi5mZXJyeS5jcml1LmltYWdlcy5Vbml4U2tFbnRyeRIqCgRmaWZvGBEgASgLMhwuZmVycnkuY3JpdS5pbWFnZXMuRmlmb0VudHJ5EioKBHBpcGUYEiABKAsyHC5mZXJyeS5jcml1LmltYWdlcy5QaXBlRW50cnkSLAoDdHR5GBMgASgLMh8uZmVycnkuY3JpdS5pbWFnZXMuVHR5RmlsZUVudHJ5EjAKBW1lbWZkGBQgASgLMiEuZmVycnkuY3JpdS5pbWFnZXMuTWVtZmRGaWxlRW50cnkSLwoDYnBmGBUgASgLMiIuZmVycnkuY3JpdS5pbWFnZXMuQnBmbWFwRmlsZUVudHJ5EiwKBXBpZGZkGBYgASgLMh0uZmVycnkuY3JpdS5pbWFnZXMuUGlkZmRFbnRyeSIcCgtUdHlQdHlFbnRyeRINCgVpbmRleBgBIAIoDSJ+CgxUdHlJbmZvRW50cnkSCgoCaWQYASACKA0SDAoEdHlwZRgCIAIoDRILCgNzaWQYBiACKA0SDAoEcGdycBgHIAIoDRIMCgRyZGV2GAggAigNEisKA3B0eRgMIAEoCzIeLmZlcnJ5LmNyaXUuaW1hZ2VzLlR0eVB0eUVudHJ5Ik4KD01lbWZkSW5vZGVFbnRyeRIMCgRuYW1lGAEgAigJEgwKBHNpemUYBCACKAQSDQoFc2htaWQYBSACKA0SEAoIaW5vZGVfaWQYByACKAQqMAoHTHNtVHlwZRIKCgZOT19MU00QABILCgdTRUxJTlVYEAESDAoIQVBQQVJNT1IQAg");
 
 /**
  * The first entry of every pagemap image: which pages-<pages_id>.img holds the data.
@@ -431,6 +431,1238 @@ export type StatsEntry = Message<"ferry.criu.images.StatsEntry"> & {
  */
 export const StatsEntrySchema: GenMessage<StatsEntry> = /*@__PURE__*/
   messageDesc(file_criu_images, 8);
+
+/**
+ * @generated from message ferry.criu.images.CredsEntry
+ */
+export type CredsEntry = Message<"ferry.criu.images.CredsEntry"> & {
+  /**
+   * @generated from field: required uint32 uid = 1;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: required uint32 gid = 2;
+   */
+  gid: number;
+
+  /**
+   * @generated from field: required uint32 euid = 3;
+   */
+  euid: number;
+
+  /**
+   * @generated from field: required uint32 egid = 4;
+   */
+  egid: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.CredsEntry.
+ * Use `create(CredsEntrySchema)` to create a new message.
+ */
+export const CredsEntrySchema: GenMessage<CredsEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 9);
+
+/**
+ * @generated from message ferry.criu.images.TaskCoreEntry
+ */
+export type TaskCoreEntry = Message<"ferry.criu.images.TaskCoreEntry"> & {
+  /**
+   * 1 alive, 2 dead, 3 stopped, 6 zombie (compel's task states).
+   *
+   * @generated from field: required uint32 task_state = 1;
+   */
+  taskState: number;
+
+  /**
+   * @generated from field: required uint32 exit_code = 2;
+   */
+  exitCode: number;
+
+  /**
+   * @generated from field: required string comm = 6;
+   */
+  comm: string;
+};
+
+/**
+ * Describes the message ferry.criu.images.TaskCoreEntry.
+ * Use `create(TaskCoreEntrySchema)` to create a new message.
+ */
+export const TaskCoreEntrySchema: GenMessage<TaskCoreEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 10);
+
+/**
+ * @generated from message ferry.criu.images.ThreadCoreEntry
+ */
+export type ThreadCoreEntry = Message<"ferry.criu.images.ThreadCoreEntry"> & {
+  /**
+   * @generated from field: optional ferry.criu.images.CredsEntry creds = 10;
+   */
+  creds?: CredsEntry | undefined;
+
+  /**
+   * @generated from field: optional string comm = 13;
+   */
+  comm: string;
+};
+
+/**
+ * Describes the message ferry.criu.images.ThreadCoreEntry.
+ * Use `create(ThreadCoreEntrySchema)` to create a new message.
+ */
+export const ThreadCoreEntrySchema: GenMessage<ThreadCoreEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 11);
+
+/**
+ * @generated from message ferry.criu.images.CoreEntry
+ */
+export type CoreEntry = Message<"ferry.criu.images.CoreEntry"> & {
+  /**
+   * CRIU's march enum (1 = x86_64, 3 = aarch64, ...); a number here so that an unknown
+   * architecture is reported, not rejected.
+   *
+   * @generated from field: required uint32 mtype = 1;
+   */
+  mtype: number;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TaskCoreEntry tc = 3;
+   */
+  tc?: TaskCoreEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TaskKobjIds ids = 4;
+   */
+  ids?: TaskKobjIds | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.ThreadCoreEntry thread_core = 5;
+   */
+  threadCore?: ThreadCoreEntry | undefined;
+};
+
+/**
+ * Describes the message ferry.criu.images.CoreEntry.
+ * Use `create(CoreEntrySchema)` to create a new message.
+ */
+export const CoreEntrySchema: GenMessage<CoreEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 12);
+
+/**
+ * @generated from message ferry.criu.images.VmaEntry
+ */
+export type VmaEntry = Message<"ferry.criu.images.VmaEntry"> & {
+  /**
+   * @generated from field: required uint64 start = 1;
+   */
+  start: bigint;
+
+  /**
+   * @generated from field: required uint64 end = 2;
+   */
+  end: bigint;
+
+  /**
+   * @generated from field: required uint64 pgoff = 3;
+   */
+  pgoff: bigint;
+
+  /**
+   * The file id (files.img) of a file mapping, or the shared-memory id of a shared one.
+   *
+   * @generated from field: required uint64 shmid = 4;
+   */
+  shmid: bigint;
+
+  /**
+   * PROT_* bits.
+   *
+   * @generated from field: required uint32 prot = 5;
+   */
+  prot: number;
+
+  /**
+   * MAP_* bits.
+   *
+   * @generated from field: required uint32 flags = 6;
+   */
+  flags: number;
+
+  /**
+   * CRIU's VMA_AREA_* / VMA_FILE_* / VMA_ANON_* bits (criu/include/image.h).
+   *
+   * @generated from field: required uint32 status = 7;
+   */
+  status: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.VmaEntry.
+ * Use `create(VmaEntrySchema)` to create a new message.
+ */
+export const VmaEntrySchema: GenMessage<VmaEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 13);
+
+/**
+ * @generated from message ferry.criu.images.MmEntry
+ */
+export type MmEntry = Message<"ferry.criu.images.MmEntry"> & {
+  /**
+   * @generated from field: required uint64 mm_start_code = 1;
+   */
+  mmStartCode: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_end_code = 2;
+   */
+  mmEndCode: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_start_data = 3;
+   */
+  mmStartData: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_end_data = 4;
+   */
+  mmEndData: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_start_stack = 5;
+   */
+  mmStartStack: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_start_brk = 6;
+   */
+  mmStartBrk: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_brk = 7;
+   */
+  mmBrk: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_arg_start = 8;
+   */
+  mmArgStart: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_arg_end = 9;
+   */
+  mmArgEnd: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_env_start = 10;
+   */
+  mmEnvStart: bigint;
+
+  /**
+   * @generated from field: required uint64 mm_env_end = 11;
+   */
+  mmEnvEnd: bigint;
+
+  /**
+   * @generated from field: required uint32 exe_file_id = 12;
+   */
+  exeFileId: number;
+
+  /**
+   * @generated from field: repeated ferry.criu.images.VmaEntry vmas = 14;
+   */
+  vmas: VmaEntry[];
+};
+
+/**
+ * Describes the message ferry.criu.images.MmEntry.
+ * Use `create(MmEntrySchema)` to create a new message.
+ */
+export const MmEntrySchema: GenMessage<MmEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 14);
+
+/**
+ * @generated from message ferry.criu.images.FdinfoEntry
+ */
+export type FdinfoEntry = Message<"ferry.criu.images.FdinfoEntry"> & {
+  /**
+   * The file's id in files.img.
+   *
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * FD_CLOEXEC.
+   *
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * CRIU's fd_types enum (1 = REG ... 20 = PIDFD); a number so unknown kinds still decode.
+   *
+   * @generated from field: required uint32 type = 3;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 fd = 4;
+   */
+  fd: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.FdinfoEntry.
+ * Use `create(FdinfoEntrySchema)` to create a new message.
+ */
+export const FdinfoEntrySchema: GenMessage<FdinfoEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 15);
+
+/**
+ * @generated from message ferry.criu.images.RegFileEntry
+ */
+export type RegFileEntry = Message<"ferry.criu.images.RegFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * open(2) flags.
+   *
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: required uint64 pos = 3;
+   */
+  pos: bigint;
+
+  /**
+   * @generated from field: required string name = 6;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional uint64 size = 8;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: optional uint32 mode = 10;
+   */
+  mode: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.RegFileEntry.
+ * Use `create(RegFileEntrySchema)` to create a new message.
+ */
+export const RegFileEntrySchema: GenMessage<RegFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 16);
+
+/**
+ * @generated from message ferry.criu.images.InetSkEntry
+ */
+export type InetSkEntry = Message<"ferry.criu.images.InetSkEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 ino = 2;
+   */
+  ino: number;
+
+  /**
+   * @generated from field: required uint32 family = 3;
+   */
+  family: number;
+
+  /**
+   * @generated from field: required uint32 type = 4;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 proto = 5;
+   */
+  proto: number;
+
+  /**
+   * The kernel's TCP state numbers (TCP_ESTABLISHED = 1 ... TCP_LISTEN = 10).
+   *
+   * @generated from field: required uint32 state = 6;
+   */
+  state: number;
+
+  /**
+   * @generated from field: required uint32 src_port = 7;
+   */
+  srcPort: number;
+
+  /**
+   * @generated from field: required uint32 dst_port = 8;
+   */
+  dstPort: number;
+
+  /**
+   * @generated from field: required uint32 backlog = 10;
+   */
+  backlog: number;
+
+  /**
+   * Addresses as u32 words in network byte order (1 word for IPv4, 4 for IPv6).
+   *
+   * @generated from field: repeated uint32 src_addr = 11;
+   */
+  srcAddr: number[];
+
+  /**
+   * @generated from field: repeated uint32 dst_addr = 12;
+   */
+  dstAddr: number[];
+
+  /**
+   * @generated from field: optional uint32 ns_id = 18;
+   */
+  nsId: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.InetSkEntry.
+ * Use `create(InetSkEntrySchema)` to create a new message.
+ */
+export const InetSkEntrySchema: GenMessage<InetSkEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 17);
+
+/**
+ * @generated from message ferry.criu.images.UnixSkEntry
+ */
+export type UnixSkEntry = Message<"ferry.criu.images.UnixSkEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 ino = 2;
+   */
+  ino: number;
+
+  /**
+   * @generated from field: required uint32 type = 3;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 state = 4;
+   */
+  state: number;
+
+  /**
+   * @generated from field: required uint32 backlog = 7;
+   */
+  backlog: number;
+
+  /**
+   * The peer's ino, 0 when none.
+   *
+   * @generated from field: required uint32 peer = 8;
+   */
+  peer: number;
+
+  /**
+   * Abstract names start with a NUL byte.
+   *
+   * @generated from field: required bytes name = 11;
+   */
+  name: Uint8Array;
+
+  /**
+   * @generated from field: optional string name_dir = 14;
+   */
+  nameDir: string;
+
+  /**
+   * @generated from field: optional bool deleted = 15;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message ferry.criu.images.UnixSkEntry.
+ * Use `create(UnixSkEntrySchema)` to create a new message.
+ */
+export const UnixSkEntrySchema: GenMessage<UnixSkEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 18);
+
+/**
+ * @generated from message ferry.criu.images.PipeEntry
+ */
+export type PipeEntry = Message<"ferry.criu.images.PipeEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 pipe_id = 2;
+   */
+  pipeId: number;
+
+  /**
+   * @generated from field: required uint32 flags = 3;
+   */
+  flags: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.PipeEntry.
+ * Use `create(PipeEntrySchema)` to create a new message.
+ */
+export const PipeEntrySchema: GenMessage<PipeEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 19);
+
+/**
+ * @generated from message ferry.criu.images.FifoEntry
+ */
+export type FifoEntry = Message<"ferry.criu.images.FifoEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 pipe_id = 2;
+   */
+  pipeId: number;
+
+  /**
+   * The RegFileEntry with the fifo's path.
+   *
+   * @generated from field: optional uint32 regf_id = 3;
+   */
+  regfId: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.FifoEntry.
+ * Use `create(FifoEntrySchema)` to create a new message.
+ */
+export const FifoEntrySchema: GenMessage<FifoEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 20);
+
+/**
+ * @generated from message ferry.criu.images.TtyFileEntry
+ */
+export type TtyFileEntry = Message<"ferry.criu.images.TtyFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 tty_info_id = 2;
+   */
+  ttyInfoId: number;
+
+  /**
+   * @generated from field: required uint32 flags = 3;
+   */
+  flags: number;
+
+  /**
+   * The RegFileEntry with the tty's path.
+   *
+   * @generated from field: optional uint32 regf_id = 6;
+   */
+  regfId: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.TtyFileEntry.
+ * Use `create(TtyFileEntrySchema)` to create a new message.
+ */
+export const TtyFileEntrySchema: GenMessage<TtyFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 21);
+
+/**
+ * @generated from message ferry.criu.images.EventfdFileEntry
+ */
+export type EventfdFileEntry = Message<"ferry.criu.images.EventfdFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: required uint64 counter = 4;
+   */
+  counter: bigint;
+};
+
+/**
+ * Describes the message ferry.criu.images.EventfdFileEntry.
+ * Use `create(EventfdFileEntrySchema)` to create a new message.
+ */
+export const EventfdFileEntrySchema: GenMessage<EventfdFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 22);
+
+/**
+ * Only the target fd of each watched file.
+ *
+ * @generated from message ferry.criu.images.EventpollTfdEntry
+ */
+export type EventpollTfdEntry = Message<"ferry.criu.images.EventpollTfdEntry"> & {
+  /**
+   * @generated from field: required uint32 tfd = 2;
+   */
+  tfd: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.EventpollTfdEntry.
+ * Use `create(EventpollTfdEntrySchema)` to create a new message.
+ */
+export const EventpollTfdEntrySchema: GenMessage<EventpollTfdEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 23);
+
+/**
+ * @generated from message ferry.criu.images.EventpollFileEntry
+ */
+export type EventpollFileEntry = Message<"ferry.criu.images.EventpollFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: repeated ferry.criu.images.EventpollTfdEntry tfd = 4;
+   */
+  tfd: EventpollTfdEntry[];
+};
+
+/**
+ * Describes the message ferry.criu.images.EventpollFileEntry.
+ * Use `create(EventpollFileEntrySchema)` to create a new message.
+ */
+export const EventpollFileEntrySchema: GenMessage<EventpollFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 24);
+
+/**
+ * @generated from message ferry.criu.images.SignalfdEntry
+ */
+export type SignalfdEntry = Message<"ferry.criu.images.SignalfdEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: required uint64 sigmask = 4;
+   */
+  sigmask: bigint;
+};
+
+/**
+ * Describes the message ferry.criu.images.SignalfdEntry.
+ * Use `create(SignalfdEntrySchema)` to create a new message.
+ */
+export const SignalfdEntrySchema: GenMessage<SignalfdEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 25);
+
+/**
+ * @generated from message ferry.criu.images.TimerfdEntry
+ */
+export type TimerfdEntry = Message<"ferry.criu.images.TimerfdEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: required uint32 clockid = 4;
+   */
+  clockid: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.TimerfdEntry.
+ * Use `create(TimerfdEntrySchema)` to create a new message.
+ */
+export const TimerfdEntrySchema: GenMessage<TimerfdEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 26);
+
+/**
+ * Only the watch descriptor of each inotify watch.
+ *
+ * @generated from message ferry.criu.images.InotifyWdEntry
+ */
+export type InotifyWdEntry = Message<"ferry.criu.images.InotifyWdEntry"> & {
+  /**
+   * @generated from field: required uint32 wd = 6;
+   */
+  wd: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.InotifyWdEntry.
+ * Use `create(InotifyWdEntrySchema)` to create a new message.
+ */
+export const InotifyWdEntrySchema: GenMessage<InotifyWdEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 27);
+
+/**
+ * @generated from message ferry.criu.images.InotifyFileEntry
+ */
+export type InotifyFileEntry = Message<"ferry.criu.images.InotifyFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: repeated ferry.criu.images.InotifyWdEntry wd = 5;
+   */
+  wd: InotifyWdEntry[];
+};
+
+/**
+ * Describes the message ferry.criu.images.InotifyFileEntry.
+ * Use `create(InotifyFileEntrySchema)` to create a new message.
+ */
+export const InotifyFileEntrySchema: GenMessage<InotifyFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 28);
+
+/**
+ * Only the mark type (1 inode, 2 mount) of each fanotify mark.
+ *
+ * @generated from message ferry.criu.images.FanotifyMarkEntry
+ */
+export type FanotifyMarkEntry = Message<"ferry.criu.images.FanotifyMarkEntry"> & {
+  /**
+   * @generated from field: required uint32 type = 2;
+   */
+  type: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.FanotifyMarkEntry.
+ * Use `create(FanotifyMarkEntrySchema)` to create a new message.
+ */
+export const FanotifyMarkEntrySchema: GenMessage<FanotifyMarkEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 29);
+
+/**
+ * @generated from message ferry.criu.images.FanotifyFileEntry
+ */
+export type FanotifyFileEntry = Message<"ferry.criu.images.FanotifyFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: repeated ferry.criu.images.FanotifyMarkEntry mark = 6;
+   */
+  mark: FanotifyMarkEntry[];
+};
+
+/**
+ * Describes the message ferry.criu.images.FanotifyFileEntry.
+ * Use `create(FanotifyFileEntrySchema)` to create a new message.
+ */
+export const FanotifyFileEntrySchema: GenMessage<FanotifyFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 30);
+
+/**
+ * @generated from message ferry.criu.images.ExtFileEntry
+ */
+export type ExtFileEntry = Message<"ferry.criu.images.ExtFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.ExtFileEntry.
+ * Use `create(ExtFileEntrySchema)` to create a new message.
+ */
+export const ExtFileEntrySchema: GenMessage<ExtFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 31);
+
+/**
+ * @generated from message ferry.criu.images.PacketSockEntry
+ */
+export type PacketSockEntry = Message<"ferry.criu.images.PacketSockEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 type = 2;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 protocol = 3;
+   */
+  protocol: number;
+
+  /**
+   * @generated from field: required uint32 ifindex = 5;
+   */
+  ifindex: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.PacketSockEntry.
+ * Use `create(PacketSockEntrySchema)` to create a new message.
+ */
+export const PacketSockEntrySchema: GenMessage<PacketSockEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 32);
+
+/**
+ * @generated from message ferry.criu.images.NetlinkSkEntry
+ */
+export type NetlinkSkEntry = Message<"ferry.criu.images.NetlinkSkEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 ino = 2;
+   */
+  ino: number;
+
+  /**
+   * @generated from field: required uint32 protocol = 3;
+   */
+  protocol: number;
+
+  /**
+   * @generated from field: required uint32 state = 4;
+   */
+  state: number;
+
+  /**
+   * @generated from field: required uint32 portid = 7;
+   */
+  portid: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.NetlinkSkEntry.
+ * Use `create(NetlinkSkEntrySchema)` to create a new message.
+ */
+export const NetlinkSkEntrySchema: GenMessage<NetlinkSkEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 33);
+
+/**
+ * @generated from message ferry.criu.images.TunfileEntry
+ */
+export type TunfileEntry = Message<"ferry.criu.images.TunfileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: optional string netdev = 2;
+   */
+  netdev: string;
+
+  /**
+   * @generated from field: optional bool detached = 3;
+   */
+  detached: boolean;
+};
+
+/**
+ * Describes the message ferry.criu.images.TunfileEntry.
+ * Use `create(TunfileEntrySchema)` to create a new message.
+ */
+export const TunfileEntrySchema: GenMessage<TunfileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 34);
+
+/**
+ * @generated from message ferry.criu.images.NsFileEntry
+ */
+export type NsFileEntry = Message<"ferry.criu.images.NsFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 ns_id = 2;
+   */
+  nsId: number;
+
+  /**
+   * The CLONE_NEW* flag of the namespace kind.
+   *
+   * @generated from field: required uint32 ns_cflag = 3;
+   */
+  nsCflag: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.NsFileEntry.
+ * Use `create(NsFileEntrySchema)` to create a new message.
+ */
+export const NsFileEntrySchema: GenMessage<NsFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 35);
+
+/**
+ * @generated from message ferry.criu.images.MemfdFileEntry
+ */
+export type MemfdFileEntry = Message<"ferry.criu.images.MemfdFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 flags = 2;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: required uint64 pos = 3;
+   */
+  pos: bigint;
+
+  /**
+   * The MemfdInodeEntry (memfd.img) of the file.
+   *
+   * @generated from field: required uint32 inode_id = 5;
+   */
+  inodeId: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.MemfdFileEntry.
+ * Use `create(MemfdFileEntrySchema)` to create a new message.
+ */
+export const MemfdFileEntrySchema: GenMessage<MemfdFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 36);
+
+/**
+ * @generated from message ferry.criu.images.BpfmapFileEntry
+ */
+export type BpfmapFileEntry = Message<"ferry.criu.images.BpfmapFileEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 map_type = 5;
+   */
+  mapType: number;
+
+  /**
+   * @generated from field: required uint32 map_id = 8;
+   */
+  mapId: number;
+
+  /**
+   * @generated from field: required string map_name = 13;
+   */
+  mapName: string;
+};
+
+/**
+ * Describes the message ferry.criu.images.BpfmapFileEntry.
+ * Use `create(BpfmapFileEntrySchema)` to create a new message.
+ */
+export const BpfmapFileEntrySchema: GenMessage<BpfmapFileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 37);
+
+/**
+ * @generated from message ferry.criu.images.PidfdEntry
+ */
+export type PidfdEntry = Message<"ferry.criu.images.PidfdEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: required uint32 ino = 2;
+   */
+  ino: number;
+
+  /**
+   * The pid the pidfd refers to, in the dumped pid namespace.
+   *
+   * @generated from field: required int32 nspid = 4;
+   */
+  nspid: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.PidfdEntry.
+ * Use `create(PidfdEntrySchema)` to create a new message.
+ */
+export const PidfdEntrySchema: GenMessage<PidfdEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 38);
+
+/**
+ * @generated from message ferry.criu.images.FileEntry
+ */
+export type FileEntry = Message<"ferry.criu.images.FileEntry"> & {
+  /**
+   * CRIU's fd_types enum; a number so that a kind ferry does not know still decodes.
+   *
+   * @generated from field: required uint32 type = 1;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 id = 2;
+   */
+  id: number;
+
+  /**
+   * @generated from field: optional ferry.criu.images.RegFileEntry reg = 3;
+   */
+  reg?: RegFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.InetSkEntry isk = 4;
+   */
+  isk?: InetSkEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.NsFileEntry nsf = 5;
+   */
+  nsf?: NsFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.PacketSockEntry psk = 6;
+   */
+  psk?: PacketSockEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.NetlinkSkEntry nlsk = 7;
+   */
+  nlsk?: NetlinkSkEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.EventfdFileEntry efd = 8;
+   */
+  efd?: EventfdFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.EventpollFileEntry epfd = 9;
+   */
+  epfd?: EventpollFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.SignalfdEntry sgfd = 10;
+   */
+  sgfd?: SignalfdEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TunfileEntry tunf = 11;
+   */
+  tunf?: TunfileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TimerfdEntry tfd = 12;
+   */
+  tfd?: TimerfdEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.InotifyFileEntry ify = 13;
+   */
+  ify?: InotifyFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.FanotifyFileEntry ffy = 14;
+   */
+  ffy?: FanotifyFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.ExtFileEntry ext = 15;
+   */
+  ext?: ExtFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.UnixSkEntry usk = 16;
+   */
+  usk?: UnixSkEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.FifoEntry fifo = 17;
+   */
+  fifo?: FifoEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.PipeEntry pipe = 18;
+   */
+  pipe?: PipeEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TtyFileEntry tty = 19;
+   */
+  tty?: TtyFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.MemfdFileEntry memfd = 20;
+   */
+  memfd?: MemfdFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.BpfmapFileEntry bpf = 21;
+   */
+  bpf?: BpfmapFileEntry | undefined;
+
+  /**
+   * @generated from field: optional ferry.criu.images.PidfdEntry pidfd = 22;
+   */
+  pidfd?: PidfdEntry | undefined;
+};
+
+/**
+ * Describes the message ferry.criu.images.FileEntry.
+ * Use `create(FileEntrySchema)` to create a new message.
+ */
+export const FileEntrySchema: GenMessage<FileEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 39);
+
+/**
+ * @generated from message ferry.criu.images.TtyPtyEntry
+ */
+export type TtyPtyEntry = Message<"ferry.criu.images.TtyPtyEntry"> & {
+  /**
+   * @generated from field: required uint32 index = 1;
+   */
+  index: number;
+};
+
+/**
+ * Describes the message ferry.criu.images.TtyPtyEntry.
+ * Use `create(TtyPtyEntrySchema)` to create a new message.
+ */
+export const TtyPtyEntrySchema: GenMessage<TtyPtyEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 40);
+
+/**
+ * @generated from message ferry.criu.images.TtyInfoEntry
+ */
+export type TtyInfoEntry = Message<"ferry.criu.images.TtyInfoEntry"> & {
+  /**
+   * @generated from field: required uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * CRIU's TtyType: 1 PTY, 2 CONSOLE, 3 VT, 4 CTTY, 5 EXT_TTY, 6 SERIAL.
+   *
+   * @generated from field: required uint32 type = 2;
+   */
+  type: number;
+
+  /**
+   * @generated from field: required uint32 sid = 6;
+   */
+  sid: number;
+
+  /**
+   * @generated from field: required uint32 pgrp = 7;
+   */
+  pgrp: number;
+
+  /**
+   * @generated from field: required uint32 rdev = 8;
+   */
+  rdev: number;
+
+  /**
+   * @generated from field: optional ferry.criu.images.TtyPtyEntry pty = 12;
+   */
+  pty?: TtyPtyEntry | undefined;
+};
+
+/**
+ * Describes the message ferry.criu.images.TtyInfoEntry.
+ * Use `create(TtyInfoEntrySchema)` to create a new message.
+ */
+export const TtyInfoEntrySchema: GenMessage<TtyInfoEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 41);
+
+/**
+ * @generated from message ferry.criu.images.MemfdInodeEntry
+ */
+export type MemfdInodeEntry = Message<"ferry.criu.images.MemfdInodeEntry"> & {
+  /**
+   * @generated from field: required string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: required uint64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: required uint32 shmid = 5;
+   */
+  shmid: number;
+
+  /**
+   * @generated from field: required uint64 inode_id = 7;
+   */
+  inodeId: bigint;
+};
+
+/**
+ * Describes the message ferry.criu.images.MemfdInodeEntry.
+ * Use `create(MemfdInodeEntrySchema)` to create a new message.
+ */
+export const MemfdInodeEntrySchema: GenMessage<MemfdInodeEntry> = /*@__PURE__*/
+  messageDesc(file_criu_images, 42);
 
 /**
  * @generated from enum ferry.criu.images.LsmType

@@ -6,7 +6,8 @@
 import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import { FeatureSet_FieldPresence } from '@bufbuild/protobuf/wkt';
-import { imageFormatError, type ImageEntry } from './framing.js';
+import { imageFormatError, readImageEntries, type ImageEntry } from './framing.js';
+import type { ImageFraming } from './magic.js';
 
 /** Dotted paths of the required fields not set in `msg`, nested messages included. */
 export function missingRequiredFields(msg: ReflectMessage, prefix = ''): string[] {
@@ -44,4 +45,25 @@ export function u64ToNumber(value: bigint, what: string, file: string, offset?: 
     throw imageFormatError(file, `${what} = ${value} is too large`, offset);
   }
   return Number(value);
+}
+
+/**
+ * The one entry of an image that holds a single entry (core, mm, ids), decoded as `schema`;
+ * undefined when the file is missing or empty, an error when it holds more than one.
+ */
+export async function readSingleEntry<Desc extends DescMessage>(
+  schema: Desc, file: string, framing: ImageFraming,
+): Promise<MessageShape<Desc> | undefined> {
+  const entries = await readImageEntries(file, framing);
+  const [entry, extra] = entries;
+  if (entry === undefined) return undefined;
+  if (extra !== undefined) throw imageFormatError(file, `${entries.length} ${schema.name} entries, expected 1`, extra.offset);
+  return decodeEntry(schema, entry, file);
+}
+
+/** Every entry of an image decoded as `schema`; none when the file is missing or empty. */
+export async function readAllEntries<Desc extends DescMessage>(
+  schema: Desc, file: string, framing: ImageFraming,
+): Promise<MessageShape<Desc>[]> {
+  return (await readImageEntries(file, framing)).map((entry) => decodeEntry(schema, entry, file));
 }

@@ -18,3 +18,12 @@ export {
   type Pagemap, type PagemapRun, type PresentRun,
 } from './pagemap.js';
 export { listImages, type ImageFile } from './list.js';
+export { readCore, type ThreadCore, type Creds, type TaskStateName } from './core.js';
+export { readMm, type Mm, type Vma } from './mm.js';
+export { readTaskIds, type TaskIds } from './ids.js';
+export { readFdinfo, type FdinfoRecord } from './fdinfo.js';
+export { readFiles, fdTypeName, type FdTypeName } from './files.js';
+export { describeFile, type FileDescription } from './describe.js';
+export { readTaskMemory, type MemoryRead } from './task-memory.js';
+export { inspectImages, type InspectOptions } from './inspect.js';
+export type * from './inspect-types.js';

@@ -92,7 +92,8 @@ export async function readInventory(dir: string): Promise<Inventory | undefined>
   return out;
 }
 
-function rootIdsFrom(ids: TaskKobjIds): RootIds {
+/** The ids of a task_kobj_ids_entry, optional ones only when set. */
+export function rootIdsFrom(ids: TaskKobjIds): RootIds {
   const f = TaskKobjIdsSchema.field;
   const out: RootIds = { vm_id: ids.vmId, files_id: ids.filesId, fs_id: ids.fsId, sighand_id: ids.sighandId };
   if (isFieldSet(ids, f.pidNsId)) out.pid_ns_id = ids.pidNsId;

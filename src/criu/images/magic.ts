@@ -80,6 +80,16 @@ export const IMAGE_KINDS = {
   'seccomp': common('SECCOMP', 0x64413049, /^seccomp\.img$/),
   'timens': common('TIMENS', 0x43114433, /^timens-(\d+)\.img$/),
   'cpuinfo': common('CPUINFO', 0x61404013, /^cpuinfo\.img$/),
+  'tty-info': common('TTY_INFO', 0x59453036, /^tty-info\.img$/),
+  'tty-data': common('TTY_DATA', 0x59413026, /^tty-data\.img$/),
+  'memfd': common('MEMFD_INODE', 0x48453499, /^memfd\.img$/),
+  'sk-queues': common('SK_QUEUES', 0x56264026, /^sk-queues\.img$/),
+  'fifo-data': common('FIFO_DATA', 0x59333054, /^fifo-data\.img$/),
+  'filelocks': common('FILE_LOCKS', 0x54323616, /^filelocks\.img$/),
+  'utsns': common('UTSNS', 0x54473203, /^utsns-(\d+)\.img$/),
+  'ipcns-var': common('IPC_VAR', 0x53115007, /^ipcns-var-(\d+)\.img$/),
+  'userns': common('USERNS', 0x55474906, /^userns-(\d+)\.img$/),
+  'pidns': common('PIDNS', 0x61157326, /^pidns-(\d+)\.img$/),
 } as const satisfies Record<string, ImageKindInfo>;
 
 export type ImageKind = keyof typeof IMAGE_KINDS;
