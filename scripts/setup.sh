@@ -133,6 +133,9 @@ if [ ! -f "$addon" ] || [ -n "$(find "$ROOT/native" -maxdepth 1 \( -name '*.c' -
     || die "building the native addon failed; run: cd native && npx node-gyp rebuild --nodedir=$nodedir"
 fi
 
+say "test workloads"
+make -s -C "$ROOT/test/workloads" >/dev/null
+
 say "TypeScript build"
 "$ROOT/node_modules/.bin/tsc" -p "$ROOT/tsconfig.json"
 say "ready"
