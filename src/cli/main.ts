@@ -4,6 +4,10 @@ import { reportError } from './output.js';
 
 /** Verbs, loaded only when used (keeps start-up lean). */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
+  run: () => import('./commands/run.js'),
+  checkpoint: () => import('./commands/checkpoint.js'),
+  restore: () => import('./commands/restore.js'),
+  snapshots: () => import('./commands/snapshots.js'),
   doctor: () => import('./commands/doctor.js'),
   criu: () => import('./commands/criu.js'),
   version: () => import('./commands/version.js'),
@@ -14,6 +18,10 @@ const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux proces
 usage: ferry <command> [options]
 
 commands:
+  run               start a program in its own pid namespace, detached (ferry run --name N -- CMD…)
+  checkpoint        checkpoint a pid or workload into the store; prints the snapshot id
+  restore           restore a snapshot (checksums and host checks first); prints the new pid
+  snapshots         ls | inspect ID | rm ID
   doctor            check this host: CRIU, kernel features, runtimes, store; proves C/R works
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version

@@ -1,0 +1,114 @@
+import { copyFile, mkdir, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CriuClient, CRIU_MIN } from '../criu/client.js';
+import { readDumpStats } from '../criu/images/stats.js';
+import { checksumDir } from '../store/checksums.js';
+import type { SnapshotManifest, Tier } from '../store/manifest.js';
+import { Store } from '../store/store.js';
+import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
+import { readWorkload } from '../targets/run.js';
+import { FerryError } from '../util/errors.js';
+import { hostFacts } from './host.js';
+
+export interface CheckpointRequest {
+  /** A pid, or the name of a workload started with `ferry run`. */
+  target: string | number;
+  name?: string;
+  leaveRunning?: boolean;
+  tier?: Tier;
+  tcpEstablished?: boolean;
+  extUnixSk?: boolean;
+  fileLocks?: boolean;
+  shellJob?: boolean;
+}
+
+export interface CheckpointResult {
+  snapshot: string;
+  dir: string;
+  manifest: SnapshotManifest;
+}
+
+/** Resolves a pid or workload name to a pid. */
+export async function resolveTarget(store: Store, target: string | number): Promise<{ pid: number; workload: string | undefined }> {
+  if (typeof target === 'number' || /^\d+$/.test(target)) {
+    const pid = Number(target);
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new FerryError('ERR_USAGE', `'${target}' is not a valid pid`);
+    return { pid, workload: undefined };
+  }
+  const rec = await readWorkload(store.workloadsDir, target);
+  if (!rec) {
+    throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${target}'`, { hint: 'give a pid, or the --name of a workload started with `ferry run`' });
+  }
+  return { pid: rec.pid, workload: rec.name };
+}
+
+/**
+ * Checkpoints a process tree into the store. Everything that can be refused is refused
+ * before CRIU runs; if CRIU fails, it has resumed the tree and the half-written snapshot is
+ * removed, so the workload keeps running and the store holds only complete snapshots.
+ */
+export async function checkpoint(store: Store, req: CheckpointRequest, criu = new CriuClient()): Promise<CheckpointResult> {
+  const started = Date.now();
+  const tier = req.tier ?? 'disk';
+  const { pid, workload } = await resolveTarget(store, req.target);
+  const info = await checkCheckpointable(pid, { shellJob: req.shellJob === true });
+  const version = await criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
+  const pending = await store.begin(tier, req.name);
+  try {
+    const need = await treeRssBytes(pid);
+    const fs = await statfs(pending.dir);
+    const free = fs.bavail * fs.bsize;
+    if (need > free) {
+      throw new FerryError('ERR_STORE_FULL', `the ${tier} tier has ${Math.floor(free / 2 ** 20)} MiB free; pid ${pid} holds about ${Math.ceil(need / 2 ** 20)} MiB`, {
+        hint: tier === 'memory' ? 'use --tier disk, or free memory-tier space (`ferry snapshots rm`)' : 'free space in the store, or use --store on a larger file system',
+      });
+    }
+    // CRIU's log and stats go to a work dir outside the snapshot, so a failed checkpoint's
+    // log survives the removal of its half-written images; on success they are copied in.
+    const workDir = join(store.root, 'logs', `checkpoint-${pending.id}`);
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    const criuStarted = Date.now();
+    await criu.dump({
+      pid,
+      imagesDir: pending.dir,
+      workDir,
+      ...(req.leaveRunning ? { leaveRunning: true } : {}),
+      ...(req.tcpEstablished ? { tcpEstablished: true } : {}),
+      ...(req.extUnixSk ? { extUnixSk: true } : {}),
+      ...(req.fileLocks ? { fileLocks: true } : {}),
+      ...(req.shellJob ? { shellJob: true } : {}),
+    });
+    const criuMs = Date.now() - criuStarted;
+    for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
+    const sumStarted = Date.now();
+    const files = await checksumDir(pending.dir);
+    const checksumMs = Date.now() - sumStarted;
+    const manifest: SnapshotManifest = {
+      format: 1,
+      id: pending.id,
+      name: req.name,
+      parent: undefined,
+      tier,
+      createdAt: new Date().toISOString(),
+      target: { kind: 'process', pid, workload, command: info.command, ownPidNamespace: info.nsPid === 1 },
+      host: await hostFacts(),
+      criu: { version: version.text },
+      options: {
+        tcpEstablished: req.tcpEstablished === true,
+        extUnixSk: req.extUnixSk === true,
+        fileLocks: req.fileLocks === true,
+        shellJob: req.shellJob === true,
+      },
+      stats: await readDumpStats(pending.dir),
+      timings: { totalMs: 0, criuMs, checksumMs },
+      bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
+      files,
+    };
+    manifest.timings.totalMs = Date.now() - started;
+    const dir = await pending.commit(manifest);
+    return { snapshot: pending.id, dir, manifest };
+  } catch (err) {
+    await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
+    throw err;
+  }
+}

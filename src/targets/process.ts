@@ -1,0 +1,109 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { FerryError } from '../util/errors.js';
+
+/** Facts about a live process, read from /proc. */
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  sid: number;
+  comm: string;
+  command: string[];
+  /** pid in its own (innermost) pid namespace: 1 means it is the namespace's init. */
+  nsPid: number;
+  kernelThread: boolean;
+}
+
+const PF_KTHREAD = 0x00200000;
+
+export async function processInfo(pid: number): Promise<ProcessInfo | undefined> {
+  let stat: string;
+  let status: string;
+  try {
+    [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
+  } catch {
+    return undefined;
+  }
+  const close = stat.lastIndexOf(')');
+  const comm = stat.slice(stat.indexOf('(') + 1, close);
+  const f = stat.slice(close + 2).split(' ');
+  // fields after comm: state(0) ppid(1) pgrp(2) session(3) ... flags(6)
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  const nsPids = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [pid];
+  return {
+    pid,
+    ppid: Number(f[1]),
+    sid: Number(f[3]),
+    comm,
+    command: cmdline.split('\0').filter((s, i, a) => s !== '' || i < a.length - 1),
+    nsPid: nsPids.at(-1) ?? pid,
+    kernelThread: (Number(f[6]) & PF_KTHREAD) !== 0,
+  };
+}
+
+/** Pids of this process and its ancestors: dumping any of them would freeze ferry itself. */
+export async function selfAndAncestors(): Promise<Set<number>> {
+  const out = new Set<number>();
+  let pid = process.pid;
+  while (pid > 1 && !out.has(pid)) {
+    out.add(pid);
+    const info = await processInfo(pid);
+    if (!info) break;
+    pid = info.ppid;
+  }
+  return out;
+}
+
+/** Pids of the tree rooted at `pid` (from /proc/<pid>/task/<tid>/children). */
+export async function processTree(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    out.push(p);
+    const tasks = await readdir(`/proc/${p}/task`).catch(() => [] as string[]);
+    for (const t of tasks) {
+      const kids = await readFile(`/proc/${p}/task/${t}/children`, 'utf8').catch(() => '');
+      for (const k of kids.trim().split(/\s+/)) if (k) queue.push(Number(k));
+    }
+  }
+  return out;
+}
+
+/** Resident memory of a process tree, in bytes (what a dump will roughly write). */
+export async function treeRssBytes(pid: number): Promise<number> {
+  let total = 0;
+  for (const p of await processTree(pid)) {
+    const s = await readFile(`/proc/${p}/smaps_rollup`, 'utf8').catch(() => '');
+    const kb = /^Rss:\s+(\d+) kB/m.exec(s)?.[1];
+    if (kb) total += Number(kb) * 1024;
+  }
+  return total;
+}
+
+/**
+ * Checks that `pid` can be checkpointed by ferry, before CRIU runs, with a clear reason and
+ * remedy when not. Returns its facts.
+ */
+export async function checkCheckpointable(pid: number, opts: { shellJob: boolean }): Promise<ProcessInfo> {
+  const info = await processInfo(pid);
+  if (!info) {
+    throw new FerryError('ERR_NO_PROCESS', `no process with pid ${pid}`, { hint: 'check the pid with `ps -p PID`, or name a workload started with `ferry run`' });
+  }
+  if (info.kernelThread || pid === 2 || info.ppid === 2) {
+    throw new FerryError('ERR_NOT_CHECKPOINTABLE', `pid ${pid} (${info.comm}) is a kernel thread; only user processes can be checkpointed`);
+  }
+  if (pid === 1) {
+    throw new FerryError('ERR_NOT_CHECKPOINTABLE', 'pid 1 is this host\'s init; ferry will not freeze it');
+  }
+  if ((await selfAndAncestors()).has(pid)) {
+    throw new FerryError('ERR_NOT_CHECKPOINTABLE', `pid ${pid} (${info.comm}) is ferry itself or one of its parents; freezing it would freeze ferry`, {
+      hint: 'checkpoint a process that ferry does not run under',
+    });
+  }
+  if (info.sid !== pid && info.nsPid !== 1 && !opts.shellJob) {
+    throw new FerryError('ERR_NOT_CHECKPOINTABLE', `pid ${pid} (${info.comm}) is not a session leader (its session is ${info.sid})`, {
+      hint: 'pass --shell-job (and again at restore), or start the program with `ferry run` or `setsid`',
+    });
+  }
+  return info;
+}
