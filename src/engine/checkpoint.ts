@@ -50,6 +50,7 @@ export async function resolveTarget(store: Store, target: string | number): Prom
 export async function checkpoint(store: Store, req: CheckpointRequest, criu = new CriuClient()): Promise<CheckpointResult> {
   const started = Date.now();
   const tier = req.tier ?? 'disk';
+  await store.ensure(tier);
   const { pid, workload } = await resolveTarget(store, req.target);
   const info = await checkCheckpointable(pid, { shellJob: req.shellJob === true });
   const version = await criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');

@@ -29,7 +29,7 @@ export async function readWorkload(dir: string, name: string): Promise<WorkloadR
   try {
     return JSON.parse(await readFile(join(dir, name, 'workload.json'), 'utf8')) as WorkloadRecord;
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
     throw err;
   }
 }
