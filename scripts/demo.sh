@@ -3,12 +3,13 @@
 # (Later issues grow this into a live migration between two hosts.)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-FERRY=bin/ferry
+FERRY="bin/ferry"
 WORK=$(mktemp -d /tmp/ferry-demo-XXXXXX)
+export FERRY_STORE="$WORK/store"
 restored=""
+pid=""
 cleanup() {
-  [ -n "$restored" ] && kill -9 "$restored" 2>/dev/null || true
-  [ -n "${launcher:-}" ] && kill -9 "$launcher" 2>/dev/null || true
+  for p in $restored $pid; do kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -17,26 +18,24 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "1. Is this host ready? (ferry doctor)"
 $FERRY doctor
 
-step "2. Start a workload: a counter that keeps its count in memory, as pid 1 of its own pid namespace"
-unshare --pid --fork setsid python3 test/workloads/counter.py "$WORK/count" </dev/null >/dev/null 2>&1 &
-launcher=$!
+step "2. ferry run: a counter that keeps its count in memory, in its own pid namespace"
+pid=$($FERRY run --name counter --json -- python3 "$PWD/test/workloads/counter.py" "$WORK/count" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).pid))')
 for _ in $(seq 50); do [ -s "$WORK/count" ] && break; sleep 0.1; done
-pid=$(cat "/proc/$launcher/task/$launcher/children" | awk '{print $1}')
 sleep 1
-echo "workload pid $pid (host), counting: $(cat "$WORK/count")"
+echo "workload 'counter' is pid $pid, counting: $(cat "$WORK/count")"
 
-step "3. Checkpoint it (CRIU stops it and writes its state to disk)"
-mkdir -p "$WORK/images"
-$FERRY criu dump --pid "$pid" --images-dir "$WORK/images"
+step "3. ferry checkpoint: freeze it into a snapshot (the program stops)"
+snap=$($FERRY checkpoint counter)
 at_dump=$(cat "$WORK/count")
-echo "count at checkpoint: $at_dump"
+echo "snapshot $snap; count at checkpoint: $at_dump"
 sleep 1
-echo "one second later the count is still $(cat "$WORK/count") — the program is gone: $(kill -0 "$pid" 2>/dev/null && echo alive || echo not running)"
-du -sh "$WORK/images" | awk '{print "images: " $1}'
+echo "one second later the count is still $(cat "$WORK/count"); the program is $(kill -0 "$pid" 2>/dev/null && echo alive || echo gone)"
 
-step "4. Restore it"
-out=$($FERRY criu restore --images-dir "$WORK/images" --json)
-restored=$(node -e 'console.log(JSON.parse(process.argv[1]).pid)' "$out")
+step "4. ferry snapshots inspect: what the snapshot holds"
+$FERRY snapshots inspect "$snap" | head -n 14
+
+step "5. ferry restore: bring it back (checksums and host checks first)"
+restored=$($FERRY restore "$snap")
 echo "restored as pid $restored"
 sleep 1
 now=$(cat "$WORK/count")

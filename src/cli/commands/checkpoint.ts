@@ -3,6 +3,7 @@ import { Store } from '../../store/store.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, type Command } from '../command.js';
 import { printJson } from '../output.js';
+import { startProgress } from '../progress.js';
 
 export const command: Command = {
   summary: 'Checkpoint a process tree (a pid, or a workload started with `ferry run`) into the store.\n' +
@@ -23,6 +24,7 @@ export const command: Command = {
     if (!target || extra.length) throw new FerryError('ERR_USAGE', 'checkpoint: give exactly one pid or workload name', { hint: 'see `ferry checkpoint --help`' });
     const tier = values.tier ?? 'disk';
     if (tier !== 'memory' && tier !== 'disk') throw new FerryError('ERR_USAGE', `checkpoint: --tier must be memory or disk, not '${tier}'`, { hint: 'see `ferry checkpoint --help`' });
+    const stop = startProgress(`checkpointing ${target}`, ctx.json);
     const r = await checkpoint(new Store({ root: ctx.store }), {
       target, tier,
       ...(values.name !== undefined ? { name: values.name } : {}),
@@ -31,7 +33,7 @@ export const command: Command = {
       ...(values['ext-unix-sk'] ? { extUnixSk: true } : {}),
       ...(values['file-locks'] ? { fileLocks: true } : {}),
       ...(values['shell-job'] ? { shellJob: true } : {}),
-    });
+    }).finally(stop);
     const m = r.manifest;
     if (ctx.json) {
       printJson({ snapshot: r.snapshot, tier: m.tier, stats: m.stats ?? {}, timings: m.timings, bytesWritten: m.bytes });

@@ -3,6 +3,7 @@ import { Store } from '../../store/store.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, type Command } from '../command.js';
 import { printJson } from '../output.js';
+import { startProgress } from '../progress.js';
 
 export const command: Command = {
   summary: 'Restore a snapshot, detached, after checking its checksums and that this host can run it.\nPrints the new host pid.',
@@ -11,7 +12,8 @@ export const command: Command = {
     const { positionals } = parse(argv, {}, 'restore');
     const [id, ...extra] = positionals;
     if (!id || extra.length) throw new FerryError('ERR_USAGE', 'restore: give exactly one snapshot id', { hint: 'list them with `ferry snapshots ls`' });
-    const r = await restore(new Store({ root: ctx.store }), id);
+    const stop = startProgress(`restoring ${id}`, ctx.json);
+    const r = await restore(new Store({ root: ctx.store }), id).finally(stop);
     if (ctx.json) printJson({ pid: r.pid, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings });
     else {
       process.stdout.write(`${r.pid}\n`);
