@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   doctor: () => import('./commands/doctor.js'),
   criu: () => import('./commands/criu.js'),
   version: () => import('./commands/version.js'),
+  bench: () => import('./commands/bench.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -25,6 +26,7 @@ commands:
   doctor            check this host: CRIU, kernel features, runtimes, store; proves C/R works
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version
+  bench             overhead [--quick]: ferry vs the raw criu CLI, medians and ratios
 
 global options:
   --json            machine-readable output on stdout (every command)

@@ -2,7 +2,7 @@ import { copyFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
-import { checksumDir } from '../store/checksums.js';
+import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { Store } from '../store/store.js';
 import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
@@ -103,6 +103,7 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
       stats: await readDumpStats(pending.dir),
       timings: { totalMs: 0, criuMs, checksumMs },
       bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
+      algorithm: HASH_ALGORITHM,
       files,
     };
     manifest.timings.totalMs = Date.now() - started;

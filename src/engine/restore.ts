@@ -26,7 +26,7 @@ export interface RestoreResult {
 export async function restore(store: Store, id: string, criu = new CriuClient()): Promise<RestoreResult> {
   const started = Date.now();
   const { manifest, dir } = await store.get(id);
-  await verifyChecksums(dir, manifest.files, id);
+  await verifyChecksums(dir, manifest.files, id, (manifest as { algorithm?: string }).algorithm ?? 'sha256');
   const verifyMs = Date.now() - started;
 
   const version = await criu.requireVersion(CRIU_MIN.ferry, 'restores');

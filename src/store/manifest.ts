@@ -31,8 +31,10 @@ export interface SnapshotManifest {
   timings: { totalMs: number; criuMs: number; checksumMs: number };
   /** Bytes of all image files. */
   bytes: number;
-  /** Per-file size and SHA-256, checked before every restore. */
-  files: Record<string, { size: number; sha256: string }>;
+  /** The hash of `files` (ferry writes 'xxh3-128'; manifests without it predate the field). */
+  algorithm: string;
+  /** Per-file size and hash (hex), checked before every restore. */
+  files: Record<string, { size: number; hash: string }>;
 }
 
 export type Tier = 'memory' | 'disk';

@@ -1,0 +1,342 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { hostname, release } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PROJECT_ROOT, resolveCriuBinary } from '../criu/binary.js';
+import { checkpoint } from '../engine/checkpoint.js';
+import { restore } from '../engine/restore.js';
+import { Store } from '../store/store.js';
+import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
+import { launchIsolated, memcheckWorkload, type IsolatedRun, type WorkloadInstance } from '../testing/workloads.js';
+import { FerryError } from '../util/errors.js';
+import { round, roundSummary, summarize, type Summary } from './stats.js';
+
+/**
+ * `ferry bench overhead`: what ferry adds on top of raw CRIU, in one run, on the same workload
+ * into the same tmpfs.
+ *   engine: ferry's engine in-process (checkpoint()/restore()) vs the `criu dump`/`criu restore -d`
+ *           CLI spawned (timed spawn to exit), on a big memcheck workload → wall-time ratios;
+ *           and on a tiny one → fixed overhead in ms.
+ *   cli:    `bin/ferry checkpoint`/`restore` vs the raw CLI → added ms, beside `node -e 0`.
+ * Arms are interleaved pair by pair (A,B then B,A); every sample starts from a fresh workload.
+ */
+
+export interface OverheadOptions {
+  /** Size of the big workload (MiB). */
+  mib: number;
+  /** Pairs (ferry, raw) on the big workload. */
+  reps: number;
+  /** Size of the tiny workload (MiB). */
+  tinyMib: number;
+  tinyReps: number;
+  /** Pairs (ferry CLI, raw CLI) on the tiny workload; as many `node -e 0` samples. */
+  cliReps: number;
+  /** MiB written to and deleted from tmpfs before each big-workload sample (0: none). */
+  warmMiB: number;
+  /** Where the store, images and workloads go (tmpfs). */
+  baseDir: string;
+  progress?: (line: string) => void;
+}
+
+export function defaultOptions(quick: boolean): OverheadOptions {
+  return quick
+    ? { mib: 256, reps: 3, tinyMib: 1, tinyReps: 5, cliReps: 3, warmMiB: 512, baseDir: '/dev/shm' }
+    : { mib: 1024, reps: 7, tinyMib: 1, tinyReps: 11, cliReps: 7, warmMiB: 2048, baseDir: '/dev/shm' };
+}
+
+export type Phase = 'engine' | 'tiny' | 'cli' | 'node';
+export type Arm = 'ferry' | 'raw' | 'node';
+export type Op = 'dump' | 'restore' | 'startup';
+
+export interface Sample {
+  phase: Phase;
+  pair: number;
+  arm: Arm;
+  op: Op;
+  /** Wall time (ms). */
+  ms: number;
+  /** ferry's own breakdown (ms), where it reports one. */
+  detail?: Record<string, number>;
+}
+
+export interface OverheadReport {
+  host: string;
+  kernel: string;
+  criuVersion: string;
+  criuPath: string;
+  nodeVersion: string;
+  workloadMiB: number;
+  tinyMiB: number;
+  reps: { engine: number; tiny: number; cli: number };
+  results: {
+    engineDumpRatio: number;
+    engineRestoreRatio: number;
+    tinyFixedOverheadMs: { dump: number; restore: number };
+    cliAddedMs: { dump: number; restore: number };
+    nodeStartupMs: number;
+    /** Every figure above as median with min–max and n (ratios and differences pair by pair). */
+    detail: Record<string, Summary>;
+  };
+  samples: Sample[];
+}
+
+interface Live {
+  runs: Set<IsolatedRun>;
+  pids: Set<number>;
+}
+
+/** Spawns a command, timed from spawn to exit; rejects on a non-zero exit with its stderr. */
+function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ ms: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      const ms = performance.now() - t0;
+      // Collect the rest of the output after exit (the streams close right after).
+      child.once('close', () => {
+        if (code === 0) resolve({ ms, stdout });
+        else reject(new FerryError('ERR_BENCH', `${cmd} ${args.join(' ')} exited with ${code ?? signal}: ${stderr.trim().slice(-600)}`));
+      });
+    });
+  });
+}
+
+async function warmTmpfs(dir: string, mib: number): Promise<void> {
+  if (mib <= 0) return;
+  const f = join(dir, 'warm.bin');
+  await timed('dd', ['if=/dev/zero', `of=${f}`, 'bs=4M', `count=${Math.ceil(mib / 4)}`, 'status=none']);
+  await rm(f, { force: true });
+}
+
+export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
+  const say = o.progress ?? ((): void => {});
+  const criu = resolveCriuBinary();
+  if (!criu) throw new FerryError('ERR_CRIU_MISSING', 'no CRIU binary found', { hint: 'run `make setup`, or set FERRY_CRIU' });
+  const criuVersion = (await timed(criu.path, ['--version'])).stdout.match(/Version:\s*(\S+)/)?.[1] ?? 'unknown';
+  const base = await mkdtemp(join(o.baseDir, 'ferry-bench-'));
+  const storeRoot = join(base, 'store');
+  const memoryDir = join(base, 'memory');
+  const rawDir = join(base, 'raw');
+  const wlDir = join(base, 'workloads');
+  await Promise.all([mkdir(rawDir), mkdir(wlDir)]);
+  const store = new Store({ root: storeRoot, memoryDir });
+  await store.ensure('memory');
+  const ferryBin = join(PROJECT_ROOT, 'bin', 'ferry');
+  const cliEnv = { ...process.env, FERRY_MEMORY_TIER: memoryDir, FERRY_CRIU: criu.path };
+  const live: Live = { runs: new Set(), pids: new Set() };
+  const samples: Sample[] = [];
+  let seq = 0;
+
+  const start = async (mib: number): Promise<{ inst: WorkloadInstance; run: IsolatedRun }> => {
+    const inst = await memcheckWorkload({ mib }).prepare(wlDir);
+    const run = await launchIsolated(inst);
+    live.runs.add(run);
+    await inst.waitReady(30_000 + mib * 100);
+    return { inst, run };
+  };
+  /** The original must be gone (and reaped) before the restore. */
+  const gone = async (w: { inst: WorkloadInstance; run: IsolatedRun }): Promise<void> => {
+    await Promise.race([w.run.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await waitFor(() => !isAlive(w.run.rootPid), 10_000, `pid ${w.run.rootPid} to exit`);
+    live.runs.delete(w.run);
+  };
+  const killRestored = async (pid: number): Promise<void> => {
+    live.pids.add(pid);
+    killQuietly(pid);
+    await waitFor(() => !isAlive(pid), 10_000, `restored pid ${pid} to exit`);
+    live.pids.delete(pid);
+  };
+
+  /** One ferry-engine round: fresh workload, checkpoint(), original gone, restore(), kill. */
+  const engineRound = async (phase: Phase, pair: number, mib: number, warm: number): Promise<void> => {
+    const w = await start(mib);
+    await warmTmpfs(base, warm);
+    let t0 = performance.now();
+    const c = await checkpoint(store, { target: w.run.rootPid, tier: 'memory' });
+    const dumpMs = performance.now() - t0;
+    const t = c.manifest.timings;
+    samples.push({ phase, pair, arm: 'ferry', op: 'dump', ms: dumpMs, detail: { criuMs: t.criuMs, checksumMs: t.checksumMs, otherMs: round(dumpMs - t.criuMs - t.checksumMs) } });
+    await gone(w);
+    t0 = performance.now();
+    const r = await restore(store, c.snapshot);
+    const restoreMs = performance.now() - t0;
+    samples.push({ phase, pair, arm: 'ferry', op: 'restore', ms: restoreMs, detail: { criuMs: r.timings.criuMs, verifyMs: r.timings.verifyMs, otherMs: round(restoreMs - r.timings.criuMs - r.timings.verifyMs) } });
+    await killRestored(r.pid);
+    await store.remove(c.snapshot);
+    await w.inst.cleanup();
+  };
+
+  /** One raw-CRIU round, the same steps with the `criu` CLI. */
+  const rawRound = async (phase: Phase, pair: number, mib: number, warm: number): Promise<void> => {
+    const w = await start(mib);
+    const dir = join(rawDir, `r${seq++}`);
+    await mkdir(dir);
+    await warmTmpfs(base, warm);
+    const d = await timed(criu.path, ['dump', '-t', String(w.run.rootPid), '-D', dir, '-v4', '-o', 'dump.log']);
+    samples.push({ phase, pair, arm: 'raw', op: 'dump', ms: d.ms });
+    await gone(w);
+    const pidfile = join(dir, 'restore.pid');
+    const r = await timed(criu.path, ['restore', '-D', dir, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile]);
+    samples.push({ phase, pair, arm: 'raw', op: 'restore', ms: r.ms });
+    await killRestored(Number((await readFile(pidfile, 'utf8')).trim()));
+    await rm(dir, { recursive: true, force: true });
+    await w.inst.cleanup();
+  };
+
+  /** One ferry-CLI round: `bin/ferry checkpoint PID --tier memory`, then `bin/ferry restore ID`. */
+  const cliRound = async (pair: number, mib: number): Promise<void> => {
+    const w = await start(mib);
+    const d = await timed(ferryBin, ['--store', storeRoot, 'checkpoint', String(w.run.rootPid), '--tier', 'memory'], cliEnv);
+    const id = d.stdout.trim();
+    samples.push({ phase: 'cli', pair, arm: 'ferry', op: 'dump', ms: d.ms });
+    await gone(w);
+    const r = await timed(ferryBin, ['--store', storeRoot, 'restore', id], cliEnv);
+    samples.push({ phase: 'cli', pair, arm: 'ferry', op: 'restore', ms: r.ms });
+    await killRestored(Number(r.stdout.trim()));
+    await store.remove(id);
+    await w.inst.cleanup();
+  };
+
+  const nodeStartup = async (pair: number): Promise<void> => {
+    const n = await timed(process.execPath, ['-e', '0']);
+    samples.push({ phase: 'node', pair, arm: 'node', op: 'startup', ms: n.ms });
+  };
+
+  /** Interleaved pairs: A,B then B,A, … */
+  const pairs = async (what: string, n: number, a: (i: number) => Promise<void>, b: (i: number) => Promise<void>): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      say(`${what}: pair ${i + 1}/${n}`);
+      if (i % 2 === 0) { await a(i); await b(i); } else { await b(i); await a(i); }
+    }
+  };
+
+  try {
+    say(`overhead: CRIU ${criuVersion} (${criu.path}), working in ${base}`);
+    // Warm-up (not recorded): loads ferry's modules and CRIU's binary, both arms.
+    say('warm-up');
+    await engineRound('tiny', -1, o.tinyMib, 0);
+    await rawRound('tiny', -1, o.tinyMib, 0);
+    samples.length = 0;
+    await pairs(`tiny (${o.tinyMib} MiB) engine vs raw`, o.tinyReps,
+      (i) => engineRound('tiny', i, o.tinyMib, 0), (i) => rawRound('tiny', i, o.tinyMib, 0));
+    await pairs(`${o.mib} MiB engine vs raw`, o.reps,
+      (i) => engineRound('engine', i, o.mib, o.warmMiB), (i) => rawRound('engine', i, o.mib, o.warmMiB));
+    await pairs(`tiny (${o.tinyMib} MiB) ferry CLI vs raw CLI, and node -e 0`, o.cliReps,
+      async (i) => { await nodeStartup(i); await cliRound(i, o.tinyMib); },
+      (i) => rawRound('cli', i, o.tinyMib, 0));
+  } finally {
+    for (const r of live.runs) r.kill();
+    for (const p of live.pids) killQuietly(p);
+    await rm(base, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  const ms = (phase: Phase, arm: Arm, op: Op, pair: number): number | undefined =>
+    samples.find((s) => s.phase === phase && s.arm === arm && s.op === op && s.pair === pair)?.ms;
+  const paired = (phase: Phase, op: Op, f: (ferry: number, raw: number) => number): Summary => {
+    const out: number[] = [];
+    for (const s of samples) {
+      if (s.phase !== phase || s.arm !== 'ferry' || s.op !== op) continue;
+      const raw = ms(phase, 'raw', op, s.pair);
+      if (raw !== undefined) out.push(f(s.ms, raw));
+    }
+    return summarize(out);
+  };
+  const of = (phase: Phase, arm: Arm, op: Op): Summary => summarize(samples.filter((s) => s.phase === phase && s.arm === arm && s.op === op).map((s) => s.ms));
+  const detailOf = (phase: Phase, op: Op, key: string): Summary =>
+    summarize(samples.filter((s) => s.phase === phase && s.arm === 'ferry' && s.op === op && s.detail?.[key] !== undefined).map((s) => s.detail![key]!));
+  const ratio = (f: number, r: number): number => f / r;
+  const diff = (f: number, r: number): number => f - r;
+
+  const detail: Record<string, Summary> = {
+    engineDumpRatio: roundSummary(paired('engine', 'dump', ratio), 3),
+    engineRestoreRatio: roundSummary(paired('engine', 'restore', ratio), 3),
+    engineDumpAddedMs: roundSummary(paired('engine', 'dump', diff)),
+    engineRestoreAddedMs: roundSummary(paired('engine', 'restore', diff)),
+    engineFerryDumpMs: roundSummary(of('engine', 'ferry', 'dump')),
+    engineRawDumpMs: roundSummary(of('engine', 'raw', 'dump')),
+    engineFerryRestoreMs: roundSummary(of('engine', 'ferry', 'restore')),
+    engineRawRestoreMs: roundSummary(of('engine', 'raw', 'restore')),
+    engineDumpCriuMs: roundSummary(detailOf('engine', 'dump', 'criuMs')),
+    engineDumpChecksumMs: roundSummary(detailOf('engine', 'dump', 'checksumMs')),
+    engineDumpOtherMs: roundSummary(detailOf('engine', 'dump', 'otherMs')),
+    engineRestoreCriuMs: roundSummary(detailOf('engine', 'restore', 'criuMs')),
+    engineRestoreVerifyMs: roundSummary(detailOf('engine', 'restore', 'verifyMs')),
+    engineRestoreOtherMs: roundSummary(detailOf('engine', 'restore', 'otherMs')),
+    tinyDumpAddedMs: roundSummary(paired('tiny', 'dump', diff)),
+    tinyRestoreAddedMs: roundSummary(paired('tiny', 'restore', diff)),
+    tinyFerryDumpMs: roundSummary(of('tiny', 'ferry', 'dump')),
+    tinyRawDumpMs: roundSummary(of('tiny', 'raw', 'dump')),
+    tinyFerryRestoreMs: roundSummary(of('tiny', 'ferry', 'restore')),
+    tinyRawRestoreMs: roundSummary(of('tiny', 'raw', 'restore')),
+    tinyDumpCriuMs: roundSummary(detailOf('tiny', 'dump', 'criuMs')),
+    tinyDumpOtherMs: roundSummary(detailOf('tiny', 'dump', 'otherMs')),
+    tinyRestoreCriuMs: roundSummary(detailOf('tiny', 'restore', 'criuMs')),
+    tinyRestoreOtherMs: roundSummary(detailOf('tiny', 'restore', 'otherMs')),
+    cliDumpAddedMs: roundSummary(paired('cli', 'dump', diff)),
+    cliRestoreAddedMs: roundSummary(paired('cli', 'restore', diff)),
+    cliFerryDumpMs: roundSummary(of('cli', 'ferry', 'dump')),
+    cliRawDumpMs: roundSummary(of('cli', 'raw', 'dump')),
+    cliFerryRestoreMs: roundSummary(of('cli', 'ferry', 'restore')),
+    cliRawRestoreMs: roundSummary(of('cli', 'raw', 'restore')),
+    nodeStartupMs: roundSummary(of('node', 'node', 'startup')),
+  };
+  const med = (k: string): number => detail[k]!.median;
+  return {
+    host: hostname(),
+    kernel: release(),
+    criuVersion,
+    criuPath: criu.path,
+    nodeVersion: process.version,
+    workloadMiB: o.mib,
+    tinyMiB: o.tinyMib,
+    reps: { engine: o.reps, tiny: o.tinyReps, cli: o.cliReps },
+    results: {
+      engineDumpRatio: med('engineDumpRatio'),
+      engineRestoreRatio: med('engineRestoreRatio'),
+      tinyFixedOverheadMs: { dump: med('tinyDumpAddedMs'), restore: med('tinyRestoreAddedMs') },
+      cliAddedMs: { dump: med('cliDumpAddedMs'), restore: med('cliRestoreAddedMs') },
+      nodeStartupMs: med('nodeStartupMs'),
+      detail,
+    },
+    samples: samples.map((s) => ({ ...s, ms: round(s.ms, 2) })),
+  };
+}
+
+/** The report as a table for the terminal. */
+export function formatReport(r: OverheadReport): string {
+  const d = r.results.detail;
+  const f = (k: string, digits = 1): string => {
+    const s = d[k];
+    return s ? `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})` : '-';
+  };
+  const rows: [string, string, string, string][] = [
+    [`engine, ${r.workloadMiB} MiB, dump`, f('engineFerryDumpMs'), f('engineRawDumpMs'), `×${f('engineDumpRatio', 3)}  +${f('engineDumpAddedMs')} ms`],
+    [`engine, ${r.workloadMiB} MiB, restore`, f('engineFerryRestoreMs'), f('engineRawRestoreMs'), `×${f('engineRestoreRatio', 3)}  +${f('engineRestoreAddedMs')} ms`],
+    [`engine, ${r.tinyMiB} MiB, dump`, f('tinyFerryDumpMs'), f('tinyRawDumpMs'), `+${f('tinyDumpAddedMs')} ms`],
+    [`engine, ${r.tinyMiB} MiB, restore`, f('tinyFerryRestoreMs'), f('tinyRawRestoreMs'), `+${f('tinyRestoreAddedMs')} ms`],
+    [`CLI, ${r.tinyMiB} MiB, dump`, f('cliFerryDumpMs'), f('cliRawDumpMs'), `+${f('cliDumpAddedMs')} ms`],
+    [`CLI, ${r.tinyMiB} MiB, restore`, f('cliFerryRestoreMs'), f('cliRawRestoreMs'), `+${f('cliRestoreAddedMs')} ms`],
+    ['node -e 0', f('nodeStartupMs'), '', ''],
+  ];
+  const head: [string, string, string, string] = ['', 'ferry ms', 'raw criu ms', 'ferry vs raw (pair by pair)'];
+  const w = [0, 1, 2, 3].map((i) => Math.max(head[i]!.length, ...rows.map((row) => row[i]!.length)));
+  const line = (row: string[]): string => row.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  const out = [
+    `ferry bench overhead — ${r.host}, kernel ${r.kernel}, CRIU ${r.criuVersion}, node ${r.nodeVersion}`,
+    `reps (pairs): ${r.workloadMiB} MiB ${r.reps.engine}, tiny ${r.reps.tiny}, CLI ${r.reps.cli}; median (min–max)`,
+    '',
+    line(head),
+    ...rows.map(line),
+    '',
+    `ferry's breakdown, ${r.workloadMiB} MiB: dump = CRIU ${f('engineDumpCriuMs')} + checksums ${f('engineDumpChecksumMs')} + other ${f('engineDumpOtherMs')} ms;`,
+    `  restore = verify ${f('engineRestoreVerifyMs')} + CRIU ${f('engineRestoreCriuMs')} + other ${f('engineRestoreOtherMs')} ms`,
+    `ferry's breakdown, ${r.tinyMiB} MiB: dump = CRIU ${f('tinyDumpCriuMs')} + other ${f('tinyDumpOtherMs')} ms; restore = CRIU ${f('tinyRestoreCriuMs')} + other ${f('tinyRestoreOtherMs')} ms`,
+  ];
+  return out.join('\n') + '\n';
+}
