@@ -1,4 +1,3 @@
-import { inspectImages } from '../../criu/images/inspect.js';
 import { Store } from '../../store/store.js';
 import { formatBytes } from '../../doctor/system.js';
 import { FerryError } from '../../util/errors.js';
@@ -34,6 +33,8 @@ export const command: Command = {
       }
       case 'inspect': {
         const s = await store.get(needId());
+        // Loaded only here: the image decoders are the heaviest modules of the CLI.
+        const { inspectImages } = await import('../../criu/images/inspect.js');
         const images = await inspectImages(s.dir);
         if (ctx.json) { printJson({ manifest: { ...s.manifest, files: undefined }, images }); return 0; }
         const m = s.manifest;
