@@ -2,7 +2,7 @@ import { copyFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
-import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
+import { checksumDir, HASH_ALGORITHM, prewarmHasher } from '../store/checksums.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { Store } from '../store/store.js';
 import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
@@ -52,8 +52,11 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
   const tier = req.tier ?? 'disk';
   await store.ensure(tier);
   const { pid, workload } = await resolveTarget(store, req.target);
+  // The VERSION round trip with CRIU overlaps ferry's own checks of the target.
+  const versionP = criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
+  versionP.catch(() => undefined);
   const info = await checkCheckpointable(pid, { shellJob: req.shellJob === true });
-  const version = await criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
+  const version = await versionP;
   const pending = await store.begin(tier, req.name);
   try {
     const need = await treeRssBytes(pid);
@@ -69,6 +72,8 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
     const workDir = join(store.root, 'logs', `checkpoint-${pending.id}`);
     await mkdir(workDir, { recursive: true, mode: 0o700 });
     const criuStarted = Date.now();
+    const warm = prewarmHasher(); // compiles the hasher while CRIU works
+    warm.catch(() => undefined);
     await criu.dump({
       pid,
       imagesDir: pending.dir,
@@ -80,6 +85,7 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
       ...(req.shellJob ? { shellJob: true } : {}),
     });
     const criuMs = Date.now() - criuStarted;
+    await warm;
     for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
     const sumStarted = Date.now();
     const files = await checksumDir(pending.dir);

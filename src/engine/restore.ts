@@ -26,10 +26,12 @@ export interface RestoreResult {
 export async function restore(store: Store, id: string, criu = new CriuClient()): Promise<RestoreResult> {
   const started = Date.now();
   const { manifest, dir } = await store.get(id);
+  // The VERSION round trip with CRIU overlaps the checksum verification.
+  const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
+  versionP.catch(() => undefined);
   await verifyChecksums(dir, manifest.files, id, (manifest as { algorithm?: string }).algorithm ?? 'sha256');
   const verifyMs = Date.now() - started;
-
-  const version = await criu.requireVersion(CRIU_MIN.ferry, 'restores');
+  const version = await versionP;
   const line = (v: string) => v.split('.').slice(0, 2).join('.');
   if (line(version.text) !== line(manifest.criu.version)) {
     throw new FerryError('ERR_SNAPSHOT_INCOMPATIBLE', `snapshot ${id} was taken by CRIU ${manifest.criu.version}; this host runs CRIU ${version.text}`, {

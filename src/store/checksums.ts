@@ -18,6 +18,11 @@ type Hasher = Awaited<ReturnType<typeof createXXHash128>>;
 /** Idle hashers with their read buffers: a WASM instance costs milliseconds, a snapshot has dozens of files. */
 const idle: { h: Hasher; bufs: [Buffer, Buffer] }[] = [];
 
+/** Compiles a hasher ahead of time (e.g. while CRIU is still writing), so hashing starts at once. */
+export async function prewarmHasher(): Promise<void> {
+  if (idle.length === 0) idle.push({ h: await createXXHash128(), bufs: [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)] });
+}
+
 /**
  * XXH3-128 of a file, read once: two reused buffers, the next read in flight while the current
  * chunk is hashed (reuse also spares the first-touch cost of fresh buffers on these VMs).
