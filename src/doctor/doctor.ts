@@ -5,7 +5,8 @@ import { KERNEL_FEATURES, probeKernelFeature, type KernelFeature } from '../criu
 import { FerryError } from '../util/errors.js';
 import type { DoctorCheck, DoctorReport } from './report.js';
 import { selfTest } from './selftest.js';
-import { CAP, cgroupLayout, commandOutput, effectiveCaps, formatBytes, freeSpace, hasCap, readSysctl } from './system.js';
+import { formatBytes } from '../util/format.js';
+import { CAP, cgroupLayout, commandOutput, effectiveCaps, freeSpace, hasCap, readSysctl } from './system.js';
 
 export interface DoctorOptions {
   /** Where the snapshot store lives (reported with its free space). */

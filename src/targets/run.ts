@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, errnoCode } from '../util/errors.js';
 import { processInfo } from './process.js';
@@ -38,7 +38,6 @@ export async function writeWorkload(dir: string, rec: WorkloadRecord): Promise<v
   await mkdir(join(dir, rec.name), { recursive: true, mode: 0o700 });
   const p = join(dir, rec.name, 'workload.json');
   await writeFile(`${p}.tmp`, JSON.stringify(rec, null, 2) + '\n');
-  const { rename } = await import('node:fs/promises');
   await rename(`${p}.tmp`, p);
 }
 

@@ -1,5 +1,5 @@
 import { Store } from '../../store/store.js';
-import { formatBytes } from '../../doctor/system.js';
+import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, type Command } from '../command.js';
 import { printJson } from '../output.js';

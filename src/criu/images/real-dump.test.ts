@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { readInventory } from './inventory.js';
 import { PE_PRESENT, pagemapPath, pagesFileOffset, pagesPath, presentRuns, readPagemap, type Pagemap } from './pagemap.js';
 import { readPstree } from './pstree.js';
 import { readDumpStats, readRestoreStats } from './stats.js';
+import { run, waitFor } from './inspect-workload.js';
 
 const PAGES = 2048; // 8 MiB
 const PAGE = 4096;
@@ -44,26 +45,6 @@ stop.wait()
 `;
 
 interface Ready { pid: number; addr: number; child: number; tids: number[] }
-
-function run(file: string, args: string[], cwd: string): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { cwd, timeout: 120_000 }, (err, _stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-      resolve({ code, stderr });
-    });
-  });
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms: number, isDead: () => boolean): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (isDead()) throw new Error(`${what}: the workload exited early`);
-    if (Date.now() > deadline) throw new Error(`${what}: timed out after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 void describe('images of a real CRIU dump', () => {
   let work: string;
