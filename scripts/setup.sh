@@ -25,6 +25,10 @@ PKGS=(
   build-essential pkgconf python3 dpkg-dev xz-utils
   libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev
   libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler protobuf-compiler uuid-dev
+  # XXH3 for the native addon's page and file hashing
+  libxxhash-dev
+  # headless browser for the benchmark report's test
+  chromium
   # test workloads
   busybox-static redis-server redis-tools
 )
@@ -131,6 +135,16 @@ if [ ! -f "$addon" ] || [ -n "$(find "$ROOT/native" -maxdepth 1 \( -name '*.c' -
   [ -f "$nodedir/include/node/node_api.h" ] || die "Node's headers are missing ($nodedir/include/node/node_api.h); install the nodejs headers package"
   ( cd native && "$ROOT/node_modules/.bin/node-gyp" rebuild --nodedir="$nodedir" --loglevel=error >/dev/null ) \
     || die "building the native addon failed; run: cd native && npx node-gyp rebuild --nodedir=$nodedir"
+fi
+
+# zstd-napi ships zstd's sources and is compiled here (npm ci ran with --ignore-scripts, so its
+# prebuild download never runs).
+zstd_addon="$ROOT/node_modules/zstd-napi/build/Release/binding.node"
+if [ ! -f "$zstd_addon" ]; then
+  say "building zstd-napi"
+  nodedir=$(dirname "$(dirname "$(command -v node)")")
+  ( cd "$ROOT/node_modules/zstd-napi" && "$ROOT/node_modules/.bin/node-gyp" rebuild --nodedir="$nodedir" -j 2 --loglevel=error >/dev/null ) \
+    || die "building zstd-napi failed; run: cd node_modules/zstd-napi && npx node-gyp rebuild --nodedir=$nodedir"
 fi
 
 say "test workloads"
