@@ -2,9 +2,9 @@
   "targets": [
     {
       "target_name": "ferry_native",
-      "sources": ["ferry_native.c"],
+      "sources": ["ferry_native.c", "hash.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["-Wall", "-Wextra"],
+      "cflags": ["-Wall", "-Wextra", "-O3"],
       "cflags_c": ["-std=gnu11"],
       "libraries": ["-lxxhash"]
     }

@@ -8,6 +8,7 @@
  *   receive(fd)             -> Promise<{data: Buffer, fds: number[]} | null>   null = EOF
  *   close(fd)               rejects pending operations (code ECANCELED), stops polling, closes fd
  *   maxFds                  the most fds one record may carry (either direction)
+ *   hashBlocks(...), hash128(...)   XXH3-128 of file blocks (thread pool) and of a buffer: see hash.c
  *
  * I/O never blocks: each operation first tries the syscall with MSG_DONTWAIT; on EAGAIN it is
  * queued (FIFO per fd and direction) and a libuv poll handle waits for readiness. The poll is
@@ -26,6 +27,8 @@
 
 #include <node_api.h>
 #include <uv.h>
+
+#include "hash.h"
 
 #define MAX_FDS 32
 /* The kernel refuses a SEQPACKET record larger than the sender's SO_SNDBUF (minus a little) and
@@ -585,6 +588,8 @@ NAPI_MODULE_INIT() {
       {"receive", NULL, js_receive, NULL, NULL, NULL, napi_enumerable, fe},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, fe},
       {"maxFds", NULL, NULL, NULL, NULL, max_fds, napi_enumerable, NULL},
+      {"hashBlocks", NULL, ferry_js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hash128", NULL, ferry_js_hash128, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

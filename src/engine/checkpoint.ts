@@ -2,9 +2,11 @@ import { copyFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
-import { checksumDir, HASH_ALGORITHM, prewarmHasher } from '../store/checksums.js';
+import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
+import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../store/budget.js';
 import { Store } from '../store/store.js';
+import { OperationRecorder, type OperationTelemetry } from '../telemetry/operation.js';
 import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
 import { readWorkload } from '../targets/run.js';
 import { FerryError } from '../util/errors.js';
@@ -20,12 +22,18 @@ export interface CheckpointRequest {
   extUnixSk?: boolean;
   fileLocks?: boolean;
   shellJob?: boolean;
+  /** Overrides of the memory tier's budget (else FERRY_MEMORY_BUDGET, then <store>/config.json). */
+  memoryBudget?: BudgetOverrides;
 }
 
 export interface CheckpointResult {
   snapshot: string;
   dir: string;
   manifest: SnapshotManifest;
+  /** Phase timings, CRIU's stats, host CPU/memory and the tree's RSS sampled while it ran. */
+  telemetry: OperationTelemetry;
+  /** Where the snapshot went and why (a memory request may have spilled to disk). */
+  placement: TierPlacement;
 }
 
 /** Resolves a pid or workload name to a pid. */
@@ -48,18 +56,32 @@ export async function resolveTarget(store: Store, target: string | number): Prom
  * removed, so the workload keeps running and the store holds only complete snapshots.
  */
 export async function checkpoint(store: Store, req: CheckpointRequest, criu = new CriuClient()): Promise<CheckpointResult> {
+  const rec = new OperationRecorder('checkpoint');
+  try {
+    return await checkpointRecorded(store, req, criu, rec);
+  } catch (err) {
+    rec.finish({ ok: false });
+    throw err;
+  }
+}
+
+async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: CriuClient, rec: OperationRecorder): Promise<CheckpointResult> {
   const started = Date.now();
-  const tier = req.tier ?? 'disk';
-  await store.ensure(tier);
+  await store.ensure(req.tier ?? 'disk');
   const { pid, workload } = await resolveTarget(store, req.target);
+  rec.watch(pid);
   // The VERSION round trip with CRIU overlaps ferry's own checks of the target.
   const versionP = criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
   versionP.catch(() => undefined);
   const info = await checkCheckpointable(pid, { shellJob: req.shellJob === true });
   const version = await versionP;
+  // The memory tier's budget: stay, spill to disk, or refuse — before anything is written.
+  const need = await treeRssBytes(pid);
+  const placement = await placeSnapshot(store, req.tier ?? 'disk', need, req.memoryBudget);
+  const tier = placement.tier;
+  if (placement.spilled) await store.ensure(tier);
   const pending = await store.begin(tier, req.name);
   try {
-    const need = await treeRssBytes(pid);
     const fs = await statfs(pending.dir);
     const free = fs.bavail * fs.bsize;
     if (need > free) {
@@ -72,8 +94,6 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
     const workDir = join(store.root, 'logs', `checkpoint-${pending.id}`);
     await mkdir(workDir, { recursive: true, mode: 0o700 });
     const criuStarted = Date.now();
-    const warm = prewarmHasher(); // compiles the hasher while CRIU works
-    warm.catch(() => undefined);
     await criu.dump({
       pid,
       imagesDir: pending.dir,
@@ -85,7 +105,6 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
       ...(req.shellJob ? { shellJob: true } : {}),
     });
     const criuMs = Date.now() - criuStarted;
-    await warm;
     for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
     const sumStarted = Date.now();
     const files = await checksumDir(pending.dir);
@@ -114,7 +133,8 @@ export async function checkpoint(store: Store, req: CheckpointRequest, criu = ne
     };
     manifest.timings.totalMs = Date.now() - started;
     const dir = await pending.commit(manifest);
-    return { snapshot: pending.id, dir, manifest };
+    const telemetry = rec.finish({ ok: true, criu: manifest.stats, phasesMs: { total: manifest.timings.totalMs, criu: criuMs, checksum: checksumMs } });
+    return { snapshot: pending.id, dir, manifest, telemetry, placement };
   } catch (err) {
     await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
     throw err;

@@ -20,6 +20,8 @@ interface NativeBinding {
   receive(fd: number): Promise<ReceivedMessage | null>;
   close(fd: number): void;
   readonly maxFds: number;
+  hashBlocks(fd: number, offset: number, length: number, blockSize: number): Promise<Buffer>;
+  hash128(data: Uint8Array): Buffer;
 }
 
 /** Relative to the compiled file, dist/native/index.js. */
@@ -157,4 +159,25 @@ export class SeqpacketChannel {
       throw ioError('close', err);
     }
   }
+}
+
+/**
+ * XXH3-128 (canonical, 16 bytes each) of every `blockSize` block of `length` bytes of the file
+ * open on `fd`, starting at `offset`; a short last block is hashed as it is. Runs on libuv's
+ * thread pool (several calls in flight use several threads) and reads with pread, so the fd's
+ * position is untouched. I/O errors are ERR_NATIVE_IO naming the syscall and errno.
+ */
+export async function hashBlocks(fd: number, offset: number, length: number, blockSize: number): Promise<Buffer> {
+  try {
+    return await native().hashBlocks(fd, offset, length, blockSize);
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    const code = errnoCode(err) ?? String(err);
+    throw new FerryError('ERR_NATIVE_IO', `${syscallOf(err) ?? 'pread'} while hashing failed: ${code}`, { cause: err });
+  }
+}
+
+/** XXH3-128 of `data` (canonical, 16 bytes), synchronously. */
+export function hash128(data: Uint8Array): Buffer {
+  return native().hash128(data);
 }

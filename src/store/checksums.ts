@@ -1,67 +1,92 @@
+import { availableParallelism } from 'node:os';
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createXXHash128 } from 'hash-wasm';
+import { hash128, hashBlocks } from '../native/index.js';
 import { FerryError } from '../util/errors.js';
 
-/** The hash of every image file: XXH3-128 (hash-wasm's WASM build), as 32 hex digits. */
-export const HASH_ALGORITHM = 'xxh3-128';
+/**
+ * The hash of every image file: XXH3-128 of the concatenated XXH3-128 hashes of its 4 KiB
+ * blocks (a two-level tree, hex). The block hashes are what page dedup compares, so one pass
+ * over a pages image yields both its checksum and its page index; and a large file's blocks are
+ * hashed in 64 MiB ranges on several threads at once (native/hash.c, Debian's libxxhash).
+ */
+export const HASH_ALGORITHM = 'xxh3-128/4k';
 export type HashAlgorithm = typeof HASH_ALGORITHM;
+export const BLOCK = 4096;
+/** Bytes hashed by one thread-pool job. */
+const RANGE = 64 << 20;
 
 export type FileSums = Record<string, { size: number; hash: string }>;
 
 /** Files of a snapshot that are not images: ferry's manifest and CRIU's logs (which it appends to). */
 const NOT_CHECKSUMMED = /^(manifest\.json|.*\.log)$/;
 
-const CHUNK = 4 << 20;
+/** Hashes several files (and ranges of large ones) at once, with at most `parallel` jobs in flight. */
+async function hashFiles(paths: string[], parallel = Math.max(2, availableParallelism())): Promise<{ size: number; blocks: Buffer }[]> {
+  const handles = await Promise.all(paths.map(async (p) => {
+    const fh = await open(p, 'r');
+    return { fh, size: (await fh.stat()).size };
+  }));
+  try {
+    const parts: Buffer[][] = handles.map((h) => new Array<Buffer>(Math.max(1, Math.ceil(h.size / RANGE))));
+    const jobs: { len: number; run: () => Promise<void> }[] = [];
+    handles.forEach((h, fi) => {
+      if (h.size === 0) { parts[fi]![0] = Buffer.alloc(0); return; }
+      for (let off = 0, k = 0; off < h.size; off += RANGE, k++) {
+        const len = Math.min(RANGE, h.size - off);
+        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK); } });
+      }
+    });
+    // Big jobs first, so the last one to finish is a small one.
+    jobs.sort((a, b) => b.len - a.len);
+    let next = 0;
+    const worker = async () => { while (next < jobs.length) await jobs[next++]!.run(); };
+    await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
+    return handles.map((h, fi) => ({ size: h.size, blocks: parts[fi]!.length === 1 ? parts[fi]![0]! : Buffer.concat(parts[fi]!) }));
+  } finally {
+    await Promise.all(handles.map((h) => h.fh.close()));
+  }
+}
 
-type Hasher = Awaited<ReturnType<typeof createXXHash128>>;
-/** Idle hashers with their read buffers: a WASM instance costs milliseconds, a snapshot has dozens of files. */
-const idle: { h: Hasher; bufs: [Buffer, Buffer] }[] = [];
+/** The file hash from its block hashes. */
+export function digestOfBlocks(blocks: Uint8Array): string {
+  return hash128(blocks).toString('hex');
+}
 
-/** Compiles a hasher ahead of time (e.g. while CRIU is still writing), so hashing starts at once. */
-export async function prewarmHasher(): Promise<void> {
-  if (idle.length === 0) idle.push({ h: await createXXHash128(), bufs: [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)] });
+/** The hash of one file (HASH_ALGORITHM) and its block hashes (16 bytes per 4 KiB block). */
+export async function hashFile(path: string): Promise<{ size: number; hash: string; blocks: Buffer }> {
+  const [r] = await hashFiles([path]);
+  return { size: r!.size, hash: digestOfBlocks(r!.blocks), blocks: r!.blocks };
+}
+
+/** The image files of a snapshot directory (regular files, not the manifest or logs; the `parent` link is a directory), sorted. */
+async function imageFiles(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((n) => !NOT_CHECKSUMMED.test(n)).sort();
+  const out: string[] = [];
+  for (const name of names) if ((await stat(join(dir, name)).catch(() => undefined))?.isFile()) out.push(name);
+  return out;
 }
 
 /**
- * XXH3-128 of a file, read once: two reused buffers, the next read in flight while the current
- * chunk is hashed (reuse also spares the first-touch cost of fresh buffers on these VMs).
+ * Size and hash of every image file in `dir`, plus the block hashes of the files `keepBlocks`
+ * selects (for the page index of pages images).
  */
-export async function hashFile(path: string): Promise<string> {
-  const slot = idle.pop() ?? { h: await createXXHash128(), bufs: [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)] as [Buffer, Buffer] };
-  const { h, bufs } = slot;
-  h.init();
-  const fh = await open(path, 'r');
-  try {
-    let i = 0;
-    let pending = fh.read(bufs[0], 0, CHUNK, null);
-    for (;;) {
-      const { bytesRead } = await pending;
-      if (bytesRead === 0) break;
-      const cur = bufs[i]!;
-      i ^= 1;
-      // A short read is the end of the file (regular files on local file systems).
-      pending = bytesRead === CHUNK ? fh.read(bufs[i]!, 0, CHUNK, null) : Promise.resolve({ bytesRead: 0, buffer: cur });
-      h.update(bytesRead === CHUNK ? cur : cur.subarray(0, bytesRead));
-    }
-    return h.digest('hex');
-  } finally {
-    await fh.close();
-    idle.push(slot);
-  }
+export async function checksumDirWithBlocks(dir: string, keepBlocks: (name: string) => boolean = () => false): Promise<{ sums: FileSums; blocks: Map<string, Buffer> }> {
+  const names = await imageFiles(dir);
+  const results = await hashFiles(names.map((n) => join(dir, n)));
+  const sums: FileSums = {};
+  const blocks = new Map<string, Buffer>();
+  names.forEach((name, i) => {
+    const r = results[i]!;
+    sums[name] = { size: r.size, hash: digestOfBlocks(r.blocks) };
+    if (keepBlocks(name)) blocks.set(name, r.blocks);
+  });
+  return { sums, blocks };
 }
 
-/** XXH3-128 and size of every image file in `dir`. */
+/** Size and hash of every image file in `dir`. */
 export async function checksumDir(dir: string): Promise<FileSums> {
-  const out: FileSums = {};
-  const names = (await readdir(dir)).filter((n) => !NOT_CHECKSUMMED.test(n)).sort();
-  for (const name of names) {
-    const p = join(dir, name);
-    const s = await stat(p);
-    if (!s.isFile()) continue;
-    out[name] = { size: s.size, hash: await hashFile(p) };
-  }
-  return out;
+  return (await checksumDirWithBlocks(dir)).sums;
 }
 
 /** Throws ERR_SNAPSHOT_CORRUPT naming the first file that differs from the manifest. */

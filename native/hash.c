@@ -1,0 +1,154 @@
+/*
+ * ferry_native hashing: XXH3-128 (Debian's libxxhash) of every block of a file range, on libuv's
+ * thread pool.
+ *
+ *   hashBlocks(fd, offset, length, blockSize) -> Promise<Buffer>   length/blockSize (rounded up)
+ *                                                canonical 16-byte hashes, one per block; a short
+ *                                                last block is hashed as it is
+ *   hash128(u8)                                -> Buffer(16)        canonical XXH3-128, synchronous
+ *
+ * The range is read with pread into a 1 MiB buffer that stays in cache while it is hashed:
+ * measured on tmpfs, that is cheaper than mapping the file (building the page tables of a 1 GiB
+ * mapping costs more than copying it). Ranges in flight at once run on several pool threads.
+ * Errors reject with an Error carrying `code` (errno name) and `syscall`.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <xxhash.h>
+
+#include "hash.h"
+
+#define READ_BUF (1 << 20)
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int64_t offset;
+  int64_t length;
+  int64_t block;
+  /* results */
+  int err;
+  const char *syscall;
+  unsigned char *hashes; /* malloc'd, n_blocks * 16 */
+  int64_t n_blocks;
+} hash_job_t;
+
+static void hash_execute(napi_env env, void *data) {
+  (void)env;
+  hash_job_t *j = data;
+  j->n_blocks = (j->length + j->block - 1) / j->block;
+  j->hashes = malloc(j->n_blocks > 0 ? (size_t)j->n_blocks * 16 : 1);
+  /* whole blocks per read */
+  size_t bufsize = (size_t)(j->block >= READ_BUF ? j->block : (READ_BUF / j->block) * j->block);
+  unsigned char *buf = malloc(bufsize);
+  if (!j->hashes || !buf) { free(buf); j->err = ENOMEM; j->syscall = "malloc"; return; }
+  int64_t done = 0, bi = 0;
+  while (done < j->length) {
+    size_t want = (size_t)(j->length - done < (int64_t)bufsize ? j->length - done : (int64_t)bufsize);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t k = pread(j->fd, buf + got, want - got, (off_t)(j->offset + done + (int64_t)got));
+      if (k < 0 && errno == EINTR) continue;
+      if (k < 0) { j->err = errno; j->syscall = "pread"; free(buf); return; }
+      if (k == 0) { j->err = ENODATA; j->syscall = "pread"; free(buf); return; } /* file shrank */
+      got += (size_t)k;
+    }
+    for (size_t off = 0; off < got; off += (size_t)j->block, bi++) {
+      size_t n = got - off < (size_t)j->block ? got - off : (size_t)j->block;
+      XXH128_canonicalFromHash((XXH128_canonical_t *)(j->hashes + bi * 16), XXH3_128bits(buf + off, n));
+    }
+    done += (int64_t)got;
+  }
+  free(buf);
+}
+
+static void free_pages(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void hash_complete(napi_env env, napi_status status, void *data) {
+  hash_job_t *j = data;
+  if (status != napi_ok && j->err == 0) { j->err = ECANCELED; j->syscall = "hashBlocks"; }
+  if (j->err) {
+    napi_value msg, code, syscall, err;
+    char text[160];
+    const char *ename = strerrorname_np(j->err);
+    snprintf(text, sizeof text, "%s failed: %s (%s)", j->syscall, ename ? ename : "?", strerror(j->err));
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, ename ? ename : "EIO", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, j->syscall, NAPI_AUTO_LENGTH, &syscall);
+    napi_create_error(env, code, msg, &err);
+    napi_set_named_property(env, err, "syscall", syscall);
+    napi_reject_deferred(env, j->deferred, err);
+    free(j->hashes);
+  } else {
+    napi_value hashes;
+    if (napi_create_external_buffer(env, (size_t)j->n_blocks * 16, j->hashes, free_pages, NULL, &hashes) != napi_ok) {
+      void *dst;
+      napi_create_buffer_copy(env, (size_t)j->n_blocks * 16, j->hashes, &dst, &hashes);
+      free(j->hashes);
+    }
+    napi_resolve_deferred(env, j->deferred, hashes);
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static int get_i64(napi_env env, napi_value v, int64_t *out) {
+  return napi_get_value_int64(env, v, out) == napi_ok ? 0 : -1;
+}
+
+napi_value ferry_js_hash128(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  void *data, *dst;
+  size_t len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "hash128(buffer): a Buffer or Uint8Array expected");
+    return NULL;
+  }
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits(len ? data : "", len));
+  napi_create_buffer_copy(env, 16, &c, &dst, &out);
+  return out;
+}
+
+napi_value ferry_js_hash_blocks(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], promise, name;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd, offset, length, block;
+  if (argc < 4 || get_i64(env, argv[0], &fd) || get_i64(env, argv[1], &offset) ||
+      get_i64(env, argv[2], &length) || get_i64(env, argv[3], &block)) {
+    napi_throw_type_error(env, "EINVAL", "hashBlocks(fd, offset, length, blockSize): four numbers expected");
+    return NULL;
+  }
+  if (fd < 0 || offset < 0 || length < 0 || block <= 0) {
+    napi_throw_range_error(env, "EINVAL", "hashBlocks: bad fd, offset, length or blockSize");
+    return NULL;
+  }
+  hash_job_t *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, "ENOMEM", "hashRange: out of memory");
+    return NULL;
+  }
+  j->fd = (int)fd;
+  j->offset = offset;
+  j->length = length;
+  j->block = block;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "FerryHashBlocks", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, hash_execute, hash_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
