@@ -31,6 +31,8 @@ PKGS=(
   chromium
   # test workloads
   busybox-static redis-server redis-tools
+  # the JVM workload of `ferry bench warmstart` (java, and javac for test/workloads/SlowBoot.java)
+  openjdk-17-jdk-headless
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -115,6 +117,19 @@ if (( (16#$capeff >> 24 & 1) == 0 )); then   # bit 24 = CAP_SYS_RESOURCE
   fi
 fi
 
+# crun (1.8) refuses to start any container on a hybrid cgroup layout whose cgroup2 mount still
+# has controllers ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2").
+# Here only hugetlb is left there, unused: give it its own v1 hierarchy, as the others have.
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers)" ]; then
+  for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+    if [ ! -d "/sys/fs/cgroup/$c" ] || ! mountpoint -q "/sys/fs/cgroup/$c"; then
+      say "moving the idle cgroup controller '$c' from cgroup2 to a v1 hierarchy (crun needs an empty cgroup2 on hybrid layouts)"
+      mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" \
+        || say "warning: could not mount the $c v1 hierarchy; crun containers will not start here"
+    fi
+  done
+fi
+
 # ---------------------------------------------------------------- npm, native addon, TypeScript
 cd "$ROOT"
 stamp="$DEPS/npm-ci.stamp"
@@ -149,7 +164,11 @@ fi
 
 say "test workloads"
 make -s -C "$ROOT/test/workloads" >/dev/null
+bash "$ROOT/scripts/build-bundles.sh"   # OCI bundles (busybox, redis) for the container tests
 
 say "TypeScript build"
 "$ROOT/node_modules/.bin/tsc" -p "$ROOT/tsconfig.json"
+# The CLI bundled into a few files (starts faster; bin/ferry uses it while it is newer than tsc's build).
+say "CLI bundle"
+node "$ROOT/scripts/build-cli.mjs" >/dev/null
 say "ready"

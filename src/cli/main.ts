@@ -8,6 +8,9 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   checkpoint: () => import('./commands/checkpoint.js'),
   restore: () => import('./commands/restore.js'),
   snapshots: () => import('./commands/snapshots.js'),
+  export: () => import('./commands/export.js'),
+  import: () => import('./commands/import.js'),
+  'container-archive': () => import('./commands/container-archive.js'),
   doctor: () => import('./commands/doctor.js'),
   criu: () => import('./commands/criu.js'),
   version: () => import('./commands/version.js'),
@@ -23,10 +26,13 @@ commands:
   checkpoint        checkpoint a pid or workload into the store; prints the snapshot id
   restore           restore a snapshot (checksums and host checks first); prints the new pid
   snapshots         ls | inspect ID | rm ID
+  export            write a snapshot (with its ancestors) to one archive: ferry export ID FILE|-
+  import            import an archive from ferry export (checked before it appears): ferry import FILE|-
+  container-archive export|import a container snapshot as a Podman/CRI-O checkpoint archive
   doctor            check this host: CRIU, kernel features, runtimes, store; proves C/R works
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version
-  bench             overhead [--quick]: ferry vs the raw criu CLI, medians and ratios
+  bench             memory|concurrency|warmstart|dedup|overhead|all [--quick]: the seed experiments, JSON + HTML report
 
 global options:
   --json            machine-readable output on stdout (every command)
@@ -83,4 +89,6 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// No top-level await: scripts/build-cli.mjs bundles this file as CommonJS (no ES module loader
+// to start), and main() never rejects (reportError is its boundary).
+void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

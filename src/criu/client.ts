@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { FerryError } from '../util/errors.js';
-import { resolveCriuBinary } from './binary.js';
+import { cacheBinaryFact, cachedBinaryFact, resolveCriuBinary } from './binary.js';
 import { criuChannels, type CriuEndEvent, type CriuNotifyEvent, type CriuStartEvent } from './channels.js';
 import { CriuOperationError, CriuTransportError, errnoName } from './errors.js';
 import {
@@ -82,6 +82,8 @@ let nextOperationId = 1;
  */
 export class CriuClient {
   readonly transport: CriuTransport;
+  /** The CRIU binary behind the default transport (whose answers may be cached on disk). */
+  private readonly binaryPath: string | undefined;
   private versionCache: Promise<CriuVersion> | undefined;
   private featuresCache: Promise<CriuFeatures> | undefined;
 
@@ -96,11 +98,20 @@ export class CriuClient {
         });
       }
       this.transport = new SwrkTransport(bin.path);
+      this.binaryPath = bin.path;
     }
   }
 
-  /** CRIU's version (VERSION request), asked once per client. */
+  /**
+   * CRIU's version (VERSION request), asked once per client — and, for the default transport,
+   * remembered on disk per CRIU binary (see cachedBinaryFact), which spares a short command
+   * one CRIU start.
+   */
   version(): Promise<CriuVersion> {
+    if (this.versionCache === undefined && this.binaryPath !== undefined) {
+      const cached = asCriuVersion(cachedBinaryFact(this.binaryPath, 'version'));
+      if (cached) this.versionCache = Promise.resolve(cached);
+    }
     this.versionCache ??= this.call(RequestType.VERSION, undefined).then(({ response }) => {
       const v = response.version;
       if (!v) throw new CriuTransportError('CRIU answered VERSION without a version', {});
@@ -113,6 +124,9 @@ export class CriuClient {
         gitid: v.gitid || undefined,
         name: v.name || undefined,
       };
+    }).then((v) => {
+      if (this.binaryPath !== undefined) cacheBinaryFact(this.binaryPath, 'version', v);
+      return v;
     });
     this.versionCache.catch(() => { this.versionCache = undefined; });
     return this.versionCache;
@@ -338,6 +352,15 @@ export class CriuClient {
       if (conn) await conn.close();
     }
   }
+}
+
+/** A CriuVersion read back from the disk cache, or undefined if it is not one. */
+function asCriuVersion(v: unknown): CriuVersion | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { major, minor, sublevel, text, gitid, name } = v as Record<string, unknown>;
+  if (typeof major !== 'number' || typeof minor !== 'number' || typeof sublevel !== 'number' || typeof text !== 'string') return undefined;
+  const str = (s: unknown): string | undefined => (typeof s === 'string' && s ? s : undefined);
+  return { major, minor, sublevel, text, gitid: str(gitid), name: str(name) };
 }
 
 /** Internal: CRIU's final answer said `success: false`. */

@@ -2,7 +2,9 @@ import { copyFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
-import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
+import { HASH_ALGORITHM } from '../store/checksums.js';
+import { findParent } from '../store/chain.js';
+import { storeImages } from '../store/dedup.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../store/budget.js';
 import { Store } from '../store/store.js';
@@ -22,6 +24,8 @@ export interface CheckpointRequest {
   extUnixSk?: boolean;
   fileLocks?: boolean;
   shellJob?: boolean;
+  /** Page dedup against the workload's previous snapshot in the same tier (default on). */
+  dedup?: boolean;
   /** Overrides of the memory tier's budget (else FERRY_MEMORY_BUDGET, then <store>/config.json). */
   memoryBudget?: BudgetOverrides;
 }
@@ -107,13 +111,19 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     const criuMs = Date.now() - criuStarted;
     for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
     const sumStarted = Date.now();
-    const files = await checksumDir(pending.dir);
+    // Checksums, the page index, and page dedup against this workload's newest snapshot.
+    const parent = req.dedup === false ? undefined
+      : await findParent(store, { workload, pid, command: info.command }, tier).catch(() => undefined);
+    const stored = await storeImages(pending.dir, parent);
+    const files = stored.files;
     const checksumMs = Date.now() - sumStarted;
     const manifest: SnapshotManifest = {
       format: 1,
       id: pending.id,
       name: req.name,
-      parent: undefined,
+      parent: stored.dedup?.parent,
+      ...(stored.dedup ? { dedup: stored.dedup } : {}),
+      logicalBytes: stored.logicalBytes,
       tier,
       createdAt: new Date().toISOString(),
       target: { kind: 'process', pid, workload, command: info.command, ownPidNamespace: info.nsPid === 1 },

@@ -4,7 +4,9 @@ import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readPstree } from '../criu/images/pstree.js';
 import { readRestoreStats, type RestoreStats } from '../criu/images/stats.js';
 import { verifyChecksums } from '../store/checksums.js';
+import { ancestors, checkParentLink } from '../store/chain.js';
 import { Store } from '../store/store.js';
+import { OperationRecorder, type OperationTelemetry } from '../telemetry/operation.js';
 import { processInfo } from '../targets/process.js';
 import { readWorkload, writeWorkload } from '../targets/run.js';
 import { FerryError } from '../util/errors.js';
@@ -16,6 +18,8 @@ export interface RestoreResult {
   stats: RestoreStats | undefined;
   timings: { totalMs: number; verifyMs: number; criuMs: number };
   logPath: string;
+  /** Phase timings, CRIU's stats, host CPU/memory and the restored tree's RSS sampled while it ran. */
+  telemetry: OperationTelemetry;
 }
 
 /**
@@ -24,12 +28,26 @@ export interface RestoreResult {
  * what to do.
  */
 export async function restore(store: Store, id: string, criu = new CriuClient()): Promise<RestoreResult> {
+  const rec = new OperationRecorder('restore');
+  try {
+    return await restoreRecorded(store, id, criu, rec);
+  } catch (err) {
+    rec.finish({ ok: false });
+    throw err;
+  }
+}
+
+async function restoreRecorded(store: Store, id: string, criu: CriuClient, rec: OperationRecorder): Promise<RestoreResult> {
   const started = Date.now();
   const { manifest, dir } = await store.get(id);
   // The VERSION round trip with CRIU overlaps the checksum verification.
   const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
   versionP.catch(() => undefined);
-  await verifyChecksums(dir, manifest.files, id, (manifest as { algorithm?: string }).algorithm ?? 'sha256');
+  // A deduped snapshot reads pages from its chain: every snapshot in it is checked.
+  const self = { manifest, dir };
+  const chain = [self, ...await ancestors(store, self)];
+  for (const s of chain) await checkParentLink(s);
+  await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, (s.manifest as { algorithm?: string }).algorithm ?? 'sha256')));
   const verifyMs = Date.now() - started;
   const version = await versionP;
   const line = (v: string) => v.split('.').slice(0, 2).join('.');
@@ -76,11 +94,9 @@ export async function restore(store: Store, id: string, criu = new CriuClient())
     const rec = await readWorkload(store.workloadsDir, manifest.target.workload);
     if (rec) await writeWorkload(store.workloadsDir, { ...rec, pid: r.pid, restoredFrom: id });
   }
-  return {
-    pid: r.pid,
-    snapshot: id,
-    stats: await readRestoreStats(workDir),
-    timings: { totalMs: Date.now() - started, verifyMs, criuMs },
-    logPath: r.logPath,
-  };
+  rec.watch(r.pid);
+  const stats = await readRestoreStats(workDir);
+  const timings = { totalMs: Date.now() - started, verifyMs, criuMs };
+  const telemetry = rec.finish({ ok: true, criu: stats, phasesMs: { total: timings.totalMs, verify: verifyMs, criu: criuMs } });
+  return { pid: r.pid, snapshot: id, stats, timings, logPath: r.logPath, telemetry };
 }

@@ -7,8 +7,14 @@ export interface SnapshotManifest {
   id: string;
   /** A user-given name, if any. */
   name: string | undefined;
-  /** The snapshot this one builds on (none yet: every snapshot is whole). */
+  /** The snapshot this one builds on (page dedup: its unchanged pages are read from there). */
   parent: string | undefined;
+  /** Bytes of the same snapshot made flat (its own images plus the pages it takes from its chain). */
+  logicalBytes?: number;
+  /** What page dedup did at checkpoint. */
+  dedup?: { parent: string; pages: number; inParent: number; savedBytes: number; ms: number };
+  /** Ancestors folded into this snapshot after it was taken (compaction), oldest event first. */
+  compacted?: { at: string; folded: string[] }[];
   tier: Tier;
   createdAt: string;
   target: {
@@ -21,7 +27,7 @@ export interface SnapshotManifest {
     command: string[];
     /** True when the root was pid 1 of its own pid namespace (restores never collide). */
     ownPidNamespace: boolean;
-  };
+  } | ContainerTarget;
   host: { hostname: string; kernel: string; arch: string; cpuFlags: string[] };
   criu: { version: string };
   /** CRIU options that must be repeated at restore. */
@@ -38,3 +44,31 @@ export interface SnapshotManifest {
 }
 
 export type Tier = 'memory' | 'disk';
+
+/** A runc or crun container (`container:<id>`), checkpointed by src/engine/container.ts. */
+export interface ContainerTarget {
+  kind: 'container';
+  /** The container id at checkpoint time. */
+  id: string;
+  runtime: 'runc' | 'crun';
+  /** The runtime's state directory (--root). */
+  runtimeRoot: string;
+  /** Who ran CRIU: the runtime's own checkpoint (runc) or ferry, with the runtime's view of the container (crun). */
+  driver: 'runtime' | 'ferry';
+  /** Bundle directory and rootfs (absolute) at checkpoint time; restore uses them unless told otherwise. */
+  bundle: string;
+  rootfs: string;
+  /** Host pid of the container's init at checkpoint time. */
+  pid: number;
+  workload: undefined;
+  /** The container process's args (from the spec). */
+  command: string[];
+  /** Containers have their own pid namespace here. */
+  ownPidNamespace: boolean;
+  /** Namespaces the container had of its own (spec names: pid, network, mount, ...). */
+  namespaces: string[];
+  /** The init's fds 0-2 as the kernel named them (`/dev/null`, `pipe:[ino]`). */
+  stdio: string[];
+  /** Bind mounts handed to CRIU as external: key (the destination, as runc names them) and host source. */
+  externalMounts: { key: string; source: string }[];
+}

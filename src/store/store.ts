@@ -30,6 +30,8 @@ export interface StoredSnapshot {
 }
 
 const ID_RE = /^[0-9a-z][0-9a-z._-]{0,127}$/;
+/** What a snapshot id may look like (also a safe single path component). */
+export const SNAPSHOT_ID_RE = ID_RE;
 
 /**
  * The snapshot store: `<root>/snapshots/<id>/` (disk tier) and `<memoryDir>/<id>/` (memory

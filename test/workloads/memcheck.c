@@ -3,13 +3,16 @@
  *
  *   memcheck --mib N --seed S --status DIR [--rate PAGES_PER_SEC]
  *   memcheck --mib N --seed S --status DIR --dirty-percent P --dirty-every-ms T
+ *   memcheck --mib N --seed S --status DIR --dirty-percent P --dirty-every-ms 0
  *
  * It maps N MiB of anonymous memory and fills every 4 KiB page with a pseudo-random pattern
  * derived from (seed, page index, page version). A version array remembers which pattern each
  * page must hold. Then it keeps mutating: it picks pages pseudo-randomly, bumps their version
  * and rewrites them, at --rate pages per second (default 1000; 0 = as fast as it can). In dirty
  * mode it instead rewrites about P% of the pages (all distinct) in one burst every T ms and idles
- * in between, so that consecutive snapshots differ by about P% of the pages.
+ * in between, so that consecutive snapshots differ by about P% of the pages. With
+ * --dirty-every-ms 0 a burst happens only on SIGUSR2, and DIR/dirtied then holds the number of
+ * bursts done so far (deterministic dedup benchmarks: signal, wait for the count, checkpoint).
  *
  * Protocol (shared by every ferry test workload):
  *   DIR/ready     written once the memory is filled: "ok base=0x... pages=N ... instance=ID"
@@ -41,6 +44,7 @@
 #define WORDS_PER_PAGE (PAGE_SIZE / sizeof(uint64_t))
 
 static volatile sig_atomic_t verify_requested;
+static volatile sig_atomic_t dirty_requested;
 
 static const char *status_dir;
 static uint64_t *mem;         /* the checked memory */
@@ -56,6 +60,12 @@ static void on_usr1(int sig)
 {
 	(void)sig;
 	verify_requested = 1;
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	dirty_requested = 1;
 }
 
 static void die(const char *fmt, ...)
@@ -273,8 +283,12 @@ int main(int argc, char **argv)
 		die("--mib, --seed and --status are required");
 	if (dirty_percent > 100)
 		die("--dirty-percent must be 0..100");
-	if (dirty_percent && !dirty_every_ms)
-		die("--dirty-percent needs --dirty-every-ms");
+	int dirty_on_signal = 0;
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--dirty-every-ms") && !strcmp(argv[i + 1], "0"))
+			dirty_on_signal = 1;
+	if (dirty_percent && !dirty_every_ms && !dirty_on_signal)
+		die("--dirty-percent needs --dirty-every-ms (0: a burst per SIGUSR2)");
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -282,6 +296,9 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0; /* no SA_RESTART: a request cuts the sleep short */
 	if (sigaction(SIGUSR1, &sa, NULL) != 0)
+		die("sigaction: %s", strerror(errno));
+	sa.sa_handler = on_usr2;
+	if (sigaction(SIGUSR2, &sa, NULL) != 0)
 		die("sigaction: %s", strerror(errno));
 
 	npages = (size_t)mib * (1024 * 1024 / PAGE_SIZE);
@@ -305,6 +322,7 @@ int main(int argc, char **argv)
 	const uint64_t tick_ns = 10 * 1000000ull; /* rate mode works in 10 ms ticks */
 	uint64_t next = now_ns(), last_progress = 0;
 	double carry = 0;
+	uint64_t bursts = 0;
 	size_t burst = dirty_percent ? (size_t)((npages * dirty_percent + 99) / 100) : 0;
 	for (;;) {
 		if (verify_requested) {
@@ -316,7 +334,16 @@ int main(int argc, char **argv)
 			write_status("progress", "%" PRIu64, mutations);
 			last_progress = now;
 		}
-		if (dirty_percent) {
+		if (dirty_percent && dirty_on_signal) {
+			if (dirty_requested) {
+				dirty_requested = 0;
+				dirty_burst(burst);
+				bursts++;
+				write_status("dirtied", "%" PRIu64, bursts);
+			}
+			/* a signal cuts the sleep short */
+			sleep_until(now + 1000000000ull);
+		} else if (dirty_percent) {
 			/* A clock that jumped back (restored on another host) must not stall the loop. */
 			if (next > now + dirty_every_ms * 1000000ull)
 				next = now;

@@ -4,11 +4,24 @@ import { FerryError } from '../../util/errors.js';
 import { parse, positiveInt, type Command } from '../command.js';
 import { printJson } from '../output.js';
 import { defaultOptions, formatReport, runOverhead } from '../../bench/overhead.js';
+import { EXPERIMENTS, experiment, type ExperimentName } from '../../bench/experiments.js';
+import { readRun, runBench, writeRun } from '../../bench/harness.js';
+import { formatRunText, renderReport } from '../../bench/report.js';
+
+const USAGE = 'ferry bench memory|concurrency|warmstart|dedup|overhead|all [--quick] [--out DIR] [--json]\n' +
+  '       ferry bench report RUN.json [--out DIR]   (re-render a run\'s HTML report)';
 
 export const command: Command = {
-  summary: 'Benchmarks. `overhead`: ferry (engine in-process, and the CLI) against the raw `criu` CLI on the\n' +
-    'same workload into the same tmpfs; prints medians with min–max, ratios and added ms. No thresholds.',
-  usage: 'ferry bench overhead [--quick] [--json] [--out DIR] [--mib N] [--reps N]',
+  summary: 'Benchmarks that reproduce the seed experiments, measured in one run with the arms interleaved:\n' +
+    '  memory       checkpoint/restore time, image size, host CPU/RAM vs memory size (memory tier, disk tier, raw criu)\n' +
+    '  concurrency  N = 1, 2, 4, 8 checkpoints all at once vs one after another: makespan, frozen time, latency\n' +
+    '  warmstart    cold boot until ready vs restore of a snapshot taken at readiness (redis, a JVM)\n' +
+    '  dedup        dedup cost and bytes saved (when the store has it)\n' +
+    '  overhead     ferry (engine, CLI) vs the raw criu CLI: ratios and added ms\n' +
+    '  all          every one of them, into one JSON file and one HTML report\n' +
+    'Writes <out>/bench-*.json (every raw sample) and .html (charts) — out defaults to ./bench-results;\n' +
+    'progress on stderr. --quick is a smoke test (small sizes, one repetition). No thresholds.',
+  usage: USAGE + '\n       ferry bench overhead [--quick] [--json] [--out DIR] [--mib N] [--reps N]',
   async run(argv, ctx) {
     const { values, positionals } = parse(argv, {
       quick: { type: 'boolean' },
@@ -21,7 +34,31 @@ export const command: Command = {
       dir: { type: 'string' },
     }, 'bench');
     const [what, ...extra] = positionals;
-    if (what !== 'overhead' || extra.length) throw new FerryError('ERR_USAGE', `bench: unknown benchmark '${[what, ...extra].join(' ')}'`, { hint: 'ferry bench overhead [--quick] [--json] [--out DIR]' });
+    if (what === 'report') {
+      if (extra.length !== 1) throw new FerryError('ERR_USAGE', 'bench report: give exactly one RUN.json', { hint: USAGE });
+      const run = await readRun(extra[0]!);
+      const paths = await writeRun(run, values.out ?? 'bench-results', await renderReport(run));
+      if (ctx.json) printJson(paths);
+      else process.stdout.write(`${paths.html}\n`);
+      return 0;
+    }
+    if (what !== 'overhead') {
+      const names: ExperimentName[] = what === 'all' ? [...EXPERIMENTS] : EXPERIMENTS.filter((e) => e === what);
+      if (names.length === 0 || extra.length) {
+        throw new FerryError('ERR_USAGE', `bench: unknown benchmark '${[what ?? '', ...extra].join(' ').trim()}'`, { hint: USAGE });
+      }
+      const run = await runBench({
+        quick: values.quick === true,
+        experiments: names.map((name) => ({ name, run: experiment(name) })),
+        ...(values.dir !== undefined ? { tmpfsBase: values.dir } : {}),
+        progress: (line) => process.stderr.write(`bench: ${line}\n`),
+      });
+      const paths = await writeRun(run, values.out ?? 'bench-results', await renderReport(run));
+      process.stderr.write(`bench: wrote ${paths.json}\nbench: wrote ${paths.html}\n`);
+      if (ctx.json) printJson({ ...run, files: paths });
+      else process.stdout.write(formatRunText(run) + `\nreport: ${paths.html}\n`);
+      return 0;
+    }
     const o = defaultOptions(values.quick === true);
     if (values.mib !== undefined) o.mib = positiveInt(values.mib, '--mib', 'bench');
     if (values.reps !== undefined) o.reps = positiveInt(values.reps, '--reps', 'bench');

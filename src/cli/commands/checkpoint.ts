@@ -1,4 +1,8 @@
+import { formatBytes } from '../../util/format.js';
 import { checkpoint } from '../../engine/checkpoint.js';
+import { parseContainerTarget } from '../../targets/container.js';
+import { CONTAINER_CHECKPOINT_OPTIONS, CONTAINER_CHECKPOINT_USAGE, runContainerCheckpoint } from '../container.js';
+import { parseSize } from '../../store/budget.js';
 import { Store } from '../../store/store.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, type Command } from '../command.js';
@@ -9,7 +13,13 @@ export const command: Command = {
   summary: 'Checkpoint a process tree (a pid, or a workload started with `ferry run`) into the store.\n' +
     'The process is stopped unless --leave-running. Prints the snapshot id.',
   usage: 'ferry checkpoint <pid|name> [--name SNAP] [--leave-running] [--tier memory|disk]\n' +
-    '                  [--tcp-established] [--ext-unix-sk] [--file-locks] [--shell-job] [--json]',
+    '                  [--tcp-established] [--ext-unix-sk] [--file-locks] [--shell-job] [--json]\n' +
+    '                  [--memory-budget SIZE] [--spill-to-disk | --no-spill] [--no-dedup]\n' +
+    '  Pages unchanged since the workload\'s newest snapshot in the same tier are not stored again: the new\n' +
+    '  snapshot reads them from that one (a CRIU image chain). --no-dedup stores every page.\n' +
+    '  --memory-budget caps the memory tier (else $FERRY_MEMORY_BUDGET, else memoryBudgetBytes in <store>/config.json);\n' +
+    '  past it a --tier memory checkpoint spills to disk if allowed (--spill-to-disk, FERRY_SPILL_TO_DISK=1,\n' +
+    '  "spillToDisk": true), and is refused before CRIU runs otherwise.\n' + CONTAINER_CHECKPOINT_USAGE,
   async run(argv, ctx) {
     const { values, positionals } = parse(argv, {
       name: { type: 'string' },
@@ -19,29 +29,47 @@ export const command: Command = {
       'ext-unix-sk': { type: 'boolean' },
       'file-locks': { type: 'boolean' },
       'shell-job': { type: 'boolean' },
+      'memory-budget': { type: 'string' },
+      'spill-to-disk': { type: 'boolean' },
+      'no-spill': { type: 'boolean' },
+      'no-dedup': { type: 'boolean' },
+      ...CONTAINER_CHECKPOINT_OPTIONS,
     }, 'checkpoint');
     const [target, ...extra] = positionals;
     if (!target || extra.length) throw new FerryError('ERR_USAGE', 'checkpoint: give exactly one pid or workload name', { hint: 'see `ferry checkpoint --help`' });
     const tier = values.tier ?? 'disk';
     if (tier !== 'memory' && tier !== 'disk') throw new FerryError('ERR_USAGE', `checkpoint: --tier must be memory or disk, not '${tier}'`, { hint: 'see `ferry checkpoint --help`' });
+    const containerId = parseContainerTarget(target);
+    if (containerId !== undefined) return runContainerCheckpoint(containerId, values, tier, ctx);
+    if (values.runtime !== undefined || values['runtime-root'] !== undefined) throw new FerryError('ERR_USAGE', 'checkpoint: --runtime and --runtime-root apply to container:<id> targets only', { hint: 'see `ferry checkpoint --help`' });
+    if (values['spill-to-disk'] && values['no-spill']) throw new FerryError('ERR_USAGE', 'checkpoint: --spill-to-disk and --no-spill contradict each other', { hint: 'give one of them' });
+    const memoryBudget = {
+      ...(values['memory-budget'] !== undefined ? { memoryBudgetBytes: parseSize(values['memory-budget'], '--memory-budget') } : {}),
+      ...(values['spill-to-disk'] ? { spillToDisk: true } : values['no-spill'] ? { spillToDisk: false } : {}),
+    };
     const stop = startProgress(`checkpointing ${target}`, ctx.json);
     const r = await checkpoint(new Store({ root: ctx.store }), {
-      target, tier,
+      target, tier, memoryBudget,
       ...(values.name !== undefined ? { name: values.name } : {}),
       ...(values['leave-running'] ? { leaveRunning: true } : {}),
       ...(values['tcp-established'] ? { tcpEstablished: true } : {}),
       ...(values['ext-unix-sk'] ? { extUnixSk: true } : {}),
       ...(values['file-locks'] ? { fileLocks: true } : {}),
       ...(values['shell-job'] ? { shellJob: true } : {}),
+      ...(values['no-dedup'] ? { dedup: false } : {}),
     }).finally(stop);
     const m = r.manifest;
     if (ctx.json) {
-      printJson({ snapshot: r.snapshot, tier: m.tier, stats: m.stats ?? {}, timings: m.timings, bytesWritten: m.bytes });
+      printJson({ snapshot: r.snapshot, tier: m.tier, stats: m.stats ?? {}, timings: m.timings, bytesWritten: m.bytes,
+        logicalBytes: m.logicalBytes ?? m.bytes, parent: m.parent ?? null, dedup: m.dedup ?? null, telemetry: r.telemetry,
+        spilled: r.placement.spilled, ...(r.placement.reason ? { reason: r.placement.reason } : {}) });
     } else {
       const s = m.stats;
       process.stdout.write(`${r.snapshot}\n`);
+      if (r.placement.spilled) process.stderr.write(`spilled to the disk tier: ${r.placement.reason ?? ''}\n`);
       process.stderr.write(`checkpointed pid ${m.target.pid} (${m.target.command.join(' ').slice(0, 60)}) in ${m.timings.totalMs} ms` +
-        `${s ? `, frozen ${(s.frozen_time / 1000).toFixed(1)} ms, ${s.pages_written} pages written` : ''}, ${m.bytes} bytes (${m.tier} tier)\n`);
+        `${s ? `, frozen ${(s.frozen_time / 1000).toFixed(1)} ms, ${s.pages_written} pages written` : ''}, ${m.bytes} bytes (${m.tier} tier)\n` +
+        (m.dedup ? `dedup: ${m.dedup.inParent} of ${m.dedup.pages} pages unchanged since ${m.dedup.parent}, ${formatBytes(m.dedup.savedBytes)} not stored (${m.dedup.ms} ms)\n` : ''));
     }
     return 0;
   },

@@ -9,7 +9,7 @@ import { PagemapEntrySchema, PagemapHeadSchema } from '../gen/criu-images_pb.js'
 import { encodeImage, readImageEntries } from './framing.js';
 import { IMAGE_KINDS } from './magic.js';
 import {
-  PE_LAZY, PE_PARENT, PE_PRESENT, pagesFileOffset, presentRuns, readPagemap, writePagemap, type PagemapRun,
+  PE_LAZY, PE_PARENT, PE_PRESENT, decodePagemap, encodePagemapRun, pagesFileOffset, presentRuns, readPagemap, writePagemap, type PagemapRun,
 } from './pagemap.js';
 
 const head = (pagesId: number): Uint8Array => toBinary(PagemapHeadSchema, create(PagemapHeadSchema, { pagesId }));
@@ -128,5 +128,50 @@ void describe('pagemap', () => {
     const path = await pagemapFile('pagemap-47.img', [head(1), Uint8Array.of(0x0f, 0xff)]);
     await assert.rejects(readPagemap(path),
       (err: unknown) => isFerryError(err, 'ERR_IMAGE_FORMAT') && /not a valid PagemapEntry.* at byte 14/.test(err.message));
+  });
+});
+
+void describe('pagemap fast codec', () => {
+  const runs: PagemapRun[] = [
+    { vaddr: 0n, nrPages: 0, flags: 0 },
+    { vaddr: 0x7f1d55400000n, nrPages: 262144, flags: PE_PRESENT | PE_LAZY },
+    { vaddr: 0x1000n, nrPages: 1, flags: PE_PARENT },
+    { vaddr: (1n << 64n) - 4096n, nrPages: 2 ** 40, flags: 0xffffffff },
+    { vaddr: 0x7fff_ffff_f000n, nrPages: 127, flags: 128 },
+  ];
+  void it('encodes exactly what the generic protobuf encoder writes', () => {
+    for (const r of runs) {
+      const generic = toBinary(PagemapEntrySchema, create(PagemapEntrySchema, { vaddr: r.vaddr, compatNrPages: 0, flags: r.flags, nrPages: BigInt(r.nrPages) }));
+      assert.deepEqual(Buffer.from(encodePagemapRun(r)), Buffer.from(generic), `run ${r.vaddr}`);
+      // and the generic decoder reads it back
+      const back = fromBinary(PagemapEntrySchema, encodePagemapRun(r));
+      assert.equal(back.vaddr, r.vaddr);
+      assert.equal(back.nrPages, BigInt(r.nrPages));
+      assert.equal(back.flags, r.flags);
+    }
+  });
+  void it('decodes CRIU 4.2, CRIU 4.1 and legacy in_parent entries like the generic decoder', () => {
+    const payloads = [
+      head(3),
+      ...runs.map((r) => encodePagemapRun(r)),
+      // 4.1 layout: count in field 2, no field 5
+      toBinary(PagemapEntrySchema, create(PagemapEntrySchema, { vaddr: 0x2000n, compatNrPages: 9, flags: PE_PRESENT })),
+      // legacy: no flags, in_parent set / unset
+      toBinary(PagemapEntrySchema, create(PagemapEntrySchema, { vaddr: 0x3000n, compatNrPages: 2, inParent: true })),
+      toBinary(PagemapEntrySchema, create(PagemapEntrySchema, { vaddr: 0x4000n, compatNrPages: 5 })),
+    ];
+    const entries = payloads.map((payload, i) => ({ offset: i, payload }));
+    const pm = decodePagemap(entries, 'x');
+    assert.equal(pm.pagesId, 3);
+    assert.deepEqual(pm.entries, [
+      ...runs,
+      { vaddr: 0x2000n, nrPages: 9, flags: PE_PRESENT },
+      { vaddr: 0x3000n, nrPages: 2, flags: PE_PARENT },
+      { vaddr: 0x4000n, nrPages: 5, flags: PE_PRESENT },
+    ]);
+  });
+  void it('leaves malformed entries to the generic decoder, which names the file', () => {
+    const bad = [{ offset: 0, payload: head(1) }, { offset: 9, payload: Uint8Array.from([0x08, 0x80]) }];
+    assert.throws(() => decodePagemap(bad, 'pagemap-9.img'), (e: unknown) => isFerryError(e) && /pagemap-9\.img/.test(e.message));
   });
 });

@@ -72,8 +72,63 @@ export function decodePagemap(entries: readonly ImageEntry[], file: string): Pag
   const head = decodeEntry(PagemapHeadSchema, headEntry, file);
   return {
     pagesId: head.pagesId,
-    entries: rest.map((entry) => runFromEntry(decodeEntry(PagemapEntrySchema, entry, file), file, entry.offset)),
+    entries: rest.map((entry) => fastRun(entry.payload) ?? runFromEntry(decodeEntry(PagemapEntrySchema, entry, file), file, entry.offset)),
   };
+}
+
+/**
+ * A pagemap entry decoded without reflection: its five fields are varints, and a chain of deduped
+ * snapshots has pagemaps of tens of thousands of entries (the generic decoder costs ~4 µs each).
+ * Returns undefined for anything unexpected (another field or wire type, a truncated varint, an
+ * out-of-range value), and the generic decoder, with its precise errors, takes over.
+ */
+function fastRun(b: Uint8Array): PagemapRun | undefined {
+  let pos = 0;
+  let vaddr: bigint | undefined, compat: number | undefined, inParent: boolean | undefined, flags: number | undefined, nr: number | undefined;
+  while (pos < b.length) {
+    const tag = b[pos++]!;
+    if ((tag & 7) !== 0 || tag > 0x28) return undefined;
+    // varint, up to 10 bytes: low 28 bits as a number, the rest as a bigint only when present
+    let lo = 0, shift = 0, hi = 0n, byte: number;
+    do {
+      if (pos >= b.length) return undefined;
+      byte = b[pos++]!;
+      if (shift < 28) lo |= (byte & 0x7f) << shift;
+      else hi |= BigInt(byte & 0x7f) << BigInt(shift - 28);
+      shift += 7;
+    } while (byte & 0x80 && shift < 70);
+    if (byte & 0x80) return undefined;
+    const small = hi === 0n ? lo >>> 0 : undefined;
+    switch (tag >> 3) {
+      case 1: vaddr = (hi << 28n) | BigInt(lo >>> 0); break;
+      case 2: if (small === undefined) return undefined; compat = small; break;
+      case 3: inParent = small !== 0; break;
+      case 4: if (small === undefined) return undefined; flags = small; break;
+      case 5: { const n = hi === 0n ? lo >>> 0 : Number((hi << 28n) | BigInt(lo >>> 0)); if (!Number.isSafeInteger(n)) return undefined; nr = n; break; }
+      default: return undefined;
+    }
+  }
+  if (vaddr === undefined || compat === undefined) return undefined;
+  let f = flags ?? 0;
+  if (inParent) f |= PE_PARENT;
+  else if (flags === undefined) f = PE_PRESENT;
+  return { vaddr, nrPages: nr ?? compat, flags: f };
+}
+
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Appends a varint at `pos`, returns the new position (numbers below 2^53 stay numbers). */
+function putVarint(out: Uint8Array, pos: number, v: bigint | number): number {
+  if (typeof v === 'number' || v <= MAX_SAFE_BIG) {
+    let x = Number(v);
+    while (x >= 0x80) { out[pos++] = (x % 0x80) | 0x80; x = Math.floor(x / 0x80); }
+    out[pos++] = x;
+    return pos;
+  }
+  let x = v;
+  while (x >= 0x80n) { out[pos++] = Number(x & 0x7fn) | 0x80; x >>= 7n; }
+  out[pos++] = Number(x);
+  return pos;
 }
 
 /** Where a PE_PRESENT run's data sits in pages-<pagesId>.img. */
@@ -127,12 +182,19 @@ export function encodePagemapRun(run: PagemapRun, file = '(pagemap being written
   if (!Number.isInteger(run.flags) || run.flags < 0 || run.flags > 0xffffffff) {
     throw imageFormatError(file, `flags must be a uint32, got ${run.flags}`);
   }
-  return toBinary(PagemapEntrySchema, create(PagemapEntrySchema, {
-    vaddr: run.vaddr,
-    compatNrPages: 0,
-    flags: run.flags,
-    nrPages: BigInt(run.nrPages),
-  }));
+  // Encoded by hand (same bytes as the generic encoder, field order 1, 2, 4, 5): a deduped
+  // snapshot's pagemap has tens of thousands of entries.
+  const out = new Uint8Array(36);
+  let pos = 0;
+  out[pos++] = 0x08;
+  pos = putVarint(out, pos, run.vaddr);
+  out[pos++] = 0x10;
+  out[pos++] = 0x00;
+  out[pos++] = 0x20;
+  pos = putVarint(out, pos, run.flags);
+  out[pos++] = 0x28;
+  pos = putVarint(out, pos, run.nrPages);
+  return out.subarray(0, pos);
 }
 
 /**

@@ -1,0 +1,78 @@
+// The bundled CLI (scripts/build-cli.mjs → dist/bundle/ferry.cjs) as bin/ferry runs it: chosen
+// only while every file it was built from is unchanged, and able to checkpoint and restore for real.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { statSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { PROJECT_ROOT } from '../criu/binary.js';
+import { isAlive, killQuietly, waitFor, withTempDir } from '../testing/processes.js';
+
+const FERRY = join(PROJECT_ROOT, 'bin', 'ferry');
+/** One of the bundle's inputs (tsc's output of the `version` verb). */
+const INPUT = join(PROJECT_ROOT, 'dist', 'cli', 'commands', 'version.js');
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function build(): Promise<void> {
+  const r = await run(process.execPath, [join(PROJECT_ROOT, 'scripts', 'build-cli.mjs')]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+async function whichBuild(env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const r = await run(FERRY, ['version', '--json'], env);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { build: string }).build;
+}
+
+describe('bundled CLI', () => {
+  it('bin/ferry runs the bundle when it is fresh, tsc\'s output when asked or when the bundle is stale', async () => {
+    await build();
+    assert.equal(await whichBuild(), 'bundle');
+    assert.equal(await whichBuild({ FERRY_BUNDLE: '0' }), 'dist');
+    // tsc re-emitting one of its inputs (someone edited and ran tsc only) makes it stale.
+    const st = statSync(INPUT);
+    try {
+      utimesSync(INPUT, st.atime, new Date(st.mtime.getTime() + 1000));
+      assert.equal(await whichBuild(), 'dist');
+    } finally {
+      utimesSync(INPUT, st.atime, st.mtime); // (to the millisecond: the bundle stays stale)
+    }
+    await build();
+    assert.equal(await whichBuild(), 'bundle', 'rebuilt: the bundle again');
+  });
+
+  it('checkpoint and restore of a `ferry run` workload through the bundle; errors stay one line', async () => {
+    await build();
+    await withTempDir('bundle-cli', async (dir) => {
+      const env = { FERRY_STORE: join(dir, 'store'), FERRY_MEMORY_TIER: join(dir, 'memory') };
+      const started = await run(FERRY, ['run', '--json', '--', 'sleep', '1000'], env);
+      assert.equal(started.code, 0, started.stderr);
+      const pid = (JSON.parse(started.stdout) as { pid: number }).pid;
+      let restored: number | undefined;
+      try {
+        const c = await run(FERRY, ['checkpoint', String(pid), '--tier', 'memory', '--json'], env);
+        assert.equal(c.code, 0, c.stderr);
+        const snap = (JSON.parse(c.stdout) as { snapshot: string }).snapshot;
+        await waitFor(() => !isAlive(pid), 10_000, `pid ${pid} to exit after the checkpoint`);
+        const r = await run(FERRY, ['restore', snap, '--json'], env);
+        assert.equal(r.code, 0, r.stderr);
+        restored = (JSON.parse(r.stdout) as { pid: number }).pid;
+        assert.ok(isAlive(restored), 'the restored tree runs');
+        const missing = await run(FERRY, ['restore', 'no-such-snapshot'], env);
+        assert.equal(missing.code, 1);
+        assert.match(missing.stderr, /^ferry: error: /);
+        assert.doesNotMatch(missing.stderr, /\n\s+at /, 'no stack trace');
+      } finally {
+        killQuietly(pid);
+        killQuietly(restored);
+      }
+    });
+  });
+});

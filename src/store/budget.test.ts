@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { withTempDir } from '../testing/processes.js';
+import { isFerryError } from '../util/errors.js';
+import { memoryTierUsage, parseSize, placeSnapshot, readStoreConfig, resolveBudget, storedBytes } from './budget.js';
+import { Store } from './store.js';
+
+const MiB = 2 ** 20;
+
+describe('memory tier budget', () => {
+  it('parseSize: bytes, binary and decimal units; rejects nonsense', () => {
+    assert.equal(parseSize('1000'), 1000);
+    assert.equal(parseSize('512M'), 512 * MiB);
+    assert.equal(parseSize('1.5GiB'), 1.5 * 2 ** 30);
+    assert.equal(parseSize('2g'), 2 * 2 ** 30);
+    assert.equal(parseSize('500MB'), 500e6);
+    for (const bad of ['', 'lots', '-1', '1X', '1 G B']) {
+      assert.throws(() => parseSize(bad), (e) => isFerryError(e, 'ERR_USAGE') && /is not a size/.test(e.message), bad);
+    }
+  });
+
+  it('config.json: read, validated; a malformed one is an error naming the file', async () => {
+    await withTempDir('budget', async (root) => {
+      assert.deepEqual(await readStoreConfig(root), {});
+      await writeFile(join(root, 'config.json'), JSON.stringify({ memoryBudgetBytes: 1234, spillToDisk: true }));
+      assert.deepEqual(await readStoreConfig(root), { memoryBudgetBytes: 1234, spillToDisk: true });
+      await writeFile(join(root, 'config.json'), JSON.stringify({ memoryBudgetBytes: '64M' }));
+      assert.deepEqual(await readStoreConfig(root), { memoryBudgetBytes: 64 * MiB });
+      for (const bad of ['{not json', '[]', '{"memoryBudgetBytes": -5}', '{"spillToDisk": "yes"}']) {
+        await writeFile(join(root, 'config.json'), bad);
+        await assert.rejects(readStoreConfig(root), (e) => isFerryError(e, 'ERR_STORE_CONFIG') && e.message.includes(join(root, 'config.json')), bad);
+      }
+    });
+  });
+
+  it('precedence: option, then FERRY_MEMORY_BUDGET, then config.json', async () => {
+    await withTempDir('budget', async (root) => {
+      await writeFile(join(root, 'config.json'), JSON.stringify({ memoryBudgetBytes: 100, spillToDisk: true }));
+      assert.deepEqual(await resolveBudget(root, {}, {}), { budgetBytes: 100, spillToDisk: true, source: 'config' });
+      assert.deepEqual(await resolveBudget(root, {}, { FERRY_MEMORY_BUDGET: '1k', FERRY_SPILL_TO_DISK: '0' }), { budgetBytes: 1024, spillToDisk: false, source: 'env' });
+      assert.deepEqual(await resolveBudget(root, { memoryBudgetBytes: 7, spillToDisk: false }, { FERRY_MEMORY_BUDGET: '1k' }), { budgetBytes: 7, spillToDisk: false, source: 'option' });
+      await assert.rejects(resolveBudget(root, {}, { FERRY_SPILL_TO_DISK: 'maybe' }), (e) => isFerryError(e, 'ERR_USAGE'));
+    });
+  });
+
+  it('usage counts what the memory tier occupies, in-flight snapshots included, removals not', async () => {
+    await withTempDir('budget', async (root) => {
+      const mem = join(root, 'mem');
+      const store = new Store({ root, memoryDir: mem });
+      assert.equal(await memoryTierUsage(store), 0, 'no memory tier yet');
+      await mkdir(join(mem, 'a'), { recursive: true });
+      await mkdir(join(mem, '.tmp-b'));
+      await mkdir(join(mem, '.rm-c-1'));
+      await writeFile(join(mem, 'a', 'pages-1.img'), Buffer.alloc(MiB, 1));
+      await writeFile(join(mem, '.tmp-b', 'pages-1.img'), Buffer.alloc(MiB, 2));
+      await writeFile(join(mem, '.rm-c-1', 'pages-1.img'), Buffer.alloc(4 * MiB, 3));
+      assert.equal(await storedBytes(join(mem, 'a')), MiB);
+      const used = await memoryTierUsage(store);
+      assert.ok(used >= 2 * MiB && used < 3 * MiB, `used ${used}`);
+    });
+  });
+
+  it('placement: disk stays disk; memory stays within budget, spills when allowed, else refuses with numbers and remedies', async () => {
+    await withTempDir('budget', async (root) => {
+      const mem = join(root, 'mem');
+      const store = new Store({ root, memoryDir: mem });
+      await mkdir(join(mem, 'old'), { recursive: true });
+      await writeFile(join(mem, 'old', 'pages-1.img'), Buffer.alloc(3 * MiB, 1));
+      const prev = process.env['FERRY_MEMORY_BUDGET'];
+      delete process.env['FERRY_MEMORY_BUDGET'];
+      try {
+        assert.equal((await placeSnapshot(store, 'disk', 100 * MiB, { memoryBudgetBytes: MiB })).tier, 'disk');
+        assert.equal((await placeSnapshot(store, 'memory', 100 * MiB)).tier, 'memory', 'no budget, no limit');
+        const fits = await placeSnapshot(store, 'memory', MiB, { memoryBudgetBytes: 8 * MiB });
+        assert.deepEqual([fits.tier, fits.spilled], ['memory', false]);
+        const spill = await placeSnapshot(store, 'memory', 6 * MiB, { memoryBudgetBytes: 8 * MiB, spillToDisk: true });
+        assert.deepEqual([spill.tier, spill.spilled], ['disk', true]);
+        assert.match(spill.reason ?? '', /budget of 8\.0 MiB .*3\.0 MiB in use \+ about 6\.0 MiB/);
+        await assert.rejects(placeSnapshot(store, 'memory', 6 * MiB, { memoryBudgetBytes: 8 * MiB }), (e) => {
+          assert.ok(isFerryError(e, 'ERR_MEMORY_BUDGET'));
+          assert.match(e.message, /budget of 8\.0 MiB \(--memory-budget\) would be exceeded: 3\.0 MiB in use \+ about 6\.0 MiB/);
+          for (const remedy of ['snapshots gc', 'snapshots rm', '--memory-budget', '--tier disk', '--spill-to-disk']) assert.ok(e.hint?.includes(remedy), remedy);
+          return true;
+        });
+      } finally {
+        if (prev !== undefined) process.env['FERRY_MEMORY_BUDGET'] = prev;
+      }
+    });
+  });
+});

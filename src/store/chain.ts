@@ -1,0 +1,246 @@
+/**
+ * Snapshot chains: a deduped snapshot names its parent (manifest.parent, and a `parent` link in
+ * its directory that CRIU follows). This module finds a parent for a new snapshot, walks chains,
+ * and folds parents into children (compaction) so that a chain can be shortened or a parent
+ * removed without breaking anything that depends on it.
+ */
+import { open, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
+import { FerryError } from '../util/errors.js';
+import { checksumDir } from './checksums.js';
+import { PARENT_LINK } from './dedup.js';
+import type { SnapshotManifest, Tier } from './manifest.js';
+import type { Store, StoredSnapshot } from './store.js';
+
+/** When to start a new chain, and when to fold. */
+export interface ChainPolicy {
+  /** A new snapshot whose chain would be deeper than this is made flat (a new chain root). */
+  maxDepth: number;
+}
+
+export const DEFAULT_POLICY: ChainPolicy = { maxDepth: 16 };
+
+/** The chain above `id`: its parent, grandparent, … (nearest first). Throws if a link is missing. */
+export async function ancestors(store: Store, s: StoredSnapshot): Promise<StoredSnapshot[]> {
+  const out: StoredSnapshot[] = [];
+  const seen = new Set([s.manifest.id]);
+  let cur = s;
+  while (cur.manifest.parent) {
+    const pid = cur.manifest.parent;
+    if (seen.has(pid)) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot chain of ${s.manifest.id} loops at ${pid}`);
+    seen.add(pid);
+    const p = await store.find(pid);
+    if (!p) {
+      throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${cur.manifest.id} builds on ${pid}, which is not in the store`, {
+        hint: `import ${pid} from where it was exported (ferry import), or restore an older complete snapshot`,
+      });
+    }
+    if (p.manifest.tier !== cur.manifest.tier) {
+      throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${cur.manifest.id} (${cur.manifest.tier} tier) builds on ${pid} in the ${p.manifest.tier} tier`);
+    }
+    out.push(p);
+    cur = p;
+  }
+  return out;
+}
+
+/** Snapshots whose parent is `id`. */
+export async function children(store: Store, id: string, all?: StoredSnapshot[]): Promise<StoredSnapshot[]> {
+  return (all ?? await store.list()).filter((s) => s.manifest.parent === id);
+}
+
+/**
+ * The snapshot a new checkpoint of this target should build on: the newest one of the same
+ * workload (or, for a bare pid, the same pid and command line) in the same tier that has a page
+ * index, if its chain is shorter than the policy allows.
+ */
+export async function findParent(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier, policy = DEFAULT_POLICY): Promise<{ id: string; dir: string } | undefined> {
+  const same = (m: SnapshotManifest) => m.tier === tier && m.target.kind === 'process' && (target.workload !== undefined
+    ? m.target.workload === target.workload
+    : m.target.workload === undefined && m.target.pid === target.pid && m.target.command.join('\0') === target.command.join('\0'));
+  const candidates = (await store.list()).filter((s) => same(s.manifest) && s.manifest.files['ferry-pages.idx'] !== undefined);
+  candidates.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
+  const newest = candidates[0];
+  if (!newest) return undefined;
+  const depth = (await ancestors(store, newest).catch(() => undefined))?.length;
+  if (depth === undefined || depth + 1 >= policy.maxDepth) return undefined;
+  return { id: newest.manifest.id, dir: newest.dir };
+}
+
+/** Where one logical page's data lives: the snapshot (index in the chain) and byte offset in its pages file. */
+interface Resolved { level: number; offset: number }
+
+/** A pagemap's runs with their pages-file offsets, sorted by address. */
+interface Level {
+  pagesPath: string;
+  runs: { start: number; end: number; flags: number; offset: number }[];
+}
+
+async function loadLevel(dir: string, id: number): Promise<Level | undefined> {
+  let pm;
+  try {
+    pm = await readPagemap(join(dir, `pagemap-${id}.img`));
+  } catch {
+    return undefined;
+  }
+  const runs: Level['runs'] = [];
+  let offset = 0;
+  for (const e of pm.entries) {
+    const start = Number(e.vaddr / BigInt(PAGE_SIZE));
+    runs.push({ start, end: start + e.nrPages, flags: e.flags, offset: e.flags & PE_PRESENT ? offset : -1 });
+    if (e.flags & PE_PRESENT) offset += e.nrPages * PAGE_SIZE;
+  }
+  runs.sort((a, b) => a.start - b.start);
+  return { pagesPath: join(dir, `pages-${pm.pagesId}.img`), runs };
+}
+
+function findRun(level: Level, pfn: number) {
+  let lo = 0, hi = level.runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = level.runs[mid]!;
+    if (pfn < r.start) hi = mid - 1;
+    else if (pfn >= r.end) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
+}
+
+/** Follows PE_PARENT down the chain `levels` (levels[0] = the parent of the snapshot being folded). */
+function resolve(levels: (Level | undefined)[], pfn: number, from = 0): Resolved | undefined {
+  for (let l = from; l < levels.length; l++) {
+    const lv = levels[l];
+    if (!lv) return undefined;
+    const r = findRun(lv, pfn);
+    if (!r) return undefined;
+    if (r.flags & PE_PRESENT) return { level: l, offset: r.offset + (pfn - r.start) * PAGE_SIZE };
+    if (!(r.flags & PE_PARENT)) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Folds ancestors into `s`: every page `s` takes from one of its nearest `fold` ancestors is
+ * copied into `s`'s own pages image, and `s` then builds on the ancestor after them (or on
+ * nothing: flat). With fold = the whole chain, `s` becomes a flat snapshot. The snapshot's
+ * content is unchanged (its page index stays valid); its files are rewritten next to the
+ * originals and swapped in, and its manifest updated last.
+ */
+export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity): Promise<SnapshotManifest> {
+  const chain = await ancestors(store, s);
+  const n = Math.min(fold, chain.length);
+  if (n === 0) return s.manifest;
+  const folded = chain.slice(0, n);
+  const newParent = chain[n];
+  const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
+  for (const id of pagemapIds) {
+    const pm = await readPagemap(join(s.dir, `pagemap-${id}.img`));
+    if (!pm.entries.some((e) => e.flags & PE_PARENT)) continue;
+    const levels = await Promise.all(chain.map((a) => loadLevel(a.dir, id)));
+    const ownPages = join(s.dir, `pages-${pm.pagesId}.img`);
+    const tmpPages = `${ownPages}.fold`;
+    const out: PagemapRun[] = [];
+    const src = new Map<number, Awaited<ReturnType<typeof open>>>();
+    const own = await open(ownPages, 'r');
+    const dst = await open(tmpPages, 'w', 0o600);
+    let wpos = 0, ownOff = 0;
+    try {
+      const copy = async (fh: Awaited<ReturnType<typeof open>>, off: number, bytes: number) => {
+        let left = bytes;
+        const big = Buffer.allocUnsafe(Math.min(bytes, 1 << 20));
+        while (left > 0) {
+          const { bytesRead } = await fh.read(big, 0, Math.min(big.length, left), off);
+          if (bytesRead === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', 'a pages image is shorter than its pagemap says');
+          await dst.write(big, 0, bytesRead, wpos);
+          wpos += bytesRead; off += bytesRead; left -= bytesRead;
+        }
+      };
+      for (const e of pm.entries) {
+        if (e.flags & PE_PRESENT) {
+          await copy(own, ownOff, e.nrPages * PAGE_SIZE);
+          ownOff += e.nrPages * PAGE_SIZE;
+          out.push(e);
+          continue;
+        }
+        if (!(e.flags & PE_PARENT)) { out.push(e); continue; }
+        const pfn0 = Number(e.vaddr / BigInt(PAGE_SIZE));
+        // Pages held beyond the folded ancestors stay PE_PARENT; the others are copied in.
+        let runStart = 0, runKeep: boolean | undefined;
+        const flush = (end: number) => {
+          if (end > runStart && runKeep !== undefined) {
+            out.push({ vaddr: e.vaddr + BigInt(runStart * PAGE_SIZE), nrPages: end - runStart, flags: runKeep ? PE_PARENT : PE_PRESENT });
+          }
+        };
+        // Copies are coalesced: consecutive pages from the same ancestor's consecutive bytes.
+        let pend: { level: number; offset: number; bytes: number } | undefined;
+        const drain = async () => {
+          if (!pend) return;
+          let fh = src.get(pend.level);
+          if (!fh) { fh = await open(levels[pend.level]!.pagesPath, 'r'); src.set(pend.level, fh); }
+          await copy(fh, pend.offset, pend.bytes);
+          pend = undefined;
+        };
+        for (let k = 0; k < e.nrPages; k++) {
+          const r = resolve(levels, pfn0 + k);
+          if (!r) throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${s.manifest.id}: page ${(pfn0 + k) * PAGE_SIZE} of pagemap ${id} is in no ancestor`);
+          const keep = r.level >= n;
+          if (keep !== runKeep) { flush(k); runStart = k; runKeep = keep; }
+          if (keep) continue;
+          if (pend && pend.level === r.level && pend.offset + pend.bytes === r.offset) pend.bytes += PAGE_SIZE;
+          else { await drain(); pend = { level: r.level, offset: r.offset, bytes: PAGE_SIZE }; }
+        }
+        await drain();
+        flush(e.nrPages);
+      }
+    } finally {
+      await own.close();
+      await dst.close();
+      for (const fh of src.values()) await fh.close();
+    }
+    await rename(tmpPages, ownPages);
+    await writePagemap(join(s.dir, `pagemap-${id}.img`), { pagesId: pm.pagesId }, mergeRuns(out));
+  }
+  const link = join(s.dir, PARENT_LINK);
+  await rm(link, { force: true });
+  if (newParent) await symlink(`../${newParent.manifest.id}`, link);
+  const files = await checksumDir(s.dir);
+  const manifest: SnapshotManifest = {
+    ...s.manifest,
+    parent: newParent?.manifest.id,
+    files,
+    bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
+    compacted: [...(s.manifest.compacted ?? []), { at: new Date().toISOString(), folded: folded.map((f) => f.manifest.id) }],
+  };
+  const tmp = join(s.dir, 'manifest.json.tmp');
+  await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
+  await rename(tmp, join(s.dir, 'manifest.json'));
+  return manifest;
+}
+
+/** Joins adjacent runs with the same flags (CRIU reads either form). */
+function mergeRuns(runs: PagemapRun[]): PagemapRun[] {
+  const out: PagemapRun[] = [];
+  for (const r of runs) {
+    const last = out[out.length - 1];
+    if (last && last.flags === r.flags && last.vaddr + BigInt(last.nrPages * PAGE_SIZE) === r.vaddr) last.nrPages += r.nrPages;
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+/** Checks that a snapshot's `parent` link matches its manifest (a tampered link is refused). */
+export async function checkParentLink(s: StoredSnapshot): Promise<void> {
+  let target: string | undefined;
+  try {
+    target = await readlink(join(s.dir, PARENT_LINK));
+  } catch {
+    target = undefined;
+  }
+  const want = s.manifest.parent === undefined ? undefined : `../${s.manifest.parent}`;
+  if (target !== want) {
+    throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${s.manifest.id} is damaged: its parent link is ${target ?? 'missing'}, expected ${want ?? 'none'}`, {
+      hint: 'restore another snapshot, or take a new one',
+    });
+  }
+}
