@@ -44,6 +44,9 @@ skeleton() {   # $1 = rootfs
   echo 'root:x:0:0:root:/root:/bin/sh' > "$r/etc/passwd"
   echo 'root:x:0:' > "$r/etc/group"
   echo 'ferry' > "$r/etc/hostname"
+  # The root directory is 0555, as containers/storage makes an image's root: CRIU checks the
+  # mode of the root it restores into, so bundles and Podman containers can swap images.
+  chmod 0555 "$r"
 }
 
 stamp_of() { sha256sum "$@" "${BASH_SOURCE[0]}" 2>/dev/null | sha256sum | cut -d' ' -f1; }

@@ -31,6 +31,8 @@ PKGS=(
   chromium
   # test workloads
   busybox-static redis-server redis-tools
+  # Podman: the container tests check that its checkpoint archives and ferry's are interchangeable
+  podman
   # the JVM workload of `ferry bench warmstart` (java, and javac for test/workloads/SlowBoot.java)
   openjdk-17-jdk-headless
 )

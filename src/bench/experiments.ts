@@ -1,4 +1,5 @@
 import { runConcurrency } from './concurrency.js';
+import { runDedupExperiment } from './dedup.js';
 import type { BenchContext, ExperimentOutcome, ExperimentResult } from './harness.js';
 import { runMemory } from './memory.js';
 import { defaultOptions as overheadDefaults, runOverhead, type OverheadReport } from './overhead.js';
@@ -14,7 +15,7 @@ export function experiment(name: ExperimentName): (ctx: BenchContext) => Promise
     case 'concurrency': return (ctx) => runConcurrency(ctx);
     case 'warmstart': return (ctx) => runWarmstart(ctx);
     case 'overhead': return overheadExperiment;
-    case 'dedup': return dedupExperiment;
+    case 'dedup': return (ctx) => runDedupExperiment(ctx);
   }
 }
 
@@ -71,36 +72,3 @@ export function overheadResult(r: OverheadReport): ExperimentResult {
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// HOOK for `dedup` (the store issue; src/bench/dedup.ts belongs to the lead). Until that module
-// exists, `dedup` is reported as skipped. It is picked up when it exports either
-//   runDedupExperiment(ctx: BenchContext): Promise<ExperimentResult>      (preferred), or
-//   runDedup(options) + defaultOptions(quick), like overhead.ts (shown as JSON, no chart).
-// The specifier is a URL computed at run time, so the build does not require the file; it is
-// resolved against dist/bench/ from tsc's output and from the CLI bundle (dist/bundle/) alike.
-const DEDUP_MODULE = new URL('../bench/dedup.js', import.meta.url).href;
-
-async function dedupExperiment(ctx: BenchContext): Promise<ExperimentOutcome> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(DEDUP_MODULE)) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
-      return { name: 'dedup', skipped: true, reason: 'the dedup benchmark (src/bench/dedup.ts, with the store\'s content-addressed dedup) is not built yet' };
-    }
-    throw err;
-  }
-  if (typeof mod['runDedupExperiment'] === 'function') {
-    return (mod['runDedupExperiment'] as (c: BenchContext) => Promise<ExperimentResult>)(ctx);
-  }
-  if (typeof mod['runDedup'] === 'function' && typeof mod['defaultOptions'] === 'function') {
-    const o = { ...(mod['defaultOptions'] as (q: boolean) => object)(ctx.quick), baseDir: ctx.tmpfsDir, progress: (line: string) => ctx.say(line) };
-    const report = await (mod['runDedup'] as (o: object) => Promise<Record<string, unknown>>)(o);
-    return {
-      name: 'dedup', title: 'Page dedup across snapshots', question: 'VAS-CRIU: what does content-addressed dedup cost, and how many bytes does it save?',
-      params: {}, durationMs: 0, summary: (report['results'] as Record<string, unknown> | undefined) ?? report, charts: [], tables: [], notes: ['Shown as reported by src/bench/dedup.ts.'],
-      samples: Array.isArray(report['samples']) ? report['samples'] as unknown[] : [],
-    };
-  }
-  return { name: 'dedup', skipped: true, reason: 'src/bench/dedup.ts exports neither runDedupExperiment(ctx) nor runDedup/defaultOptions' };
-}

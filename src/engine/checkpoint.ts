@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
 import { HASH_ALGORITHM } from '../store/checksums.js';
-import { findParent } from '../store/chain.js';
-import { storeImages } from '../store/dedup.js';
+import { findParent, newestOf } from '../store/chain.js';
+import { rebaseOnto, storeImages } from '../store/dedup.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../store/budget.js';
 import { Store } from '../store/store.js';
@@ -24,13 +24,21 @@ export interface CheckpointRequest {
   extUnixSk?: boolean;
   fileLocks?: boolean;
   shellJob?: boolean;
-  /** Page dedup against the workload's previous snapshot in the same tier (default on). */
-  dedup?: boolean;
+  /**
+   * Page dedup with the workload's previous snapshot in the same tier. 'newest-flat' (default):
+   * the new snapshot stays whole and the previous one is rewritten to read its unchanged pages
+   * from it; 'forward': the new one reads unchanged pages from the previous one; false: off.
+   */
+  dedup?: boolean | DedupMode;
   /** Overrides of the memory tier's budget (else FERRY_MEMORY_BUDGET, then <store>/config.json). */
   memoryBudget?: BudgetOverrides;
 }
 
+export type DedupMode = 'newest-flat' | 'forward';
+
 export interface CheckpointResult {
+  /** newest-flat dedup: the previous snapshot, rewritten to build on this one (or why not). */
+  rebased?: { id: string; savedBytes: number; inParent: number; pages: number; ms: number } | { id: string; error: string };
   snapshot: string;
   dir: string;
   manifest: SnapshotManifest;
@@ -111,9 +119,11 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     const criuMs = Date.now() - criuStarted;
     for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
     const sumStarted = Date.now();
-    // Checksums, the page index, and page dedup against this workload's newest snapshot.
-    const parent = req.dedup === false ? undefined
-      : await findParent(store, { workload, pid, command: info.command }, tier).catch(() => undefined);
+    // Checksums, the page index, and page dedup with this workload's newest snapshot.
+    const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
+    const who = { workload, pid, command: info.command };
+    const parent = mode === 'forward' ? await findParent(store, who, tier).catch(() => undefined) : undefined;
+    const previous = mode === 'newest-flat' ? await newestOf(store, who, tier).catch(() => undefined) : undefined;
     const stored = await storeImages(pending.dir, parent);
     const files = stored.files;
     const checksumMs = Date.now() - sumStarted;
@@ -143,8 +153,19 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     };
     manifest.timings.totalMs = Date.now() - started;
     const dir = await pending.commit(manifest);
+    // The new snapshot is complete and listed; rewriting the previous one cannot lose it, and a
+    // failure leaves the previous one as it was (whole).
+    let rebased: CheckpointResult['rebased'];
+    if (previous && !previous.manifest.parent) {
+      try {
+        const m = await rebaseOnto(store.tierDir(tier), previous, { manifest, dir });
+        if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };
+      } catch (e) {
+        rebased = { id: previous.manifest.id, error: e instanceof Error ? e.message : String(e) };
+      }
+    }
     const telemetry = rec.finish({ ok: true, criu: manifest.stats, phasesMs: { total: manifest.timings.totalMs, criu: criuMs, checksum: checksumMs } });
-    return { snapshot: pending.id, dir, manifest, telemetry, placement };
+    return { snapshot: pending.id, dir, manifest, telemetry, placement, ...(rebased ? { rebased } : {}) };
   } catch (err) {
     await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
     throw err;

@@ -50,7 +50,12 @@ const run = promisify(execFile);
 /** Files of a ferry snapshot that go to the archive's top level rather than into checkpoint/. */
 const TOP_LEVEL = new Set(['manifest.json', SPEC_DUMP, 'stats-dump', 'dump.log']);
 
-export interface ContainerExportOptions { compression?: Compression; includeRootfs?: boolean }
+export interface ContainerExportOptions {
+  compression?: Compression;
+  includeRootfs?: boolean;
+  /** The image Podman should create the restored container from (`podman container restore --import` requires one). */
+  image?: { name: string; id?: string };
+}
 export interface ContainerExportResult { file: string; snapshot: string; members: string[]; archiveBytes: number; durationMs: number }
 
 export async function exportContainerArchive(store: Store, snapshot: string, file: string, opts: ContainerExportOptions = {}): Promise<ContainerExportResult> {
@@ -78,7 +83,8 @@ export async function exportContainerArchive(store: Store, snapshot: string, fil
   try {
     const spec = await readFile(join(dir, SPEC_DUMP), 'utf8');
     add(ARCHIVE_NAMES.configDump, JSON.stringify({
-      id: t.id, name: t.id, rootfsImageName: '', runtime: t.runtime, createdTime: manifest.createdAt,
+      id: t.id, name: t.id, rootfsImageName: opts.image?.name ?? '', RawImageName: opts.image?.name ?? '',
+      ...(opts.image?.id ? { rootfsImageID: opts.image.id } : {}), runtime: t.runtime, createdTime: manifest.createdAt,
       checkpointedTime: manifest.createdAt, ferrySnapshot: manifest.id,
     }, null, 2));
     add(ARCHIVE_NAMES.specDump, spec);
@@ -184,13 +190,15 @@ export async function importContainerArchive(store: Store, file: string, opts: C
     let rootfs = previous?.rootfs ?? '';
     let rootfsUnpacked = false;
     if (opts.bundle) {
-      // A bundle for the imported container: spec.dump as its config.json, the rootfs from
-      // rootfs-diff.tar when the archive carries one and the bundle has none yet.
+      // A bundle for the imported container: spec.dump as its config.json; the rootfs from
+      // rootfs-diff.tar when the archive carries one and the bundle has none yet, else the
+      // bundle's own rootfs/ (e.g. the image's files, for a Podman archive), else spec.dump's.
       bundle = opts.bundle;
       const rootPath = spec.root?.path ?? 'rootfs';
-      rootfs = rootPath.startsWith('/') && !hasRootfs ? rootPath : join(bundle, 'rootfs');
+      const bundleHasRootfs = (await stat(join(bundle, 'rootfs')).catch(() => undefined)) !== undefined;
+      rootfs = rootPath.startsWith('/') && !hasRootfs && !bundleHasRootfs ? rootPath : join(bundle, 'rootfs');
       await mkdir(bundle, { recursive: true });
-      if (hasRootfs && !(await stat(join(bundle, 'rootfs')).catch(() => undefined))) {
+      if (hasRootfs && !bundleHasRootfs) {
         await mkdir(rootfs, { recursive: true });
         await run('tar', ['-C', rootfs, '--numeric-owner', '-xf', join(side, ARCHIVE_NAMES.rootfsDiff)]);
         rootfsUnpacked = true;

@@ -214,3 +214,80 @@ describe('containers (runc, crun)', { skip: blocked }, () => {
     assert.equal(await readFile(join(base, 'nowhere', 'config.json')).catch(() => 'absent'), 'absent');
   });
 });
+
+// Podman interop, both ways, with the runc runtime (Debian's crun lacks CRIU support).
+// Podman's defaults that fail here are overridden: RLIMIT_NOFILE/NPROC above this machine's
+// hard limits (no CAP_SYS_RESOURCE), and its network (none: nothing to restore).
+const podmanMissing = blocked ?? (existsSync('/usr/bin/podman') ? undefined : 'podman is not installed (make setup installs it)');
+
+describe('Podman interop (podman ↔ ferry checkpoint archives)', { skip: podmanMissing }, () => {
+  const image = `localhost/ferry-test-busybox:${tag}`;
+  const env = { ...process.env, PATH: `${join(PROJECT_ROOT, '.deps', 'criu', 'sbin')}:${process.env['PATH'] ?? ''}` };
+  const sh = (cmd: string, args: string[]): Promise<Ran> => new Promise((res) => execFile(cmd, args, { env, timeout: 120_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+    res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr })));
+  const must = async (cmd: string, args: string[]): Promise<string> => {
+    const r = await sh(cmd, args);
+    assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const loop = 'i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done';
+  const podmanNames: string[] = [];
+  let podStore: string;
+  let imageId: string;
+
+  before(async () => {
+    podStore = await mkdtemp(join(tmpdir(), 'ferry-podman-'));
+    store = join(podStore, 'store');
+    await must('bash', ['-c', `tar -C "${join(PROJECT_ROOT, '.deps', 'bundles', 'busybox', 'rootfs')}" -c . | podman import - ${image}`]);
+    imageId = (await must('podman', ['image', 'inspect', image, '--format', '{{.Id}}'])).trim();
+  });
+  after(async () => {
+    for (const n of podmanNames) await sh('podman', ['rm', '-f', n]);
+    for (const [rt, id] of started) await removeContainer(rt, id);
+    await sh('podman', ['rmi', '-f', image]);
+    await rm(podStore, { recursive: true, force: true });
+  });
+
+  it('podman container checkpoint --export → ferry import → ferry restore (runc, new id): the clone counts on', async () => {
+    const name = `ferry-pod-${tag}`;
+    podmanNames.push(name);
+    await must('podman', ['run', '-d', '--runtime', 'runc', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096',
+      '--name', name, image, '/bin/sh', '-c', loop]);
+    const counter = async (cmd: string, args: string[]) => Number((await must(cmd, args)).trim());
+    for (let i = 0; i < 100 && (await counter('podman', ['exec', name, 'cat', '/tmp/counter']).catch(() => 0)) < 5; i++) await new Promise((r) => setTimeout(r, 50));
+    const before = await counter('podman', ['exec', name, 'cat', '/tmp/counter']);
+    const file = join(podStore, 'from-podman.tar.gz');
+    // --leave-running: the podman container keeps its bind-mount sources (/run/.containerenv, shm).
+    await must('podman', ['container', 'checkpoint', '--leave-running', '--export', file, '--compress', 'gzip', name]);
+    const bundle = join(podStore, 'bundle');
+    // The image's files, as a bundle rootfs (import writes config.json from spec.dump).
+    await must('cp', ['-a', join(PROJECT_ROOT, '.deps', 'bundles', 'busybox'), bundle]);
+    const imp = JSON.parse(await ok(['container-archive', 'import', file, '--bundle', bundle, '--json'])) as { snapshot: string; source: string };
+    assert.equal(imp.source, 'podman');
+    const clone = track('runc', cid('from-podman'));
+    await ok(['restore', imp.snapshot, '--as', `container:${clone}`]);
+    const first = await counter('runc', ['exec', clone, 'cat', '/tmp/counter']);
+    await new Promise((r) => setTimeout(r, 300));
+    const later = await counter('runc', ['exec', clone, 'cat', '/tmp/counter']);
+    assert.ok(later > first, `the clone does not count (${first} → ${later})`);
+    assert.ok(first >= before, `the clone counts from ${first}, but the podman container was at ${before} before the checkpoint: it restarted`);
+    assert.match(await ok(['snapshots', 'inspect', imp.snapshot]), /container ferry-pod-\w+ \(runc/);
+  });
+
+  it('ferry checkpoint → container-archive export --image → podman container restore --import: podman runs it on', async () => {
+    const id = track('runc', cid('to-podman'));
+    const bundle = await makeBundle('busybox', join(podStore, `${id}-bundle`), join(podStore, `${id}-data`), ['/bin/sh', '-c', loop]);
+    await startContainer('runc', id, bundle, join(podStore, `${id}-logs`));
+    await new Promise((r) => setTimeout(r, 500));
+    const snap = (await ok(['checkpoint', `container:${id}`])).trim();
+    const file = join(podStore, 'to-podman.tar.gz');
+    await ok(['container-archive', 'export', snap, file, '--compress', 'gzip', '--image', image, '--image-id', imageId]);
+    const name = `ferry-restored-${tag}`;
+    podmanNames.push(name);
+    await must('podman', ['container', 'restore', '--import', file, '--name', name]);
+    const a = Number((await must('podman', ['exec', name, 'cat', '/tmp/counter'])).trim());
+    await new Promise((r) => setTimeout(r, 300));
+    const b = Number((await must('podman', ['exec', name, 'cat', '/tmp/counter'])).trim());
+    assert.ok(b > a && a > 5, `podman's restored container counts ${a} → ${b} (a fresh start would begin at 1)`);
+  });
+});

@@ -4,12 +4,12 @@
  * and folds parents into children (compaction) so that a chain can be shortened or a parent
  * removed without breaking anything that depends on it.
  */
-import { open, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
-import { checksumDir } from './checksums.js';
-import { PARENT_LINK } from './dedup.js';
+import { checksumDirWithBlocks } from './checksums.js';
+import { PARENT_LINK, readIndex } from './dedup.js';
 import type { SnapshotManifest, Tier } from './manifest.js';
 import type { Store, StoredSnapshot } from './store.js';
 
@@ -56,16 +56,21 @@ export async function children(store: Store, id: string, all?: StoredSnapshot[])
  * index, if its chain is shorter than the policy allows.
  */
 export async function findParent(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier, policy = DEFAULT_POLICY): Promise<{ id: string; dir: string } | undefined> {
+  const newest = await newestOf(store, target, tier);
+  if (!newest) return undefined;
+  const depth = (await ancestors(store, newest).catch(() => undefined))?.length;
+  if (depth === undefined || depth + 1 >= policy.maxDepth) return undefined;
+  return { id: newest.manifest.id, dir: newest.dir };
+}
+
+/** The newest snapshot of this target in this tier that has a page index (a dedup partner). */
+export async function newestOf(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier): Promise<StoredSnapshot | undefined> {
   const same = (m: SnapshotManifest) => m.tier === tier && m.target.kind === 'process' && (target.workload !== undefined
     ? m.target.workload === target.workload
     : m.target.workload === undefined && m.target.pid === target.pid && m.target.command.join('\0') === target.command.join('\0'));
   const candidates = (await store.list()).filter((s) => same(s.manifest) && s.manifest.files['ferry-pages.idx'] !== undefined);
   candidates.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
-  const newest = candidates[0];
-  if (!newest) return undefined;
-  const depth = (await ancestors(store, newest).catch(() => undefined))?.length;
-  if (depth === undefined || depth + 1 >= policy.maxDepth) return undefined;
-  return { id: newest.manifest.id, dir: newest.dir };
+  return candidates[0];
 }
 
 /** Where one logical page's data lives: the snapshot (index in the chain) and byte offset in its pages file. */
@@ -123,9 +128,10 @@ function resolve(levels: (Level | undefined)[], pfn: number, from = 0): Resolved
 /**
  * Folds ancestors into `s`: every page `s` takes from one of its nearest `fold` ancestors is
  * copied into `s`'s own pages image, and `s` then builds on the ancestor after them (or on
- * nothing: flat). With fold = the whole chain, `s` becomes a flat snapshot. The snapshot's
- * content is unchanged (its page index stays valid); its files are rewritten next to the
- * originals and swapped in, and its manifest updated last.
+ * nothing: flat). With fold = the whole chain, `s` becomes a flat snapshot. The content is
+ * unchanged, and proven so: every page of the new images is hashed and compared with the page
+ * index taken at checkpoint. The new snapshot is built in a staging directory (unchanged files
+ * hard-linked) and swapped in by two renames; until then the original is untouched.
  */
 export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity): Promise<SnapshotManifest> {
   const chain = await ancestors(store, s);
@@ -133,89 +139,143 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
   if (n === 0) return s.manifest;
   const folded = chain.slice(0, n);
   const newParent = chain[n];
-  const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
-  for (const id of pagemapIds) {
-    const pm = await readPagemap(join(s.dir, `pagemap-${id}.img`));
-    if (!pm.entries.some((e) => e.flags & PE_PARENT)) continue;
-    const levels = await Promise.all(chain.map((a) => loadLevel(a.dir, id)));
-    const ownPages = join(s.dir, `pages-${pm.pagesId}.img`);
-    const tmpPages = `${ownPages}.fold`;
-    const out: PagemapRun[] = [];
-    const src = new Map<number, Awaited<ReturnType<typeof open>>>();
-    const own = await open(ownPages, 'r');
-    const dst = await open(tmpPages, 'w', 0o600);
-    let wpos = 0, ownOff = 0;
+  const id = s.manifest.id;
+  const base = store.tierDir(s.manifest.tier);
+  const stage = join(base, `.fold-${id}-${Date.now()}`);
+  await mkdir(stage, { mode: 0o700 });
+  try {
+    const rewritten = new Set<string>();
+    const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
+    for (const pmId of pagemapIds) {
+      const pm = await readPagemap(join(s.dir, `pagemap-${pmId}.img`));
+      if (!pm.entries.some((e) => e.flags & PE_PARENT)) continue;
+      const pagesName = `pages-${pm.pagesId}.img`;
+      await foldPagemap(s, chain, n, pmId, pm, join(stage, pagesName), join(stage, `pagemap-${pmId}.img`));
+      rewritten.add(pagesName).add(`pagemap-${pmId}.img`);
+    }
+    for (const name of await readdir(s.dir)) {
+      if (rewritten.has(name) || name === PARENT_LINK || name === 'manifest.json') continue;
+      await link(join(s.dir, name), join(stage, name));
+    }
+    if (newParent) await symlink(`../${newParent.manifest.id}`, join(stage, PARENT_LINK));
+    const pagesNames = new Set([...rewritten].filter((f) => f.startsWith('pages-')));
+    const { sums: files, blocks } = await checksumDirWithBlocks(stage, (f) => pagesNames.has(f));
+    await checkAgainstIndex(stage, blocks, id);
+    const manifest: SnapshotManifest = {
+      ...s.manifest,
+      parent: newParent?.manifest.id,
+      files,
+      bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
+      compacted: [...(s.manifest.compacted ?? []), { at: new Date().toISOString(), folded: folded.map((f) => f.manifest.id) }],
+    };
+    if (!newParent) delete manifest.dedup;
+    await writeFile(join(stage, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
+    const old = join(base, `.rm-${id}-fold-${Date.now()}`);
+    await rename(s.dir, old);
     try {
-      const copy = async (fh: Awaited<ReturnType<typeof open>>, off: number, bytes: number) => {
-        let left = bytes;
-        const big = Buffer.allocUnsafe(Math.min(bytes, 1 << 20));
-        while (left > 0) {
-          const { bytesRead } = await fh.read(big, 0, Math.min(big.length, left), off);
-          if (bytesRead === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', 'a pages image is shorter than its pagemap says');
-          await dst.write(big, 0, bytesRead, wpos);
-          wpos += bytesRead; off += bytesRead; left -= bytesRead;
+      await rename(stage, s.dir);
+    } catch (err) {
+      await rename(old, s.dir); // put the original back
+      throw err;
+    }
+    await rm(old, { recursive: true, force: true });
+    return manifest;
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/** Writes the folded pages image and pagemap of one pagemap id of `s` into the staging paths. */
+async function foldPagemap(s: StoredSnapshot, chain: StoredSnapshot[], n: number, pmId: number, pm: { pagesId: number; entries: PagemapRun[] }, pagesOut: string, pagemapOut: string): Promise<void> {
+  const levels = await Promise.all(chain.map((a) => loadLevel(a.dir, pmId)));
+  const out: PagemapRun[] = [];
+  const src = new Map<number, Awaited<ReturnType<typeof open>>>();
+  const own = await open(join(s.dir, `pages-${pm.pagesId}.img`), 'r');
+  const dst = await open(pagesOut, 'wx', 0o600);
+  let wpos = 0, ownOff = 0;
+  const big = Buffer.allocUnsafe(1 << 20);
+  const copy = async (fh: Awaited<ReturnType<typeof open>>, off: number, bytes: number) => {
+    let left = bytes;
+    while (left > 0) {
+      const { bytesRead } = await fh.read(big, 0, Math.min(big.length, left), off);
+      if (bytesRead === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${s.manifest.id}: a pages image of its chain is shorter than its pagemap says`);
+      await dst.write(big, 0, bytesRead, wpos);
+      wpos += bytesRead; off += bytesRead; left -= bytesRead;
+    }
+  };
+  try {
+    for (const e of pm.entries) {
+      if (e.flags & PE_PRESENT) {
+        await copy(own, ownOff, e.nrPages * PAGE_SIZE);
+        ownOff += e.nrPages * PAGE_SIZE;
+        out.push(e);
+        continue;
+      }
+      if (!(e.flags & PE_PARENT)) { out.push(e); continue; }
+      const pfn0 = Number(e.vaddr / BigInt(PAGE_SIZE));
+      // Pages held beyond the folded ancestors stay PE_PARENT; the others are copied in.
+      let runStart = 0, runKeep: boolean | undefined;
+      const flush = (end: number) => {
+        if (end > runStart && runKeep !== undefined) {
+          out.push({ vaddr: e.vaddr + BigInt(runStart * PAGE_SIZE), nrPages: end - runStart, flags: runKeep ? PE_PARENT : PE_PRESENT });
         }
       };
-      for (const e of pm.entries) {
-        if (e.flags & PE_PRESENT) {
-          await copy(own, ownOff, e.nrPages * PAGE_SIZE);
-          ownOff += e.nrPages * PAGE_SIZE;
-          out.push(e);
-          continue;
-        }
-        if (!(e.flags & PE_PARENT)) { out.push(e); continue; }
-        const pfn0 = Number(e.vaddr / BigInt(PAGE_SIZE));
-        // Pages held beyond the folded ancestors stay PE_PARENT; the others are copied in.
-        let runStart = 0, runKeep: boolean | undefined;
-        const flush = (end: number) => {
-          if (end > runStart && runKeep !== undefined) {
-            out.push({ vaddr: e.vaddr + BigInt(runStart * PAGE_SIZE), nrPages: end - runStart, flags: runKeep ? PE_PARENT : PE_PRESENT });
-          }
-        };
-        // Copies are coalesced: consecutive pages from the same ancestor's consecutive bytes.
-        let pend: { level: number; offset: number; bytes: number } | undefined;
-        const drain = async () => {
-          if (!pend) return;
-          let fh = src.get(pend.level);
-          if (!fh) { fh = await open(levels[pend.level]!.pagesPath, 'r'); src.set(pend.level, fh); }
-          await copy(fh, pend.offset, pend.bytes);
-          pend = undefined;
-        };
-        for (let k = 0; k < e.nrPages; k++) {
-          const r = resolve(levels, pfn0 + k);
-          if (!r) throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${s.manifest.id}: page ${(pfn0 + k) * PAGE_SIZE} of pagemap ${id} is in no ancestor`);
-          const keep = r.level >= n;
-          if (keep !== runKeep) { flush(k); runStart = k; runKeep = keep; }
-          if (keep) continue;
-          if (pend && pend.level === r.level && pend.offset + pend.bytes === r.offset) pend.bytes += PAGE_SIZE;
-          else { await drain(); pend = { level: r.level, offset: r.offset, bytes: PAGE_SIZE }; }
-        }
-        await drain();
-        flush(e.nrPages);
+      // Copies are coalesced: consecutive pages from the same ancestor's consecutive bytes.
+      let pend: { level: number; offset: number; bytes: number } | undefined;
+      const drain = async () => {
+        if (!pend) return;
+        let fh = src.get(pend.level);
+        if (!fh) { fh = await open(levels[pend.level]!.pagesPath, 'r'); src.set(pend.level, fh); }
+        await copy(fh, pend.offset, pend.bytes);
+        pend = undefined;
+      };
+      for (let k = 0; k < e.nrPages; k++) {
+        const r = resolve(levels, pfn0 + k);
+        if (!r) throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${s.manifest.id}: page ${(pfn0 + k) * PAGE_SIZE} of pagemap ${pmId} is in no ancestor`);
+        const keep = r.level >= n;
+        if (keep !== runKeep) { await drain(); flush(k); runStart = k; runKeep = keep; }
+        if (keep) continue;
+        if (pend && pend.level === r.level && pend.offset + pend.bytes === r.offset) pend.bytes += PAGE_SIZE;
+        else { await drain(); pend = { level: r.level, offset: r.offset, bytes: PAGE_SIZE }; }
       }
-    } finally {
-      await own.close();
-      await dst.close();
-      for (const fh of src.values()) await fh.close();
+      await drain();
+      flush(e.nrPages);
     }
-    await rename(tmpPages, ownPages);
-    await writePagemap(join(s.dir, `pagemap-${id}.img`), { pagesId: pm.pagesId }, mergeRuns(out));
+  } finally {
+    await own.close();
+    await dst.close();
+    for (const fh of src.values()) await fh.close();
   }
-  const link = join(s.dir, PARENT_LINK);
-  await rm(link, { force: true });
-  if (newParent) await symlink(`../${newParent.manifest.id}`, link);
-  const files = await checksumDir(s.dir);
-  const manifest: SnapshotManifest = {
-    ...s.manifest,
-    parent: newParent?.manifest.id,
-    files,
-    bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
-    compacted: [...(s.manifest.compacted ?? []), { at: new Date().toISOString(), folded: folded.map((f) => f.manifest.id) }],
-  };
-  const tmp = join(s.dir, 'manifest.json.tmp');
-  await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
-  await rename(tmp, join(s.dir, 'manifest.json'));
-  return manifest;
+  await writePagemap(pagemapOut, { pagesId: pm.pagesId }, mergeRuns(out));
+}
+
+/**
+ * Proves a rewritten snapshot holds the pages it held at checkpoint: every page now in its
+ * pages images must hash to the page index's entry for that address.
+ */
+export async function checkAgainstIndex(dir: string, blocksByFile: Map<string, Buffer>, id: string): Promise<void> {
+  const index = await readIndex(dir);
+  if (!index) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} has no page index`);
+  for (const [pmId, logical] of index) {
+    const pm = await readPagemap(join(dir, `pagemap-${pmId}.img`));
+    const blocks = blocksByFile.get(`pages-${pm.pagesId}.img`);
+    if (!blocks) continue; // not rewritten
+    let page = 0, present = 0;
+    for (const e of pm.entries) {
+      if (e.flags & PE_PRESENT) {
+        for (let k = 0; k < e.nrPages; k++) {
+          if (blocks.compare(logical, (page + k) * 16, (page + k + 1) * 16, (present + k) * 16, (present + k + 1) * 16) !== 0) {
+            throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: page ${((e.vaddr / BigInt(PAGE_SIZE)) + BigInt(k)) * BigInt(PAGE_SIZE)} does not match its page index after compaction`, {
+              hint: 'the snapshot was left as it was; its chain may be damaged — verify it with `ferry restore`',
+            });
+          }
+        }
+        present += e.nrPages;
+      }
+      page += e.nrPages;
+    }
+    if (present * 16 !== blocks.length) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: pages image and pagemap disagree after compaction`);
+  }
 }
 
 /** Joins adjacent runs with the same flags (CRIU reads either form). */

@@ -14,11 +14,12 @@
  * parent's full content without walking the chain.
  */
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
 import { BLOCK, checksumDirWithBlocks, digestOfBlocks, hashFile, type FileSums } from './checksums.js';
+import type { SnapshotManifest } from './manifest.js';
 
 export const PAGE_INDEX = 'ferry-pages.idx';
 export const PARENT_LINK = 'parent';
@@ -139,11 +140,108 @@ export interface StoreImagesResult {
   ms: number;
 }
 
+/** The logical page hashes of a pagemap: present pages take their block hash, others zero. */
+function logicalHashes(entries: readonly PagemapRun[], data: Buffer): Buffer {
+  const logical = Buffer.alloc(totalPages(entries) * 16);
+  let src = 0, dst = 0;
+  for (const e of entries) {
+    if (e.flags & PE_PRESENT) {
+      data.copy(logical, dst * 16, src * 16, (src + e.nrPages) * 16);
+      src += e.nrPages;
+    }
+    dst += e.nrPages;
+  }
+  return logical;
+}
+
+/** The outcome of comparing one pagemap's present pages with another snapshot's pages. */
+interface PagemapDiff {
+  /** The new pagemap: unchanged runs as PE_PARENT, the rest as they were. */
+  out: PagemapRun[];
+  /** Ranges of present pages (numbered in the old pages image) that stay. */
+  keep: { from: number; pages: number }[];
+  /** Block hashes of the pages that stay, in order. */
+  kept: Buffer;
+  pages: number;
+  inParent: number;
+}
+
 /**
- * Checksums a freshly dumped snapshot directory, writes its page index, and, when `parent` is
- * given (a committed snapshot in the same tier directory, with a page index), rewrites its
- * pagemaps and pages images so that unchanged pages come from the parent. Returns the final
- * per-file checksums.
+ * Compares the present pages of `entries` (logical hashes `logical`) with the pages at the same
+ * addresses of a base snapshot (its pagemap `baseMap` and page index `baseIndex`). Undefined
+ * when no page is unchanged (or the base's index does not fit its pagemap).
+ */
+function diffPagemap(entries: readonly PagemapRun[], logical: Buffer, baseMap: readonly PagemapRun[], baseIndex: Buffer): PagemapDiff | undefined {
+  if (totalPages(baseMap) * 16 !== baseIndex.length || entries.some((e) => e.flags & PE_PARENT)) return undefined;
+  const at = new HashAt(baseMap, baseIndex);
+  // Hashes compared as four u32 words in JS (a native compare per page costs more than the work).
+  const bw = u32View(baseIndex), lw = u32View(logical);
+  const out: PagemapRun[] = [];
+  const keep: PagemapDiff['keep'] = [];
+  const kept: Buffer[] = [];
+  let present = 0, page = 0, pages = 0, inParent = 0;
+  for (const e of entries) {
+    if (!(e.flags & PE_PRESENT)) { out.push(e); page += e.nrPages; continue; }
+    let runStart = 0, runSame: boolean | undefined;
+    const flush = (end: number) => {
+      if (end <= runStart || runSame === undefined) return;
+      const vaddr = e.vaddr + BigInt(runStart * PAGE_SIZE);
+      if (runSame) {
+        out.push({ vaddr, nrPages: end - runStart, flags: PE_PARENT });
+      } else {
+        out.push({ vaddr, nrPages: end - runStart, flags: e.flags });
+        keep.push({ from: present + runStart, pages: end - runStart });
+        kept.push(logical.subarray((page + runStart) * 16, (page + end) * 16));
+      }
+    };
+    const pfn = Number(e.vaddr / BigInt(PAGE_SIZE));
+    for (let k = 0; k < e.nrPages; k++) {
+      const p = at.get(pfn + k);
+      const x = p * 4, y = (page + k) * 4;
+      const same = p >= 0 && bw[x] === lw[y] && bw[x + 1] === lw[y + 1] && bw[x + 2] === lw[y + 2] && bw[x + 3] === lw[y + 3];
+      if (same) inParent++;
+      if (same !== runSame) { flush(k); runStart = k; runSame = same; }
+    }
+    flush(e.nrPages);
+    pages += e.nrPages;
+    present += e.nrPages;
+    page += e.nrPages;
+  }
+  if (inParent === 0) return undefined;
+  return { out, keep, kept: Buffer.concat(kept), pages, inParent };
+}
+
+/**
+ * Copies the kept page ranges of a pages image into a new file. Synchronous reads and writes:
+ * thousands of small runs on tmpfs, a few µs each; an await per run would cost more than the copy.
+ */
+function copyKept(from: string, to: string, keep: PagemapDiff['keep']): void {
+  const src = openSync(from, 'r');
+  const dst = openSync(to, 'wx', 0o600);
+  try {
+    const out = Buffer.allocUnsafe(4 << 20);
+    let fill = 0;
+    for (const r of keep) {
+      let left = r.pages * BLOCK, rpos = r.from * BLOCK;
+      while (left > 0) {
+        if (fill === out.length) { writeAll(dst, out, fill); fill = 0; }
+        const n = readSync(src, out, fill, Math.min(out.length - fill, left), rpos);
+        if (n === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `${from} is shorter than its pagemap says`);
+        fill += n; left -= n; rpos += n;
+      }
+    }
+    writeAll(dst, out, fill);
+  } finally {
+    closeSync(src);
+    closeSync(dst);
+  }
+}
+
+/**
+ * Checksums a freshly dumped snapshot directory and writes its page index; when `parent` is
+ * given (a committed snapshot in the same tier directory, with a page index), also rewrites its
+ * pagemaps and pages images so that unchanged pages come from the parent ("forward" chains).
+ * Returns the final per-file checksums.
  */
 export async function storeImages(dir: string, parent?: { id: string; dir: string }): Promise<StoreImagesResult> {
   const started = Date.now();
@@ -159,93 +257,22 @@ export async function storeImages(dir: string, parent?: { id: string; dir: strin
   let pages = 0, inParent = 0, savedBytes = 0;
   for (const [id, pm] of pagemaps) {
     const pagesName = `pages-${pm.pagesId}.img`;
-    const data = blocks.get(pagesName) ?? Buffer.alloc(0);
-    // Logical hashes, in entry order: present pages take their block hash, others none.
-    const n = totalPages(pm.entries);
-    const logical = Buffer.alloc(n * 16);
-    let src = 0, dst = 0;
-    for (const e of pm.entries) {
-      if (e.flags & PE_PRESENT) {
-        data.copy(logical, dst * 16, src * 16, (src + e.nrPages) * 16);
-        src += e.nrPages;
-      }
-      dst += e.nrPages;
-    }
+    const logical = logicalHashes(pm.entries, blocks.get(pagesName) ?? Buffer.alloc(0));
     sections.push({ id, hashes: logical });
     const ph = parentIndex?.get(id);
-    if (!parent || !ph || pm.entries.some((e) => e.flags & PE_PARENT)) continue;
-    let parentMap: PagemapRun[];
-    try {
-      parentMap = (await readPagemap(join(parent.dir, `pagemap-${id}.img`))).entries;
-    } catch {
-      continue;
-    }
-    if (totalPages(parentMap) * 16 !== ph.length) continue; // index and pagemap disagree: no dedup
-    const at = new HashAt(parentMap, ph);
-    // Hashes compared as four u32 words in JS (a native compare per page costs more than the work).
-    const pw = u32View(ph), lw = u32View(logical);
-    const out: PagemapRun[] = [];
-    const keep: { from: number; pages: number }[] = []; // page ranges of the old pages file to keep
-    const keptHashes: Buffer[] = [];
-    let oldPage = 0, page = 0, changed = false;
-    const size = BigInt(PAGE_SIZE);
-    for (const e of pm.entries) {
-      if (!(e.flags & PE_PRESENT)) { out.push(e); page += e.nrPages; continue; }
-      let runStart = 0, runSame: boolean | undefined;
-      const flush = (end: number) => {
-        if (end <= runStart || runSame === undefined) return;
-        const vaddr = e.vaddr + BigInt(runStart) * size;
-        if (runSame) {
-          out.push({ vaddr, nrPages: end - runStart, flags: PE_PARENT });
-        } else {
-          out.push({ vaddr, nrPages: end - runStart, flags: e.flags });
-          keep.push({ from: oldPage + runStart, pages: end - runStart });
-          keptHashes.push(data.subarray((oldPage + runStart) * 16, (oldPage + end) * 16));
-        }
-      };
-      const pfn = Number(e.vaddr / size);
-      for (let k = 0; k < e.nrPages; k++) {
-        const p = at.get(pfn + k);
-        const a = p * 4, b = (page + k) * 4;
-        const same = p >= 0 && pw[a] === lw[b] && pw[a + 1] === lw[b + 1] && pw[a + 2] === lw[b + 2] && pw[a + 3] === lw[b + 3];
-        if (same) { inParent++; changed = true; }
-        if (same !== runSame) { flush(k); runStart = k; runSame = same; }
-      }
-      flush(e.nrPages);
-      pages += e.nrPages;
-      oldPage += e.nrPages;
-      page += e.nrPages;
-    }
-    if (!changed) continue;
-    // Only the changed pages stay: copy them into a new pages image, then swap both files.
+    if (!parent || !ph) continue;
+    const parentMap = await readPagemap(join(parent.dir, `pagemap-${id}.img`)).catch(() => undefined);
+    if (!parentMap) continue;
+    const d = diffPagemap(pm.entries, logical, parentMap.entries, ph);
+    if (!d) continue;
+    pages += d.pages;
+    inParent += d.inParent;
     const oldPath = join(dir, pagesName);
-    const newPath = join(dir, `${pagesName}.dedup`);
-    // Synchronous reads and writes: thousands of small runs on tmpfs, a few µs each; an await
-    // per run would cost more than the copy.
-    const src2 = openSync(oldPath, 'r');
-    const dst2 = openSync(newPath, 'wx', 0o600);
-    try {
-      const out = Buffer.allocUnsafe(4 << 20);
-      let fill = 0;
-      for (const r of keep) {
-        let left = r.pages * BLOCK, rpos = r.from * BLOCK;
-        while (left > 0) {
-          if (fill === out.length) { writeAll(dst2, out, fill); fill = 0; }
-          const n = readSync(src2, out, fill, Math.min(out.length - fill, left), rpos);
-          if (n === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `${oldPath} is shorter than its pagemap says`);
-          fill += n; left -= n; rpos += n;
-        }
-      }
-      writeAll(dst2, out, fill);
-    } finally {
-      closeSync(src2);
-      closeSync(dst2);
-    }
-    await rename(newPath, oldPath);
-    await writePagemap(join(dir, `pagemap-${id}.img`), { pagesId: pm.pagesId }, out);
-    const keptBlocks = Buffer.concat(keptHashes);
+    copyKept(oldPath, `${oldPath}.dedup`, d.keep);
+    await rename(`${oldPath}.dedup`, oldPath);
+    await writePagemap(join(dir, `pagemap-${id}.img`), { pagesId: pm.pagesId }, d.out);
     const before = sums[pagesName]!.size;
-    sums[pagesName] = { size: keptBlocks.length / 16 * BLOCK, hash: digestOfBlocks(keptBlocks) };
+    sums[pagesName] = { size: d.kept.length / 16 * BLOCK, hash: digestOfBlocks(d.kept) };
     savedBytes += before - sums[pagesName].size;
     const pmFile = `pagemap-${id}.img`;
     const h = await hashFile(join(dir, pmFile));
@@ -262,6 +289,79 @@ export async function storeImages(dir: string, parent?: { id: string; dir: strin
   const ms = Date.now() - started;
   if (dedup) dedup.ms = ms;
   return { files: sorted(sums), logicalBytes, dedup, ms };
+}
+
+/**
+ * "Newest stays flat" chains: rewrites `older` (a flat snapshot) so that its pages equal to
+ * `newer`'s pages at the same addresses are read from `newer` (PE_PARENT, `parent -> ../newer`).
+ * The newest snapshot — the one restored after a crash or migrated — stays whole and restores at
+ * full speed; an older one reads its unchanged pages through the chain of its successors.
+ * Built in a staging directory (unchanged files hard-linked), checked against the page index,
+ * then swapped in by two renames: `older` stays intact until then. Returns the new manifest,
+ * or undefined when nothing could be shared.
+ */
+export async function rebaseOnto(tierDir: string, older: { manifest: SnapshotManifest; dir: string }, newer: { manifest: SnapshotManifest; dir: string }): Promise<SnapshotManifest | undefined> {
+  const started = Date.now();
+  if (older.manifest.parent !== undefined) return undefined;
+  const [olderIndex, newerIndex] = await Promise.all([readIndex(older.dir), readIndex(newer.dir)]);
+  if (!olderIndex || !newerIndex) return undefined;
+  const id = older.manifest.id;
+  const stage = join(tierDir, `.fold-${id}-${Date.now()}`);
+  await mkdir(stage, { mode: 0o700 });
+  try {
+    const rewritten = new Set<string>();
+    const keptByFile = new Map<string, Buffer>();
+    let pages = 0, inParent = 0;
+    for (const [pmId, logical] of olderIndex) {
+      const nh = newerIndex.get(pmId);
+      if (!nh) continue;
+      const pm = await readPagemap(join(older.dir, `pagemap-${pmId}.img`));
+      const nm = await readPagemap(join(newer.dir, `pagemap-${pmId}.img`)).catch(() => undefined);
+      if (!nm) continue;
+      const d = diffPagemap(pm.entries, logical, nm.entries, nh);
+      if (!d) continue;
+      const pagesName = `pages-${pm.pagesId}.img`;
+      copyKept(join(older.dir, pagesName), join(stage, pagesName), d.keep);
+      await writePagemap(join(stage, `pagemap-${pmId}.img`), { pagesId: pm.pagesId }, d.out);
+      rewritten.add(pagesName).add(`pagemap-${pmId}.img`);
+      keptByFile.set(pagesName, d.kept);
+      pages += d.pages;
+      inParent += d.inParent;
+    }
+    if (inParent === 0) return undefined;
+    for (const name of await readdir(older.dir)) {
+      if (rewritten.has(name) || name === PARENT_LINK || name === 'manifest.json') continue;
+      await link(join(older.dir, name), join(stage, name));
+    }
+    await symlink(`../${newer.manifest.id}`, join(stage, PARENT_LINK));
+    // Every page that stays is hashed again and must match the index taken at checkpoint.
+    const { sums, blocks } = await checksumDirWithBlocks(stage, (n) => keptByFile.has(n));
+    for (const [name, kept] of keptByFile) {
+      if (!blocks.get(name)?.equals(kept)) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `rebasing ${id}: ${name} does not hold the pages its index says`);
+    }
+    const savedBytes = older.manifest.bytes - Object.values(sums).reduce((a, f) => a + f.size, 0);
+    const manifest: SnapshotManifest = {
+      ...older.manifest,
+      parent: newer.manifest.id,
+      files: sums,
+      bytes: Object.values(sums).reduce((a, f) => a + f.size, 0),
+      logicalBytes: older.manifest.logicalBytes ?? older.manifest.bytes,
+      dedup: { parent: newer.manifest.id, pages, inParent, savedBytes, ms: Date.now() - started },
+    };
+    await writeFile(join(stage, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
+    const old = join(tierDir, `.rm-${id}-rebase-${Date.now()}`);
+    await rename(older.dir, old);
+    try {
+      await rename(stage, older.dir);
+    } catch (err) {
+      await rename(old, older.dir);
+      throw err;
+    }
+    await rm(old, { recursive: true, force: true });
+    return manifest;
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
 }
 
 /** A Uint32Array over a buffer's bytes (copied when the buffer is not 4-byte aligned). */

@@ -16,7 +16,7 @@ export const command: Command = {
     '  memory       checkpoint/restore time, image size, host CPU/RAM vs memory size (memory tier, disk tier, raw criu)\n' +
     '  concurrency  N = 1, 2, 4, 8 checkpoints all at once vs one after another: makespan, frozen time, latency\n' +
     '  warmstart    cold boot until ready vs restore of a snapshot taken at readiness (redis, a JVM)\n' +
-    '  dedup        dedup cost and bytes saved (when the store has it)\n' +
+    '  dedup        page dedup: checkpoint cost vs plain, bytes stored for N snapshots, restore time by chain depth vs flat\n' +
     '  overhead     ferry (engine, CLI) vs the raw criu CLI: ratios and added ms\n' +
     '  all          every one of them, into one JSON file and one HTML report\n' +
     'Writes <out>/bench-*.json (every raw sample) and .html (charts) — out defaults to ./bench-results;\n' +

@@ -14,9 +14,11 @@ export const command: Command = {
     'The process is stopped unless --leave-running. Prints the snapshot id.',
   usage: 'ferry checkpoint <pid|name> [--name SNAP] [--leave-running] [--tier memory|disk]\n' +
     '                  [--tcp-established] [--ext-unix-sk] [--file-locks] [--shell-job] [--json]\n' +
-    '                  [--memory-budget SIZE] [--spill-to-disk | --no-spill] [--no-dedup]\n' +
-    '  Pages unchanged since the workload\'s newest snapshot in the same tier are not stored again: the new\n' +
-    '  snapshot reads them from that one (a CRIU image chain). --no-dedup stores every page.\n' +
+    '                  [--memory-budget SIZE] [--spill-to-disk | --no-spill] [--dedup newest-flat|forward | --no-dedup]\n' +
+    '  Page dedup (a CRIU image chain, no soft-dirty needed): pages equal to the workload\'s previous snapshot in the\n' +
+    '  same tier are stored once. newest-flat (default): the new snapshot stays whole (fastest restore) and the\n' +
+    '  previous one is rewritten to read its unchanged pages from it. forward: the new one reads them from the\n' +
+    '  previous one (the checkpoint writes less; restores read through the chain). --no-dedup stores every page.\n' +
     '  --memory-budget caps the memory tier (else $FERRY_MEMORY_BUDGET, else memoryBudgetBytes in <store>/config.json);\n' +
     '  past it a --tier memory checkpoint spills to disk if allowed (--spill-to-disk, FERRY_SPILL_TO_DISK=1,\n' +
     '  "spillToDisk": true), and is refused before CRIU runs otherwise.\n' + CONTAINER_CHECKPOINT_USAGE,
@@ -33,8 +35,13 @@ export const command: Command = {
       'spill-to-disk': { type: 'boolean' },
       'no-spill': { type: 'boolean' },
       'no-dedup': { type: 'boolean' },
+      dedup: { type: 'string' },
       ...CONTAINER_CHECKPOINT_OPTIONS,
     }, 'checkpoint');
+    if (values.dedup !== undefined && values.dedup !== 'newest-flat' && values.dedup !== 'forward') {
+      throw new FerryError('ERR_USAGE', `checkpoint: --dedup must be newest-flat or forward, not '${values.dedup}'`, { hint: 'or --no-dedup to store every page' });
+    }
+    if (values.dedup !== undefined && values['no-dedup']) throw new FerryError('ERR_USAGE', 'checkpoint: --dedup and --no-dedup contradict each other', { hint: 'give one of them' });
     const [target, ...extra] = positionals;
     if (!target || extra.length) throw new FerryError('ERR_USAGE', 'checkpoint: give exactly one pid or workload name', { hint: 'see `ferry checkpoint --help`' });
     const tier = values.tier ?? 'disk';
@@ -56,12 +63,12 @@ export const command: Command = {
       ...(values['ext-unix-sk'] ? { extUnixSk: true } : {}),
       ...(values['file-locks'] ? { fileLocks: true } : {}),
       ...(values['shell-job'] ? { shellJob: true } : {}),
-      ...(values['no-dedup'] ? { dedup: false } : {}),
+      ...(values['no-dedup'] ? { dedup: false } : values.dedup === 'forward' || values.dedup === 'newest-flat' ? { dedup: values.dedup } : {}),
     }).finally(stop);
     const m = r.manifest;
     if (ctx.json) {
       printJson({ snapshot: r.snapshot, tier: m.tier, stats: m.stats ?? {}, timings: m.timings, bytesWritten: m.bytes,
-        logicalBytes: m.logicalBytes ?? m.bytes, parent: m.parent ?? null, dedup: m.dedup ?? null, telemetry: r.telemetry,
+        logicalBytes: m.logicalBytes ?? m.bytes, parent: m.parent ?? null, dedup: m.dedup ?? null, rebased: r.rebased ?? null, telemetry: r.telemetry,
         spilled: r.placement.spilled, ...(r.placement.reason ? { reason: r.placement.reason } : {}) });
     } else {
       const s = m.stats;
@@ -69,7 +76,9 @@ export const command: Command = {
       if (r.placement.spilled) process.stderr.write(`spilled to the disk tier: ${r.placement.reason ?? ''}\n`);
       process.stderr.write(`checkpointed pid ${m.target.pid} (${m.target.command.join(' ').slice(0, 60)}) in ${m.timings.totalMs} ms` +
         `${s ? `, frozen ${(s.frozen_time / 1000).toFixed(1)} ms, ${s.pages_written} pages written` : ''}, ${m.bytes} bytes (${m.tier} tier)\n` +
-        (m.dedup ? `dedup: ${m.dedup.inParent} of ${m.dedup.pages} pages unchanged since ${m.dedup.parent}, ${formatBytes(m.dedup.savedBytes)} not stored (${m.dedup.ms} ms)\n` : ''));
+        (m.dedup ? `dedup: ${m.dedup.inParent} of ${m.dedup.pages} pages unchanged since ${m.dedup.parent}, ${formatBytes(m.dedup.savedBytes)} not stored (${m.dedup.ms} ms)\n` : '') +
+        (r.rebased && 'error' in r.rebased ? `dedup: ${r.rebased.id} was left whole: ${r.rebased.error}\n` : '') +
+        (r.rebased && 'savedBytes' in r.rebased ? `dedup: ${r.rebased.id} now reads ${r.rebased.inParent} of its ${r.rebased.pages} pages from this snapshot, ${formatBytes(r.rebased.savedBytes)} freed (${r.rebased.ms} ms)\n` : ''));
     }
     return 0;
   },

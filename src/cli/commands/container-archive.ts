@@ -8,10 +8,11 @@ import { printJson } from '../output.js';
 export const command: Command = {
   summary: 'Export a container snapshot as a Podman/CRI-O checkpoint archive (checkpoint/, config.dump, spec.dump, …),\n' +
     'or import such an archive (from Podman or from ferry) as a snapshot.',
-  usage: 'ferry container-archive export <snapshot> <file> [--compress zstd|gzip|none] [--include-rootfs] [--json]\n' +
+  usage: 'ferry container-archive export <snapshot> <file> [--compress zstd|gzip|none] [--include-rootfs] [--image NAME [--image-id ID]] [--json]\n' +
     '       ferry container-archive import <file> [--name SNAP] [--tier memory|disk] [--bundle DIR] [--json]\n' +
     '  --include-rootfs puts the container\'s rootfs in rootfs-diff.tar; import --bundle DIR then unpacks it into DIR/rootfs\n' +
-    '  and writes DIR/config.json from spec.dump (restore with --bundle DIR).',
+    '  and writes DIR/config.json from spec.dump (restore with --bundle DIR). --image names the Podman image holding the\n' +
+    '  container\'s files, which `podman container restore --import` needs.',
   async run(argv, ctx) {
     const { values, positionals } = parse(argv, {
       compress: { type: 'string' },
@@ -19,6 +20,8 @@ export const command: Command = {
       name: { type: 'string' },
       tier: { type: 'string' },
       bundle: { type: 'string' },
+      image: { type: 'string' },
+      'image-id': { type: 'string' },
     }, 'container-archive');
     const [sub, ...rest] = positionals;
     const store = new Store({ root: ctx.store });
@@ -29,7 +32,10 @@ export const command: Command = {
       if (compression !== 'zstd' && compression !== 'gzip' && compression !== 'none') {
         throw new FerryError('ERR_USAGE', `container-archive: --compress must be zstd, gzip or none, not '${compression}'`, { hint: 'see `ferry container-archive --help`' });
       }
-      const r = await exportContainerArchive(store, snapshot, file, { compression, ...(values['include-rootfs'] ? { includeRootfs: true } : {}) });
+      const r = await exportContainerArchive(store, snapshot, file, {
+        compression, ...(values['include-rootfs'] ? { includeRootfs: true } : {}),
+        ...(values.image !== undefined ? { image: { name: values.image, ...(values['image-id'] !== undefined ? { id: values['image-id'] } : {}) } } : {}),
+      });
       if (ctx.json) printJson(r);
       else {
         process.stdout.write(`${r.file}\n`);

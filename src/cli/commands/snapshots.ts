@@ -2,14 +2,25 @@ import { memoryTierUsage, resolveBudget, storedBytes } from '../../store/budget.
 import { Store } from '../../store/store.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
-import { parse, type Command } from '../command.js';
+import { parse, positiveInt, type Command } from '../command.js';
 import { printJson } from '../output.js';
 
 export const command: Command = {
-  summary: 'List, inspect and remove snapshots.',
-  usage: 'ferry snapshots [ls|inspect ID|rm ID] [--json]',
+  summary: 'List, inspect, remove, compact and garbage-collect snapshots.',
+  usage: 'ferry snapshots [ls | inspect ID | rm ID | compact ID [--levels N] | gc [--keep-last N] [--keep-every DUR]\n' +
+    '                 [--max-depth N] [--dry-run]] [--json]\n' +
+    '  rm: snapshots that build on ID (dedup chains) first take over its pages, so they keep working.\n' +
+    '  compact: fold ID\'s chain into it (all of it, or the nearest N levels); its content is checked against its page index.\n' +
+    '  gc: per workload, keep the newest N and/or the newest of every DUR (e.g. 1h, 30m, 1d); fold chains deeper\n' +
+    '      than --max-depth; sweep leftovers of interrupted operations. --dry-run shows the plan.',
   async run(argv, ctx) {
-    const { positionals } = parse(argv, {}, 'snapshots');
+    const { positionals, values } = parse(argv, {
+      levels: { type: 'string' },
+      'keep-last': { type: 'string' },
+      'keep-every': { type: 'string' },
+      'max-depth': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
     const store = new Store({ root: ctx.store });
     const needId = (): string => {
@@ -75,13 +86,55 @@ export const command: Command = {
       }
       case 'rm': {
         const target = needId();
-        await store.remove(target);
-        if (ctx.json) printJson({ removed: target });
-        else process.stdout.write(`removed ${target}\n`);
+        const { removeSnapshot } = await import('../../store/retention.js');
+        const r = await removeSnapshot(store, target);
+        if (ctx.json) printJson(r);
+        else process.stdout.write(`removed ${target}${r.compacted.length ? ` (its pages were folded into ${r.compacted.join(', ')}, which built on it)` : ''}\n`);
+        return 0;
+      }
+      case 'compact': {
+        const target = needId();
+        const levels = values.levels === undefined ? Infinity : positiveInt(values.levels, '--levels', 'snapshots compact');
+        const { foldInto } = await import('../../store/chain.js');
+        const started = Date.now();
+        const before = (await store.get(target)).manifest;
+        const m = await foldInto(store, await store.get(target), levels);
+        const result = { snapshot: target, parentBefore: before.parent ?? null, parent: m.parent ?? null, bytesBefore: before.bytes, bytes: m.bytes, ms: Date.now() - started };
+        if (ctx.json) printJson(result);
+        else process.stdout.write(before.parent === undefined ? `${target} is already flat\n`
+          : `compacted ${target}: builds on ${m.parent ?? 'nothing (flat)'} now; ${formatBytes(before.bytes)} -> ${formatBytes(m.bytes)} in ${result.ms} ms\n`);
+        return 0;
+      }
+      case 'gc': {
+        if (id !== undefined) throw new FerryError('ERR_USAGE', 'snapshots gc takes no snapshot id', { hint: 'ferry snapshots gc --keep-last 5 [--keep-every 1h] [--max-depth 8] [--dry-run]' });
+        const { gc } = await import('../../store/retention.js');
+        const policy = {
+          ...(values['keep-last'] !== undefined ? { keepLast: positiveInt(values['keep-last'], '--keep-last', 'snapshots gc') } : {}),
+          ...(values['keep-every'] !== undefined ? { keepEveryMs: parseDuration(values['keep-every'], '--keep-every') } : {}),
+          ...(values['max-depth'] !== undefined ? { maxDepth: positiveInt(values['max-depth'], '--max-depth', 'snapshots gc') } : {}),
+        };
+        const r = await gc(store, policy, values['dry-run'] === true);
+        if (ctx.json) printJson(r);
+        else {
+          const verb = r.dryRun ? 'would remove' : 'removed';
+          process.stdout.write(`${verb} ${r.remove.length} snapshot(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''}; kept ${r.keep.length}; ` +
+            `${r.dryRun ? 'would fold' : 'folded'} ${r.dryRun ? r.fold.length : r.compacted.length} chain(s); ${formatBytes(r.freedBytes)} of snapshots ${r.dryRun ? 'to free' : 'freed'}` +
+            `${r.swept.length ? `; swept ${r.swept.length} leftover(s)` : ''}\n`);
+        }
         return 0;
       }
       default:
-        throw new FerryError('ERR_USAGE', `snapshots: unknown subcommand '${sub}'`, { hint: 'ferry snapshots [ls|inspect ID|rm ID]' });
+        throw new FerryError('ERR_USAGE', `snapshots: unknown subcommand '${sub}'`, { hint: 'ferry snapshots [ls|inspect ID|rm ID|compact ID|gc]' });
     }
   },
 };
+
+/** "90s", "30m", "1h", "2d" or plain milliseconds. */
+function parseDuration(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new FerryError('ERR_USAGE', `${flag}: '${v}' is not a duration`, { hint: 'use e.g. 90s, 30m, 1h or 2d' });
+  const mult = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const ms = Number(m[1]) * mult;
+  if (!(ms > 0)) throw new FerryError('ERR_USAGE', `${flag} must be more than zero`, { hint: 'use e.g. 1h' });
+  return ms;
+}
