@@ -40,6 +40,11 @@ export async function restore(store: Store, id: string, criu = new CriuClient())
 async function restoreRecorded(store: Store, id: string, criu: CriuClient, rec: OperationRecorder): Promise<RestoreResult> {
   const started = Date.now();
   const { manifest, dir } = await store.get(id);
+  if (manifest.target.kind !== 'process') {
+    throw new FerryError('ERR_USAGE', `snapshot ${id} is of a container; the process restore cannot bring it back`, {
+      hint: `restore it with \`ferry restore ${id}\` (optionally --as container:<new-id>), which hands containers to their runtime`,
+    });
+  }
   // The VERSION round trip with CRIU overlaps the checksum verification.
   const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
   versionP.catch(() => undefined);

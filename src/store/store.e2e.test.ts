@@ -197,19 +197,22 @@ describe('snapshot store: export/import, chains, memory budget (CLI, real CRIU)'
     const storeH = join(base, 'store-h');
     const wl = await startMemcheck(storeH, 32, 15);
     const first = JSON.parse(await ok(storeH, ['checkpoint', wl.name, '--leave-running', '--json'])) as { snapshot: string };
-    const second = JSON.parse(await ok(storeH, ['checkpoint', wl.name, '--json'])) as { snapshot: string; parent: string | null };
+    const second = JSON.parse(await ok(storeH, ['checkpoint', wl.name, '--json'])) as { snapshot: string; parent: string | null; rebased: { id: string } | null };
     await waitFor(() => !isAlive(wl.pid), 10_000, 'the checkpointed workload to stop');
+    // newest-flat dedup (the default): the new snapshot stays whole, the first now builds on it.
+    assert.equal(second.parent, null);
+    assert.equal(second.rebased?.id, first.snapshot, 'the second checkpoint of a workload rebases the first onto it');
     const file = join(base, 'dedup.ferry');
-    const ex = JSON.parse(await ok(storeH, ['export', second.snapshot, file, '--json'])) as { chain: string[] };
-    assert.equal(second.parent, first.snapshot, 'the second checkpoint of a workload dedups against the first');
-    assert.deepEqual(ex.chain, [first.snapshot, second.snapshot]);
+    const ex = JSON.parse(await ok(storeH, ['export', first.snapshot, file, '--json'])) as { chain: string[] };
+    assert.deepEqual(ex.chain, [second.snapshot, first.snapshot]);
     const storeI = join(base, 'store-i');
     const im = JSON.parse(await ok(storeI, ['import', file, '--json'])) as { imported: string[] };
     assert.deepEqual(im.imported, ex.chain);
     const rows = (await ls(storeI)).snapshots;
-    const child = rows.find((s) => s.id === second.snapshot)!;
+    const child = rows.find((s) => s.id === first.snapshot)!;
+    assert.equal(child.parent, second.snapshot);
     assert.ok(child.storedBytes < child.logicalBytes, `dedup stores less than it restores: ${JSON.stringify(child)}`);
-    const r = JSON.parse(await ok(storeI, ['restore', second.snapshot, '--json'])) as { pid: number };
+    const r = JSON.parse(await ok(storeI, ['restore', first.snapshot, '--json'])) as { pid: number };
     pids.add(r.pid);
     await wl.inst.verify(r.pid);
     killQuietly(r.pid);
