@@ -8,7 +8,8 @@
 // that changes any of them never leaves a stale CLI behind (and one that does not, keeps it).
 // Run after tsc (scripts/setup.sh does): node scripts/build-cli.mjs
 import { build } from 'esbuild';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +71,17 @@ const result = await build({
   // the bundle's own file, which sits two directories below the project root exactly as
   // every dist/<layer>/<file>.js does (checked below), so relative paths resolve the same.
   define: { 'import.meta.url': '__ferryModuleUrl', FERRY_BUNDLED: 'true' },
-  banner: { js: 'const __ferryModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  // bin/ferry compiles the bundle with V8's code cache (vm.Script), where `import()` has no
+  // loader on Node 20; the ES-module verbs are imported through bin/ferry's own import()
+  // (rewritten below), or through this fallback when the bundle is require()d directly.
+  banner: {
+    // ("use strict" first: ES modules are strict, and a banner would otherwise push esbuild's
+    // own directive out of the prologue.)
+    js: '"use strict";\nconst __ferryModuleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
+      'const __ferryImport = (rel) => (globalThis[Symbol.for("ferry.import")] || ((u) => import(u)))' +
+      '(require("node:url").pathToFileURL(require("node:path").join(__dirname, rel)).href);',
+  },
+  write: false,
   metafile: true,
   logLevel: 'warning',
 }).catch((err) => fail(err.message));
@@ -102,6 +113,20 @@ for (const out of Object.values(result.metafile.outputs)) {
   }
 }
 
+// The one kind of import() left in the bundle: an ES-module verb (see the banner).
+const [output] = result.outputFiles;
+const banner = result.outputFiles.length === 1 ? output.text.indexOf('\n', output.text.indexOf('__ferryImport')) : -1;
+if (banner < 0) fail(`expected one output file with the banner, got ${result.outputFiles.length}`);
+let code = output.text.slice(banner);
+for (const verb of ESM_VERBS) code = code.replaceAll(`import("../cli/commands/${verb}.js")`, `__ferryImport("../cli/commands/${verb}.js")`);
+const stray = code.match(/\bimport\([^)]{0,80}\)/);
+if (stray) {
+  await rm(NEXT, { recursive: true, force: true });
+  fail(`the bundle still calls ${stray[0]}, which fails under bin/ferry's code cache; make it an ESM_VERBS verb or a static import`);
+}
+await mkdir(NEXT, { recursive: true });
+await writeFile(join(NEXT, 'ferry.cjs'), output.text.slice(0, banner) + code);
+
 // What bin/ferry checks before it trusts the bundle: [path relative to the root, size, mtime ns].
 const inputs = [];
 for (const input of Object.keys(result.metafile.inputs)) {
@@ -115,5 +140,13 @@ await writeFile(join(NEXT, 'inputs.json'), JSON.stringify(inputs) + '\n');
 await rename(OUT, OLD).catch(() => undefined);
 await rename(NEXT, OUT);
 await rm(OLD, { recursive: true, force: true });
+// One run writes V8's code cache beside the bundle (bin/ferry does that when there is none);
+// `checkpoint --help` loads the modules of the hottest path.
+await new Promise((resolve) => {
+  execFile(process.execPath, [join(ROOT, 'bin', 'ferry'), 'checkpoint', '--help'], { env: { ...process.env, FERRY_BUNDLE: '1' } }, (err, _o, stderr) => {
+    if (err) process.stderr.write(`build-cli: warning: the bundle's first run failed (no code cache yet): ${stderr.trim() || err.message}\n`);
+    resolve();
+  });
+});
 const bytes = Object.values(result.metafile.outputs).reduce((a, o) => a + o.bytes, 0);
 process.stdout.write(`build-cli: dist/bundle/ferry.cjs (${Math.round(bytes / 1024)} KiB)\n`);
