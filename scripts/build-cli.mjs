@@ -56,6 +56,31 @@ const esmVerbs = {
   },
 };
 
+/**
+ * Reads every input itself, between two stats that must agree, and keeps that stat: so the size
+ * and mtime recorded in inputs.json are those of the content bundled, even while a concurrent
+ * `tsc` rewrites files (a rewrite after the read changes the mtime: bin/ferry sees a stale bundle).
+ */
+const seen = new Map();
+const statted = {
+  name: 'statted-inputs',
+  setup(b) {
+    b.onLoad({ filter: /\.[cm]?js$/ }, async (args) => {
+      for (let attempt = 0; ; attempt++) {
+        const before = await stat(args.path, { bigint: true });
+        const contents = await readFile(args.path, 'utf8');
+        const after = await stat(args.path, { bigint: true });
+        if (before.mtimeNs === after.mtimeNs && before.size === after.size) {
+          seen.set(relative(ROOT, args.path), [Number(after.size), String(after.mtimeNs)]);
+          return { contents, loader: 'js', resolveDir: dirname(args.path) };
+        }
+        if (attempt === 20) throw new Error(`${args.path} keeps changing while it is read`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+  },
+};
+
 await rm(NEXT, { recursive: true, force: true });
 const result = await build({
   absWorkingDir: ROOT,
@@ -66,7 +91,7 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   external,
-  plugins: [esmVerbs],
+  plugins: [esmVerbs, statted],
   // ES module code finds files next to itself through import.meta.url; in CommonJS that is
   // the bundle's own file, which sits two directories below the project root exactly as
   // every dist/<layer>/<file>.js does (checked below), so relative paths resolve the same.
@@ -130,8 +155,9 @@ await writeFile(join(NEXT, 'ferry.cjs'), output.text.slice(0, banner) + code);
 // What bin/ferry checks before it trusts the bundle: [path relative to the root, size, mtime ns].
 const inputs = [];
 for (const input of Object.keys(result.metafile.inputs)) {
-  const st = await stat(join(ROOT, input), { bigint: true });
-  inputs.push([input, Number(st.size), String(st.mtimeNs)]);
+  const st = seen.get(relative(ROOT, join(ROOT, input)));
+  if (!st) fail(`no recorded stat for ${input}`);
+  inputs.push([input, ...st]);
 }
 await writeFile(join(NEXT, 'inputs.json'), JSON.stringify(inputs) + '\n');
 

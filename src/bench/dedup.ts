@@ -30,7 +30,7 @@ export const dedupDefaults = (quick: boolean): DedupOptions =>
 
 interface StepSample { mode: DedupMode; step: number; order: 'plain-first' | 'dedup-first'; plainMs: number; dedupMs: number; plainBytes: number; storedAfterBytes: number; logicalAfterBytes: number }
 interface RestoreSample { mode: DedupMode; step: number; depth: number; restoreMs: number; verifyMs: number; verdict: string }
-interface FlatPair { mode: DedupMode; step: number; depth: number; chainMs: number[]; flatMs: number[]; foldMs: number }
+interface FlatPair { mode: DedupMode; step: number; depth: number; chainMs: number[]; flatMs: number[]; foldMs: number; foldedMs: number }
 
 /** Sends SIGUSR2 and waits until memcheck reports the burst done. */
 async function burst(inst: WorkloadInstance, pid: number, n: number): Promise<void> {
@@ -66,6 +66,9 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
       const run = await live.launch(inst);
       await inst.waitReady(30_000 + o.mib * 100);
       const ids: string[] = [];
+      // The plain snapshots of the first and last states stay: the flat references for the
+      // deepest chain (the first in newest-flat, the last in forward).
+      const plainKept = new Map<number, string>();
       for (let step = 0; step < o.snapshots; step++) {
         if (step > 0) await burst(inst, run.rootPid, step);
         ctx.say(`dedup ${mode}: snapshot ${step + 1}/${o.snapshots}`);
@@ -76,7 +79,8 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
           const c = await checkpoint(plain, { target: run.rootPid, tier: 'memory', leaveRunning: true, dedup: false });
           plainMs = performance.now() - t0;
           plainBytes = c.manifest.bytes;
-          await plain.remove(c.snapshot);
+          if (step === 0 || step === o.snapshots - 1) plainKept.set(step + 1, c.snapshot);
+          else await plain.remove(c.snapshot);
         };
         const doDedup = async () => {
           const t0 = performance.now();
@@ -102,26 +106,31 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
         await live.killPid(r.pid);
         restores.push({ mode, step: i + 1, depth, restoreMs: round(restoreMs, 1), verifyMs: round(verifyMs, 1), verdict: `ok ${verdict.split(' ').filter((w) => !w.startsWith('ok')).slice(0, 2).join(' ')}` });
       }
-      // The deepest snapshot: restored through its chain, then made flat and restored again.
+      // The deepest snapshot against a plain (whole, CRIU-written) snapshot of the same state,
+      // interleaved; then folded flat by compaction and restored once more.
       const deepest = restores.filter((r) => r.mode === mode).sort((a, b) => b.depth - a.depth)[0];
-      if (deepest && deepest.depth > 0) {
+      const flatRef = deepest ? plainKept.get(deepest.step) : undefined;
+      if (deepest && deepest.depth > 0 && flatRef) {
         const id = ids[deepest.step - 1]!;
-        const chainMs: number[] = [], flatMs: number[] = [];
-        const once = async (into: number[]) => {
+        const chainMs: number[] = [], flatMs: number[] = [], foldedMs: number[] = [];
+        const once = async (st: Store, snap: string, into: number[]) => {
           const t0 = performance.now();
-          const r = await restore(store, id);
+          const r = await restore(st, snap);
           into.push(round(performance.now() - t0, 1));
           await inst.verify(r.pid, 30_000 + o.mib * 40);
           await live.killPid(r.pid);
         };
-        await once(chainMs);
+        for (let k = 0; k < 2; k++) {
+          await once(store, id, chainMs);
+          await once(plain, flatRef, flatMs);
+        }
         const f0 = performance.now();
         await foldInto(store, await store.get(id));
         const foldMs = round(performance.now() - f0, 1);
-        await once(flatMs);
-        await once(flatMs);
-        flats.push({ mode, step: deepest.step, depth: deepest.depth, chainMs, flatMs, foldMs });
+        await once(store, id, foldedMs);
+        flats.push({ mode, step: deepest.step, depth: deepest.depth, chainMs, flatMs, foldMs, foldedMs: foldedMs[0]! });
       }
+      for (const snap of plainKept.values()) await plain.remove(snap);
       await inst.cleanup();
       // free the tmpfs before the next mode
       for (const s of await store.list()) await store.remove(s.manifest.id);
@@ -149,7 +158,10 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
       allVerified: rs.length === o.snapshots,
       newestRestoreMs: rs[rs.length - 1]?.restoreMs,
       newestDepth: rs[rs.length - 1]?.depth,
-      deepest: flat ? { step: flat.step, depth: flat.depth, chainMs: flat.chainMs[0], flatMs: flatMed, ratio: flatMed ? round(flat.chainMs[0]! / flatMed, 3) : undefined, foldMs: flat.foldMs } : undefined,
+      deepest: flat ? {
+        step: flat.step, depth: flat.depth, chainMs: round(summarize(flat.chainMs).median, 1), flatMs: flatMed === undefined ? undefined : round(flatMed, 1),
+        ratio: flatMed ? round(summarize(flat.chainMs).median / flatMed, 3) : undefined, foldMs: flat.foldMs, foldedRestoreMs: flat.foldedMs,
+      } : undefined,
     }];
   }));
 
@@ -220,14 +232,15 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
     tables: [
       {
         title: 'Per mode: dedup cost, storage, restores',
-        columns: ['mode', 'checkpoint ×plain (median, min–max)', 'added ms (median)', `stored after ${o.snapshots}`, 'logical', 'all verified', 'deepest: depth', 'chain ms', 'flat ms', 'chain ×flat'],
+        columns: ['mode', 'checkpoint ×plain (median, min–max)', 'added ms (median)', `stored after ${o.snapshots}`, 'logical', 'all verified', 'deepest: depth', 'chain ms', 'whole ms', 'chain ×whole', 'fold ms', 'folded restore ms'],
         rows: modes.map((m) => {
-          const p = perMode[m] as Record<string, unknown> & { checkpointRatio?: { median: number; min: number; max: number }; addedMs?: { median: number }; deepest?: { depth: number; chainMs?: number; flatMs?: number; ratio?: number } };
+          const p = perMode[m] as Record<string, unknown> & { checkpointRatio?: { median: number; min: number; max: number }; addedMs?: { median: number }; deepest?: { depth: number; chainMs?: number; flatMs?: number; ratio?: number; foldMs?: number; foldedRestoreMs?: number } };
           return [m,
             p.checkpointRatio ? `×${p.checkpointRatio.median} (${p.checkpointRatio.min}–${p.checkpointRatio.max})` : '-',
             p.addedMs ? p.addedMs.median : '-',
             `${gib(p['storedBytes'] as number)} GiB`, `${gib(p['logicalBytes'] as number)} GiB`, String(p['allVerified']),
-            p.deepest?.depth ?? '-', p.deepest?.chainMs ?? '-', p.deepest?.flatMs ?? '-', p.deepest?.ratio !== undefined ? `×${p.deepest.ratio}` : '-'];
+            p.deepest?.depth ?? '-', p.deepest?.chainMs ?? '-', p.deepest?.flatMs ?? '-', p.deepest?.ratio !== undefined ? `×${p.deepest.ratio}` : '-',
+            p.deepest?.foldMs ?? '-', p.deepest?.foldedRestoreMs ?? '-'];
         }),
       },
       {
@@ -240,7 +253,7 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
       'Both arms checkpoint the same state (--leave-running) back to back, in alternating order; the plain snapshot is removed at once.',
       'newest-flat: each new snapshot stays whole and the previous one is rewritten to read its unchanged pages from it (the rewrite is part of the dedup arm\'s time).',
       'forward: each new snapshot reads its unchanged pages from the previous one.',
-      'chain ×flat: the deepest snapshot restored through its chain, then folded flat (compaction) and restored again: the same state.',
+      'chain ×flat: the deepest snapshot restored through its chain against a plain (whole) snapshot of the same state, 2 interleaved pairs (medians); then folded flat by compaction (fold ms) and restored once more.',
     ],
     samples: [...steps.map((s) => ({ kind: 'checkpoint', ...s })), ...restores.map((r) => ({ kind: 'restore', ...r })), ...flats.map((f) => ({ kind: 'chain-vs-flat', ...f }))],
   };

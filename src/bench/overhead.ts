@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname, release } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { restore } from '../engine/restore.js';
 import { Store } from '../store/store.js';
 import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
 import { launchIsolated, memcheckWorkload, type IsolatedRun, type WorkloadInstance } from '../testing/workloads.js';
+import { timedSpawn, warmTmpfs } from './harness.js';
 import { FerryError } from '../util/errors.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
 
@@ -86,39 +86,11 @@ interface Live {
   pids: Set<number>;
 }
 
-/** Spawns a command, timed from spawn to exit; rejects on a non-zero exit with its stderr. */
-function timed(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      const ms = performance.now() - t0;
-      // Collect the rest of the output after exit (the streams close right after).
-      child.once('close', () => {
-        if (code === 0) resolve({ ms, stdout });
-        else reject(new FerryError('ERR_BENCH', `${cmd} ${args.join(' ')} exited with ${code ?? signal}: ${stderr.trim().slice(-600)}`));
-      });
-    });
-  });
-}
-
-async function warmTmpfs(dir: string, mib: number): Promise<void> {
-  if (mib <= 0) return;
-  const f = join(dir, 'warm.bin');
-  await timed('dd', ['if=/dev/zero', `of=${f}`, 'bs=4M', `count=${Math.ceil(mib / 4)}`, 'status=none']);
-  await rm(f, { force: true });
-}
-
 export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   const say = o.progress ?? ((): void => {});
   const criu = resolveCriuBinary();
   if (!criu) throw new FerryError('ERR_CRIU_MISSING', 'no CRIU binary found', { hint: 'run `make setup`, or set FERRY_CRIU' });
-  const criuVersion = (await timed(criu.path, ['--version'])).stdout.match(/Version:\s*(\S+)/)?.[1] ?? 'unknown';
+  const criuVersion = (await timedSpawn(criu.path, ['--version'])).stdout.match(/Version:\s*(\S+)/)?.[1] ?? 'unknown';
   const base = await mkdtemp(join(o.baseDir, 'ferry-bench-'));
   const storeRoot = join(base, 'store');
   const memoryDir = join(base, 'memory');
@@ -178,11 +150,11 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     const dir = join(rawDir, `r${seq++}`);
     await mkdir(dir);
     await warmTmpfs(base, warm);
-    const d = await timed(criu.path, ['dump', '-t', String(w.run.rootPid), '-D', dir, '-v4', '-o', 'dump.log']);
+    const d = await timedSpawn(criu.path, ['dump', '-t', String(w.run.rootPid), '-D', dir, '-v4', '-o', 'dump.log']);
     samples.push({ phase, pair, arm: 'raw', op: 'dump', ms: d.ms });
     await gone(w);
     const pidfile = join(dir, 'restore.pid');
-    const r = await timed(criu.path, ['restore', '-D', dir, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile]);
+    const r = await timedSpawn(criu.path, ['restore', '-D', dir, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile]);
     samples.push({ phase, pair, arm: 'raw', op: 'restore', ms: r.ms });
     await killRestored(Number((await readFile(pidfile, 'utf8')).trim()));
     await rm(dir, { recursive: true, force: true });
@@ -192,11 +164,11 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   /** One ferry-CLI round: `bin/ferry checkpoint PID --tier memory`, then `bin/ferry restore ID`. */
   const cliRound = async (pair: number, mib: number): Promise<void> => {
     const w = await start(mib);
-    const d = await timed(ferryBin, ['--store', storeRoot, 'checkpoint', String(w.run.rootPid), '--tier', 'memory'], cliEnv);
+    const d = await timedSpawn(ferryBin, ['--store', storeRoot, 'checkpoint', String(w.run.rootPid), '--tier', 'memory'], { env: cliEnv });
     const id = d.stdout.trim();
     samples.push({ phase: 'cli', pair, arm: 'ferry', op: 'dump', ms: d.ms });
     await gone(w);
-    const r = await timed(ferryBin, ['--store', storeRoot, 'restore', id], cliEnv);
+    const r = await timedSpawn(ferryBin, ['--store', storeRoot, 'restore', id], { env: cliEnv });
     samples.push({ phase: 'cli', pair, arm: 'ferry', op: 'restore', ms: r.ms });
     await killRestored(Number(r.stdout.trim()));
     await store.remove(id);
@@ -204,7 +176,7 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   };
 
   const nodeStartup = async (pair: number): Promise<void> => {
-    const n = await timed(process.execPath, ['-e', '0']);
+    const n = await timedSpawn(process.execPath, ['-e', '0']);
     samples.push({ phase: 'node', pair, arm: 'node', op: 'startup', ms: n.ms });
   };
 

@@ -1,14 +1,16 @@
 // The bundled CLI (scripts/build-cli.mjs → dist/bundle/ferry.cjs) as bin/ferry runs it: chosen
-// only while every file it was built from is unchanged, and able to checkpoint and restore for real.
+// only while every file it was built from is unchanged, compiled with V8's code cache, and able
+// to checkpoint and restore for real.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { statSync, utimesSync } from 'node:fs';
+import { readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { isAlive, killQuietly, waitFor, withTempDir } from '../testing/processes.js';
 
 const FERRY = join(PROJECT_ROOT, 'bin', 'ferry');
+const BUNDLE_DIR = join(PROJECT_ROOT, 'dist', 'bundle');
 /** One of the bundle's inputs (tsc's output of the `version` verb). */
 const INPUT = join(PROJECT_ROOT, 'dist', 'cli', 'commands', 'version.js');
 
@@ -46,6 +48,23 @@ describe('bundled CLI', () => {
     }
     await build();
     assert.equal(await whichBuild(), 'bundle', 'rebuilt: the bundle again');
+  });
+
+  it('V8 code cache: written at build, a corrupt one is replaced, ES-module verbs still load', async () => {
+    await build();
+    const cache = readdirSync(BUNDLE_DIR).find((f) => f.endsWith('.v8cache'));
+    assert.ok(cache, 'build-cli leaves a code cache beside the bundle');
+    const cacheFile = join(BUNDLE_DIR, cache);
+    writeFileSync(cacheFile, 'not a code cache');
+    assert.equal(await whichBuild(), 'bundle', 'a rejected cache is only slower');
+    assert.ok(statSync(cacheFile).size > 1000, 'and that run wrote a good one');
+    for (const env of [{}, { FERRY_CODE_CACHE: '0' }]) {
+      // bench stays tsc's ES module output, imported from the bundle on demand.
+      const r = await run(FERRY, ['bench', '--help'], env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /overhead/);
+      assert.equal(r.stderr, '', 'no warnings');
+    }
   });
 
   it('checkpoint and restore of a `ferry run` workload through the bundle; errors stay one line', async () => {
