@@ -9,6 +9,7 @@
 // Run after tsc (scripts/setup.sh does): node scripts/build-cli.mjs
 import { build } from 'esbuild';
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
@@ -28,6 +29,7 @@ const BUNDLED_PACKAGES = new Set(['@bufbuild/protobuf']);
 const ESM_VERBS = new Set(['bench']);
 
 function fail(message) {
+  rmSync(NEXT, { recursive: true, force: true });
   process.stderr.write(`build-cli: error: ${message}\n`);
   process.exit(1);
 }
@@ -117,7 +119,6 @@ for (const input of Object.keys(result.metafile.inputs)) {
   if (rel.startsWith('..')) continue; // node_modules
   const src = await readFile(join(DIST, rel), 'utf8');
   if (src.includes('import.meta') && rel.split(sep).length !== 2) {
-    await rm(NEXT, { recursive: true, force: true });
     fail(`dist/${rel} uses import.meta but is not at dist/<dir>/<file>.js, so it would resolve ` +
       'paths differently inside the bundle; find files through PROJECT_ROOT (src/criu/binary.ts) instead');
   }
@@ -131,7 +132,6 @@ for (const out of Object.values(result.metafile.outputs)) {
       requireFromDist(imp.path);
     } catch (err) {
       if (err.code === 'MODULE_NOT_FOUND') continue; // optional at run time; its verb reports it
-      await rm(NEXT, { recursive: true, force: true });
       fail(`the bundle would require('${imp.path}'), which fails (${err.code ?? err.message}); ` +
         'add the verb that needs it to ESM_VERBS in scripts/build-cli.mjs');
     }
@@ -146,7 +146,6 @@ let code = output.text.slice(banner);
 for (const verb of ESM_VERBS) code = code.replaceAll(`import("../cli/commands/${verb}.js")`, `__ferryImport("../cli/commands/${verb}.js")`);
 const stray = code.match(/\bimport\([^)]{0,80}\)/);
 if (stray) {
-  await rm(NEXT, { recursive: true, force: true });
   fail(`the bundle still calls ${stray[0]}, which fails under bin/ferry's code cache; make it an ESM_VERBS verb or a static import`);
 }
 await mkdir(NEXT, { recursive: true });
