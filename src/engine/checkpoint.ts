@@ -2,7 +2,7 @@ import { copyFile, mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
-import { HASH_ALGORITHM } from '../store/checksums.js';
+import { FollowingHasher, HASH_ALGORITHM, type Prehashed } from '../store/checksums.js';
 import { findParent, newestOf } from '../store/chain.js';
 import { rebaseOnto, storeImages } from '../store/dedup.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
@@ -105,26 +105,35 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     // log survives the removal of its half-written images; on success they are copied in.
     const workDir = join(store.root, 'logs', `checkpoint-${pending.id}`);
     await mkdir(workDir, { recursive: true, mode: 0o700 });
+    // While CRIU dumps: the dedup partner is looked up, and the pages images are hashed as
+    // CRIU appends to them (on the other core), so little hashing is left once it is done.
+    const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
+    const who = { workload, pid, command: info.command };
+    const parentP = mode === 'forward' ? findParent(store, who, tier).catch(() => undefined) : Promise.resolve(undefined);
+    const previousP = mode === 'newest-flat' ? newestOf(store, who, tier).catch(() => undefined) : Promise.resolve(undefined);
+    const follower = new FollowingHasher(pending.dir).start();
     const criuStarted = Date.now();
-    await criu.dump({
-      pid,
-      imagesDir: pending.dir,
-      workDir,
-      ...(req.leaveRunning ? { leaveRunning: true } : {}),
-      ...(req.tcpEstablished ? { tcpEstablished: true } : {}),
-      ...(req.extUnixSk ? { extUnixSk: true } : {}),
-      ...(req.fileLocks ? { fileLocks: true } : {}),
-      ...(req.shellJob ? { shellJob: true } : {}),
-    });
+    let prehashed: Prehashed;
+    try {
+      await criu.dump({
+        pid,
+        imagesDir: pending.dir,
+        workDir,
+        ...(req.leaveRunning ? { leaveRunning: true } : {}),
+        ...(req.tcpEstablished ? { tcpEstablished: true } : {}),
+        ...(req.extUnixSk ? { extUnixSk: true } : {}),
+        ...(req.fileLocks ? { fileLocks: true } : {}),
+        ...(req.shellJob ? { shellJob: true } : {}),
+      });
+    } finally {
+      prehashed = await follower.finish();
+    }
     const criuMs = Date.now() - criuStarted;
     for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
     const sumStarted = Date.now();
     // Checksums, the page index, and page dedup with this workload's newest snapshot.
-    const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
-    const who = { workload, pid, command: info.command };
-    const parent = mode === 'forward' ? await findParent(store, who, tier).catch(() => undefined) : undefined;
-    const previous = mode === 'newest-flat' ? await newestOf(store, who, tier).catch(() => undefined) : undefined;
-    const stored = await storeImages(pending.dir, parent);
+    const [parent, previous] = await Promise.all([parentP, previousP]);
+    const stored = await storeImages(pending.dir, parent, prehashed);
     const files = stored.files;
     const checksumMs = Date.now() - sumStarted;
     const manifest: SnapshotManifest = {

@@ -21,19 +21,30 @@ export type FileSums = Record<string, { size: number; hash: string }>;
 /** Files of a snapshot that are not images: ferry's manifest and CRIU's logs (which it appends to). */
 const NOT_CHECKSUMMED = /^(manifest\.json|.*\.log)$/;
 
+/**
+ * Block hashes of whole 64 MiB ranges already computed while the file was still being written
+ * (FollowingHasher), by path: valid for the same inode only.
+ */
+export type Prehashed = Map<string, { ino: number; ranges: Map<number, Buffer> }>;
+
 /** Hashes several files (and ranges of large ones) at once, with at most `parallel` jobs in flight. */
-async function hashFiles(paths: string[], parallel = Math.max(2, availableParallelism())): Promise<{ size: number; blocks: Buffer }[]> {
+async function hashFiles(paths: string[], parallel = Math.max(2, availableParallelism()), pre?: Prehashed): Promise<{ size: number; blocks: Buffer }[]> {
   const handles = await Promise.all(paths.map(async (p) => {
     const fh = await open(p, 'r');
-    return { fh, size: (await fh.stat()).size };
+    const st = await fh.stat();
+    return { fh, size: st.size, ino: st.ino, path: p };
   }));
   try {
     const parts: Buffer[][] = handles.map((h) => new Array<Buffer>(Math.max(1, Math.ceil(h.size / RANGE))));
     const jobs: { len: number; run: () => Promise<void> }[] = [];
     handles.forEach((h, fi) => {
       if (h.size === 0) { parts[fi]![0] = Buffer.alloc(0); return; }
+      const done = pre?.get(h.path);
+      const ranges = done && done.ino === h.ino ? done.ranges : undefined;
       for (let off = 0, k = 0; off < h.size; off += RANGE, k++) {
         const len = Math.min(RANGE, h.size - off);
+        const have = ranges?.get(k);
+        if (have && have.length === Math.ceil(len / BLOCK) * 16) { parts[fi]![k] = have; continue; }
         jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK); } });
       }
     });
@@ -71,9 +82,9 @@ async function imageFiles(dir: string): Promise<string[]> {
  * Size and hash of every image file in `dir`, plus the block hashes of the files `keepBlocks`
  * selects (for the page index of pages images).
  */
-export async function checksumDirWithBlocks(dir: string, keepBlocks: (name: string) => boolean = () => false): Promise<{ sums: FileSums; blocks: Map<string, Buffer> }> {
+export async function checksumDirWithBlocks(dir: string, keepBlocks: (name: string) => boolean = () => false, pre?: Prehashed): Promise<{ sums: FileSums; blocks: Map<string, Buffer> }> {
   const names = await imageFiles(dir);
-  const results = await hashFiles(names.map((n) => join(dir, n)));
+  const results = await hashFiles(names.map((n) => join(dir, n)), undefined, pre);
   const sums: FileSums = {};
   const blocks = new Map<string, Buffer>();
   names.forEach((name, i) => {
@@ -107,4 +118,61 @@ export async function verifyChecksums(dir: string, expected: FileSums, id: strin
     if (a.hash !== e.hash) throw corrupt(`${name} fails its checksum (${HASH_ALGORITHM} ${a.hash.slice(0, 12)}…, expected ${String(e.hash).slice(0, 12)}…)`);
   }
   for (const name of Object.keys(actual)) if (!(name in expected)) throw corrupt(`${name} was added after the checkpoint`);
+}
+
+/**
+ * Hashes the pages images of a directory while CRIU is still writing them: CRIU appends page
+ * data and never goes back, so every whole 64 MiB range below a file's current size is final.
+ * Polls the sizes, hashes one range at a time (CRIU keeps the other core busy), and hands the
+ * ranges to checksumDirWithBlocks, which hashes only what is left. What is hashed is exactly
+ * what a hash after the dump would see, or, if a file was replaced (another inode), nothing.
+ */
+export class FollowingHasher {
+  private readonly done: Prehashed = new Map();
+  private readonly open = new Map<string, { fd: number; close: () => Promise<void> }>();
+  private timer: NodeJS.Timeout | undefined;
+  private busy: Promise<void> | undefined;
+  private stopped = false;
+  private failed = false;
+
+  constructor(private readonly dir: string, private readonly pattern = /^pages-\d+\.img$/, private readonly everyMs = 20) {}
+
+  start(): this {
+    const tick = () => {
+      if (this.stopped) return;
+      this.busy = this.step().catch(() => { this.failed = true; }).finally(() => {
+        if (!this.stopped && !this.failed) this.timer = setTimeout(tick, this.everyMs);
+      });
+    };
+    this.timer = setTimeout(tick, this.everyMs);
+    return this;
+  }
+
+  private async step(): Promise<void> {
+    for (const name of (await readdir(this.dir)).filter((n) => this.pattern.test(n))) {
+      const path = join(this.dir, name);
+      let f = this.open.get(path);
+      if (!f) {
+        const fh = await open(path, 'r');
+        f = { fd: fh.fd, close: () => fh.close() };
+        this.open.set(path, f);
+        this.done.set(path, { ino: (await fh.stat()).ino, ranges: new Map() });
+      }
+      const entry = this.done.get(path)!;
+      const size = (await stat(path)).size;
+      for (let k = entry.ranges.size; (k + 1) * RANGE <= size; k++) {
+        if (this.stopped) return;
+        entry.ranges.set(k, await hashBlocks(f.fd, k * RANGE, RANGE, BLOCK));
+      }
+    }
+  }
+
+  /** Stops following; the ranges hashed so far (none if anything went wrong). */
+  async finish(): Promise<Prehashed> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.busy;
+    for (const f of this.open.values()) await f.close();
+    return this.failed ? new Map() : this.done;
+  }
 }

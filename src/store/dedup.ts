@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
-import { BLOCK, checksumDirWithBlocks, digestOfBlocks, hashFile, type FileSums } from './checksums.js';
+import { BLOCK, checksumDirWithBlocks, digestOfBlocks, hashFile, type FileSums, type Prehashed } from './checksums.js';
 import type { SnapshotManifest } from './manifest.js';
 
 export const PAGE_INDEX = 'ferry-pages.idx';
@@ -244,13 +244,13 @@ function copyKept(from: string, to: string, keep: PagemapDiff['keep']): void {
  * pagemaps and pages images so that unchanged pages come from the parent ("forward" chains).
  * Returns the final per-file checksums.
  */
-export async function storeImages(dir: string, parent?: { id: string; dir: string }): Promise<StoreImagesResult> {
+export async function storeImages(dir: string, parent?: { id: string; dir: string }, pre?: Prehashed): Promise<StoreImagesResult> {
   const started = Date.now();
   const ids = await pagemapIds(dir);
   const pagemaps = new Map<number, { entries: PagemapRun[]; pagesId: number }>();
   for (const id of ids) pagemaps.set(id, await readPagemap(join(dir, `pagemap-${id}.img`)));
   const pagesFiles = new Set([...pagemaps.values()].map((p) => `pages-${p.pagesId}.img`));
-  const { sums, blocks } = await checksumDirWithBlocks(dir, (n) => pagesFiles.has(n));
+  const { sums, blocks } = await checksumDirWithBlocks(dir, (n) => pagesFiles.has(n), pre);
   const logicalBytes = Object.values(sums).reduce((a, f) => a + f.size, 0);
 
   const parentIndex = parent ? await readIndex(parent.dir) : undefined;
