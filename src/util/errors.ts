@@ -12,7 +12,20 @@ export interface FerryErrorOptions {
   detail?: string;
 }
 
+/**
+ * Marks FerryErrors by a registered symbol, so that `instanceof FerryError` holds across copies
+ * of this module: the CLI bundle has its own copy, and the modules it imports on demand from
+ * tsc's output (`bench`) have theirs.
+ */
+const BRAND = Symbol.for('ferry.FerryError');
+
 export class FerryError extends Error {
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    // Subclasses keep ordinary instanceof; the base class recognises every copy's errors.
+    if (this !== FerryError) return Function.prototype[Symbol.hasInstance].call(this, x);
+    return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
+  }
+
   readonly code: string;
   readonly hint: string | undefined;
   readonly detail: string | undefined;
@@ -22,6 +35,7 @@ export class FerryError extends Error {
   constructor(code: string, message: string, options: FerryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'FerryError';
+    Object.defineProperty(this, BRAND, { value: true });
     this.code = code;
     this.hint = options.hint;
     this.detail = options.detail;
