@@ -20,7 +20,7 @@ interface NativeBinding {
   receive(fd: number): Promise<ReceivedMessage | null>;
   close(fd: number): void;
   readonly maxFds: number;
-  hashBlocks(fd: number, offset: number, length: number, blockSize: number): Promise<Buffer>;
+  hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped?: boolean): Promise<Buffer>;
   hash128(data: Uint8Array): Buffer;
 }
 
@@ -165,11 +165,13 @@ export class SeqpacketChannel {
  * XXH3-128 (canonical, 16 bytes each) of every `blockSize` block of `length` bytes of the file
  * open on `fd`, starting at `offset`; a short last block is hashed as it is. Runs on libuv's
  * thread pool (several calls in flight use several threads) and reads with pread, so the fd's
- * position is untouched. I/O errors are ERR_NATIVE_IO naming the syscall and errno.
+ * position is untouched. `mapped`: hash the range in place through a mapping (for files on a
+ * huge-page tmpfs, where mapping is nearly free; offset must then be page-aligned). I/O errors
+ * are ERR_NATIVE_IO naming the syscall and errno.
  */
-export async function hashBlocks(fd: number, offset: number, length: number, blockSize: number): Promise<Buffer> {
+export async function hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped = false): Promise<Buffer> {
   try {
-    return await native().hashBlocks(fd, offset, length, blockSize);
+    return await native().hashBlocks(fd, offset, length, blockSize, mapped);
   } catch (err) {
     if (err instanceof FerryError) throw err;
     const code = errnoCode(err) ?? String(err);

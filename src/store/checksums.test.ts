@@ -30,6 +30,10 @@ test('block hashes: one per 4 KiB block, a short last block, any range split giv
     }
     const tail = await hashBlocks(fh.fd, 2 * BLOCK, data.length - 2 * BLOCK, BLOCK);
     assert.deepEqual(tail, all.subarray(32));
+    // The mapped path (used on huge-page tmpfs) gives the same hashes, and refuses to map past the end.
+    assert.deepEqual(await hashBlocks(fh.fd, 0, data.length, BLOCK, true), all);
+    assert.deepEqual(await hashBlocks(fh.fd, 2 * BLOCK, data.length - 2 * BLOCK, BLOCK, true), all.subarray(32));
+    await assert.rejects(hashBlocks(fh.fd, 0, data.length + BLOCK, BLOCK, true), (e: unknown) => e instanceof FerryError && e.code === 'ERR_NATIVE_IO');
     // Reading past the end of the file is an error, not a silent short hash.
     await assert.rejects(hashBlocks(fh.fd, 0, data.length + BLOCK, BLOCK), (e: unknown) => e instanceof FerryError && e.code === 'ERR_NATIVE_IO');
   } finally {

@@ -13,6 +13,11 @@ import { FerryError } from '../util/errors.js';
 export const HASH_ALGORITHM = 'xxh3-128/4k';
 export type HashAlgorithm = typeof HASH_ALGORITHM;
 export const BLOCK = 4096;
+/**
+ * A tmpfs with huge pages reports them as its block size: files there are hashed through a
+ * mapping (512 page-table entries per GiB) instead of copied out.
+ */
+const HUGE_PAGE = 2 << 20;
 /** Bytes hashed by one thread-pool job. */
 const RANGE = 64 << 20;
 
@@ -32,7 +37,7 @@ async function hashFiles(paths: string[], parallel = Math.max(2, availableParall
   const handles = await Promise.all(paths.map(async (p) => {
     const fh = await open(p, 'r');
     const st = await fh.stat();
-    return { fh, size: st.size, ino: st.ino, path: p };
+    return { fh, size: st.size, ino: st.ino, path: p, mapped: st.blksize >= HUGE_PAGE };
   }));
   try {
     const parts: Buffer[][] = handles.map((h) => new Array<Buffer>(Math.max(1, Math.ceil(h.size / RANGE))));
@@ -45,7 +50,7 @@ async function hashFiles(paths: string[], parallel = Math.max(2, availableParall
         const len = Math.min(RANGE, h.size - off);
         const have = ranges?.get(k);
         if (have && have.length === Math.ceil(len / BLOCK) * 16) { parts[fi]![k] = have; continue; }
-        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK); } });
+        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK, h.mapped); } });
       }
     });
     // Big jobs first, so the last one to finish is a small one.
@@ -129,7 +134,7 @@ export async function verifyChecksums(dir: string, expected: FileSums, id: strin
  */
 export class FollowingHasher {
   private readonly done: Prehashed = new Map();
-  private readonly open = new Map<string, { fd: number; close: () => Promise<void> }>();
+  private readonly open = new Map<string, { fd: number; mapped: boolean; close: () => Promise<void> }>();
   private timer: NodeJS.Timeout | undefined;
   private busy: Promise<void> | undefined;
   private stopped = false;
@@ -154,15 +159,16 @@ export class FollowingHasher {
       let f = this.open.get(path);
       if (!f) {
         const fh = await open(path, 'r');
-        f = { fd: fh.fd, close: () => fh.close() };
+        const st = await fh.stat();
+        f = { fd: fh.fd, mapped: st.blksize >= HUGE_PAGE, close: () => fh.close() };
         this.open.set(path, f);
-        this.done.set(path, { ino: (await fh.stat()).ino, ranges: new Map() });
+        this.done.set(path, { ino: st.ino, ranges: new Map() });
       }
       const entry = this.done.get(path)!;
       const size = (await stat(path)).size;
       for (let k = entry.ranges.size; (k + 1) * RANGE <= size; k++) {
         if (this.stopped) return;
-        entry.ranges.set(k, await hashBlocks(f.fd, k * RANGE, RANGE, BLOCK));
+        entry.ranges.set(k, await hashBlocks(f.fd, k * RANGE, RANGE, BLOCK, f.mapped));
       }
     }
   }
