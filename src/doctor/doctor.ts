@@ -142,8 +142,12 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   for (const rt of ['runc', 'crun']) {
     const out = await commandOutput(rt, ['--version']);
     const v = out?.split('\n')[0]?.replace(/^\S+ version /, '');
+    // crun lists its build features on the last line of --version (e.g. "+CRIU"); without CRIU
+    // support its own checkpoint command is missing, and ferry drives CRIU for it instead.
+    const crunNoCriu = rt === 'crun' && out !== undefined && !/\+CRIU\b/.test(out);
     add({
-      id: rt, title: rt, status: out ? 'ok' : 'warn', value: v ?? 'not installed',
+      id: rt, title: rt, status: out ? 'ok' : 'warn',
+      value: v === undefined ? 'not installed' : crunNoCriu ? `${v} (built without CRIU: ferry drives CRIU itself for crun containers)` : v,
       ...(out ? {} : { consequence: `containers run by ${rt} cannot be checkpointed`, remedy: `apt-get install ${rt}` }),
     });
   }
