@@ -5,12 +5,12 @@
  * removed without breaking anything that depends on it.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { link, mkdir, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
 import { checksumDirWithBlocks } from './checksums.js';
-import { discardInBackground, PARENT_LINK, readIndex, writeAll } from './dedup.js';
+import { PARENT_LINK, readIndex, swapIn, writeAll } from './dedup.js';
 import type { SnapshotManifest, Tier } from './manifest.js';
 import type { Store, StoredSnapshot } from './store.js';
 
@@ -170,16 +170,7 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
       compacted: [...(s.manifest.compacted ?? []), { at: new Date().toISOString(), folded: folded.map((f) => f.manifest.id) }],
     };
     if (!newParent) delete manifest.dedup;
-    await writeFile(join(stage, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
-    const old = join(base, `.rm-${id}-fold-${Date.now()}`);
-    await rename(s.dir, old);
-    try {
-      await rename(stage, s.dir);
-    } catch (err) {
-      await rename(old, s.dir); // put the original back
-      throw err;
-    }
-    discardInBackground(old);
+    await swapIn(stage, s.dir, manifest, 'fold');
     return manifest;
   } finally {
     await rm(stage, { recursive: true, force: true });

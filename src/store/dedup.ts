@@ -353,16 +353,7 @@ export async function rebaseOnto(tierDir: string, older: { manifest: SnapshotMan
       logicalBytes: older.manifest.logicalBytes ?? older.manifest.bytes,
       dedup: { parent: newer.manifest.id, pages, inParent, savedBytes, ms: Date.now() - started },
     };
-    await writeFile(join(stage, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
-    const old = join(tierDir, `.rm-${id}-rebase-${Date.now()}`);
-    await rename(older.dir, old);
-    try {
-      await rename(stage, older.dir);
-    } catch (err) {
-      await rename(old, older.dir);
-      throw err;
-    }
-    discardInBackground(old);
+    await swapIn(stage, older.dir, manifest, 'rebase');
     return manifest;
   } finally {
     await rm(stage, { recursive: true, force: true });
@@ -373,6 +364,24 @@ export async function rebaseOnto(tierDir: string, older: { manifest: SnapshotMan
 function u32View(b: Buffer): Uint32Array {
   const src = b.byteOffset % 4 === 0 ? b : Buffer.from(b);
   return new Uint32Array(src.buffer, src.byteOffset, src.length >> 2);
+}
+
+/**
+ * Replaces a snapshot directory by its rewritten copy in `stage` (same tier directory): writes
+ * the manifest last, then two renames; if the second fails the original is put back. The old
+ * directory is freed in the background.
+ */
+export async function swapIn(stage: string, dir: string, manifest: SnapshotManifest, why: string): Promise<void> {
+  await writeFile(join(stage, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: 0o600 });
+  const old = join(dir, '..', `.rm-${basename(dir)}-${why}-${Date.now()}`);
+  await rename(dir, old);
+  try {
+    await rename(stage, dir);
+  } catch (err) {
+    await rename(old, dir); // put the original back
+    throw err;
+  }
+  discardInBackground(old);
 }
 
 /**
