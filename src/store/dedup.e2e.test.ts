@@ -143,7 +143,7 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
     for (const id of [taken[1]!, taken[2]!]) await ok(['snapshots', 'rm', id]);
   });
 
-  void it('forward chains, compaction to flat, and --no-dedup', async () => {
+  void it('forward chains, gc --max-depth, compaction, --flatten-older-than, and --no-dedup', async () => {
     const { inst, pid } = await start('fw');
     const taken: string[] = [];
     for (let i = 0; i < 3; i++) {
@@ -161,11 +161,22 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
     assert.ok(stored.get(taken[2]!)! < 0.2 * MIB * 2 ** 20, 'a forward child stores only its changed pages');
     assert.ok(stored.get(whole.snapshot)! > MIB * 2 ** 20, '--no-dedup stores every page');
     await restoreAndCheck(inst, taken[2]!, 2);
-    const compact = JSON.parse(await ok(['snapshots', 'compact', taken[2]!, '--json'])) as { parent: string | null; parentBefore: string | null };
-    assert.equal(compact.parentBefore, taken[1]);
-    assert.equal(compact.parent, null);
+    // gc --max-depth 1: the newest (depth 2) takes its parent's pages and builds on the first.
+    const gcDepth = JSON.parse(await ok(['snapshots', 'gc', '--max-depth', '1', '--json'])) as { remove: string[]; fold: { id: string; levels: number }[] };
+    assert.deepEqual(gcDepth.remove, []);
+    assert.deepEqual(gcDepth.fold, [{ id: taken[2], levels: 1 }]);
+    const parentOf = async (id: string) => (await ls()).snapshots.find((x) => x.id === id)?.parent ?? null;
+    assert.equal(await parentOf(taken[2]!), taken[0]);
     await restoreAndCheck(inst, taken[2]!, 2);
+    // compact: the middle one made flat.
+    const compact = JSON.parse(await ok(['snapshots', 'compact', taken[1]!, '--json'])) as { parent: string | null; parentBefore: string | null };
+    assert.equal(compact.parentBefore, taken[0]);
+    assert.equal(compact.parent, null);
     await restoreAndCheck(inst, taken[1]!, 1);
+    // gc --flatten-older-than: every chained snapshot older than that becomes flat.
+    await ok(['snapshots', 'gc', '--flatten-older-than', '1ms']);
+    for (const id of taken) assert.equal(await parentOf(id), null, `${id} is flat`);
+    await restoreAndCheck(inst, taken[2]!, 2);
     // a bad mode is a usage error
     const r = await ferryCli(store, ['checkpoint', 'fw', '--dedup', 'sideways'], env());
     assert.equal(r.code, 1);

@@ -36,6 +36,8 @@ export interface RetentionPolicy {
   keepEveryMs?: number;
   /** Fold chains deeper than this (restore reads every level). */
   maxDepth?: number;
+  /** Make snapshots older than this many ms flat (fold their whole chain into them). */
+  flattenOlderThanMs?: number;
   /** Leftovers of interrupted operations (.tmp-*, .rm-*, .fold-*) older than this are swept. */
   staleMs?: number;
 }
@@ -85,13 +87,16 @@ export async function planGc(store: Store, policy: RetentionPolicy, all?: Stored
   }
   const remove = snaps.filter((s) => !keep.has(s.manifest.id)).map((s) => s.manifest.id);
   const fold: GcPlan['fold'] = [];
-  if (policy.maxDepth !== undefined) {
+  if (policy.maxDepth !== undefined || policy.flattenOlderThanMs !== undefined) {
     const removed = new Set(remove);
+    const now = Date.now();
     for (const s of snaps) {
       if (removed.has(s.manifest.id)) continue;
       // depth after the removals (removed ancestors are folded into their children anyway)
       const depth = (await ancestors(store, s)).filter((a) => !removed.has(a.manifest.id)).length;
-      if (depth > policy.maxDepth) fold.push({ id: s.manifest.id, levels: depth - policy.maxDepth });
+      const old = policy.flattenOlderThanMs !== undefined && now - Date.parse(s.manifest.createdAt) > policy.flattenOlderThanMs;
+      if (depth > 0 && old) fold.push({ id: s.manifest.id, levels: depth });
+      else if (policy.maxDepth !== undefined && depth > policy.maxDepth) fold.push({ id: s.manifest.id, levels: depth - policy.maxDepth });
     }
   }
   return { remove, keep: [...keep], fold };
@@ -115,11 +120,13 @@ export async function gc(store: Store, policy: RetentionPolicy, dryRun = false):
     result.compacted.push(...r.compacted);
     result.freedBytes += sizeOf.get(id) ?? 0;
   }
+  // Deepest first is not needed: each fold reads through the chain as it is at that moment.
   for (const f of plan.fold) {
     const s = await store.find(f.id);
     if (!s) continue;
     const depth = (await ancestors(store, s)).length;
-    const excess = depth - (policy.maxDepth ?? depth);
+    const old = policy.flattenOlderThanMs !== undefined && Date.now() - Date.parse(s.manifest.createdAt) > policy.flattenOlderThanMs;
+    const excess = old ? depth : depth - (policy.maxDepth ?? depth);
     if (excess > 0) {
       await foldInto(store, s, excess);
       result.compacted.push(f.id);

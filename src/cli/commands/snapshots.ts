@@ -8,17 +8,19 @@ import { printJson } from '../output.js';
 export const command: Command = {
   summary: 'List, inspect, remove, compact and garbage-collect snapshots.',
   usage: 'ferry snapshots [ls | inspect ID | rm ID | compact ID [--levels N] | gc [--keep-last N] [--keep-every DUR]\n' +
-    '                 [--max-depth N] [--dry-run]] [--json]\n' +
+    '                 [--max-depth N] [--flatten-older-than DUR] [--dry-run]] [--json]\n' +
     '  rm: snapshots that build on ID (dedup chains) first take over its pages, so they keep working.\n' +
     '  compact: fold ID\'s chain into it (all of it, or the nearest N levels); its content is checked against its page index.\n' +
     '  gc: per workload, keep the newest N and/or the newest of every DUR (e.g. 1h, 30m, 1d); fold chains deeper\n' +
-    '      than --max-depth; sweep leftovers of interrupted operations. --dry-run shows the plan.',
+    '      than --max-depth, and make snapshots older than --flatten-older-than flat; sweep leftovers of\n' +
+    '      interrupted operations. --dry-run shows the plan.',
   async run(argv, ctx) {
     const { positionals, values } = parse(argv, {
       levels: { type: 'string' },
       'keep-last': { type: 'string' },
       'keep-every': { type: 'string' },
       'max-depth': { type: 'string' },
+      'flatten-older-than': { type: 'string' },
       'dry-run': { type: 'boolean' },
     }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
@@ -112,6 +114,7 @@ export const command: Command = {
           ...(values['keep-last'] !== undefined ? { keepLast: positiveInt(values['keep-last'], '--keep-last', 'snapshots gc') } : {}),
           ...(values['keep-every'] !== undefined ? { keepEveryMs: parseDuration(values['keep-every'], '--keep-every') } : {}),
           ...(values['max-depth'] !== undefined ? { maxDepth: positiveInt(values['max-depth'], '--max-depth', 'snapshots gc') } : {}),
+          ...(values['flatten-older-than'] !== undefined ? { flattenOlderThanMs: parseDuration(values['flatten-older-than'], '--flatten-older-than') } : {}),
         };
         const r = await gc(store, policy, values['dry-run'] === true);
         if (ctx.json) printJson(r);
