@@ -2,7 +2,7 @@
  * ferry_native hashing: XXH3-128 (Debian's libxxhash) of every block of a file range, on libuv's
  * thread pool.
  *
- *   hashBlocks(fd, offset, length, blockSize, mapped?) -> Promise<Buffer>   length/blockSize (rounded up)
+ *   hashBlocks(fd, offset, length, blockSize, mapped?, background?) -> Promise<Buffer>   length/blockSize (rounded up)
  *                                                canonical 16-byte hashes, one per block; a short
  *                                                last block is hashed as it is
  *   hash128(u8)                                -> Buffer(16)        canonical XXH3-128, synchronous
@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -38,6 +40,7 @@ typedef struct {
   int64_t length;
   int64_t block;
   int mapped; /* map the range instead of reading it (huge-page tmpfs: no page-table cost) */
+  int background; /* run at the lowest CPU priority (hashing beside a running CRIU dump) */
   /* results */
   int err;
   const char *syscall;
@@ -45,9 +48,22 @@ typedef struct {
   int64_t n_blocks;
 } hash_job_t;
 
+static void hash_body(hash_job_t *j);
+
 static void hash_execute(napi_env env, void *data) {
   (void)env;
   hash_job_t *j = data;
+  if (!j->background) { hash_body(j); return; }
+  /* nice applies per thread on Linux: lower this pool thread for the job, then restore it */
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  errno = 0;
+  int before = getpriority(PRIO_PROCESS, (id_t)tid);
+  int restore = errno == 0 && setpriority(PRIO_PROCESS, (id_t)tid, 19) == 0;
+  hash_body(j);
+  if (restore) setpriority(PRIO_PROCESS, (id_t)tid, before);
+}
+
+static void hash_body(hash_job_t *j) {
   j->n_blocks = (j->length + j->block - 1) / j->block;
   j->hashes = malloc(j->n_blocks > 0 ? (size_t)j->n_blocks * 16 : 1);
   /* whole blocks per read */
@@ -145,12 +161,13 @@ napi_value ferry_js_hash128(napi_env env, napi_callback_info info) {
 }
 
 napi_value ferry_js_hash_blocks(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], promise, name;
+  size_t argc = 6;
+  napi_value argv[6], promise, name;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int64_t fd, offset, length, block;
-  bool mapped = false;
+  bool mapped = false, background = false;
   if (argc >= 5) napi_get_value_bool(env, argv[4], &mapped);
+  if (argc >= 6) napi_get_value_bool(env, argv[5], &background);
   if (argc < 4 || get_i64(env, argv[0], &fd) || get_i64(env, argv[1], &offset) ||
       get_i64(env, argv[2], &length) || get_i64(env, argv[3], &block)) {
     napi_throw_type_error(env, "EINVAL", "hashBlocks(fd, offset, length, blockSize): four numbers expected");
@@ -170,6 +187,7 @@ napi_value ferry_js_hash_blocks(napi_env env, napi_callback_info info) {
   j->length = length;
   j->block = block;
   j->mapped = mapped;
+  j->background = background;
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, "FerryHashBlocks", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, hash_execute, hash_complete, j, &j->work);

@@ -20,7 +20,7 @@ interface NativeBinding {
   receive(fd: number): Promise<ReceivedMessage | null>;
   close(fd: number): void;
   readonly maxFds: number;
-  hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped?: boolean): Promise<Buffer>;
+  hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped?: boolean, background?: boolean): Promise<Buffer>;
   hash128(data: Uint8Array): Buffer;
 }
 
@@ -166,12 +166,13 @@ export class SeqpacketChannel {
  * open on `fd`, starting at `offset`; a short last block is hashed as it is. Runs on libuv's
  * thread pool (several calls in flight use several threads) and reads with pread, so the fd's
  * position is untouched. `mapped`: hash the range in place through a mapping (for files on a
- * huge-page tmpfs, where mapping is nearly free; offset must then be page-aligned). I/O errors
+ * huge-page tmpfs, where mapping is nearly free; offset must then be page-aligned). `background`:
+ * run at the lowest CPU priority (beside a CRIU dump, which should not wait for it). I/O errors
  * are ERR_NATIVE_IO naming the syscall and errno.
  */
-export async function hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped = false): Promise<Buffer> {
+export async function hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped = false, background = false): Promise<Buffer> {
   try {
-    return await native().hashBlocks(fd, offset, length, blockSize, mapped);
+    return await native().hashBlocks(fd, offset, length, blockSize, mapped, background);
   } catch (err) {
     if (err instanceof FerryError) throw err;
     const code = errnoCode(err) ?? String(err);

@@ -168,7 +168,7 @@ export class FollowingHasher {
       const size = (await stat(path)).size;
       for (let k = entry.ranges.size; (k + 1) * RANGE <= size; k++) {
         if (this.stopped) return;
-        entry.ranges.set(k, await hashBlocks(f.fd, k * RANGE, RANGE, BLOCK, f.mapped));
+        entry.ranges.set(k, await hashBlocks(f.fd, k * RANGE, RANGE, BLOCK, f.mapped, true));
       }
     }
   }
