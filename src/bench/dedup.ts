@@ -8,7 +8,8 @@
  * deduped one are taken of the same state: their wall times pair up. Then every deduped snapshot
  * is restored and verified (memcheck checks every byte), timed by its depth in the chain; and the
  * deepest one is restored again after compaction made it flat — the same state, chain vs flat.
- * The same is done for the `forward` chain mode. Nothing here has thresholds.
+ * The same is done for the `forward` chain mode, and for newest-flat with a depth policy
+ * (`--max-depth`: no snapshot reads through more than N parents). Nothing here has thresholds.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,15 +23,23 @@ import { memcheckWorkload, type WorkloadInstance } from '../testing/workloads.js
 import { Live, until, type BenchContext, type Chart, type ExperimentResult } from './harness.js';
 import { round, summarize } from './stats.js';
 
-export interface DedupOptions { mib: number; snapshots: number; dirtyPercent: number; modes: DedupMode[] }
+/** Arms: a chain mode, optionally with the depth policy at checkpoint time ('newest-flat/max-depth-2'). */
+export type DedupArm = DedupMode | `${DedupMode}/max-depth-${number}`;
+export interface DedupOptions { mib: number; snapshots: number; dirtyPercent: number; modes: DedupArm[] }
+
+function armMode(arm: DedupArm): DedupMode { return arm.split('/')[0] as DedupMode; }
+function armDepth(arm: DedupArm): number | undefined {
+  const m = /max-depth-(\d+)$/.exec(arm);
+  return m ? Number(m[1]) : undefined;
+}
 
 export const dedupDefaults = (quick: boolean): DedupOptions =>
-  quick ? { mib: 64, snapshots: 4, dirtyPercent: 5, modes: ['newest-flat', 'forward'] }
-    : { mib: 1024, snapshots: 10, dirtyPercent: 5, modes: ['newest-flat', 'forward'] };
+  quick ? { mib: 64, snapshots: 4, dirtyPercent: 5, modes: ['newest-flat', 'forward', 'newest-flat/max-depth-1'] }
+    : { mib: 1024, snapshots: 10, dirtyPercent: 5, modes: ['newest-flat', 'forward', 'newest-flat/max-depth-2'] };
 
-interface StepSample { mode: DedupMode; step: number; order: 'plain-first' | 'dedup-first'; plainMs: number; dedupMs: number; plainBytes: number; storedAfterBytes: number; logicalAfterBytes: number }
-interface RestoreSample { mode: DedupMode; step: number; depth: number; restoreMs: number; verifyMs: number; verdict: string }
-interface FlatPair { mode: DedupMode; step: number; depth: number; chainMs: number[]; flatMs: number[]; foldMs: number; foldedMs: number }
+interface StepSample { mode: DedupArm; step: number; order: 'plain-first' | 'dedup-first'; plainMs: number; dedupMs: number; plainBytes: number; storedAfterBytes: number; logicalAfterBytes: number }
+interface RestoreSample { mode: DedupArm; step: number; depth: number; restoreMs: number; verifyMs: number; verdict: string }
+interface FlatPair { mode: DedupArm; step: number; depth: number; chainMs: number[]; flatMs: number[]; foldMs: number; foldedMs: number }
 
 /** Sends SIGUSR2 and waits until memcheck reports the burst done. */
 async function burst(inst: WorkloadInstance, pid: number, n: number): Promise<void> {
@@ -58,8 +67,10 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
   await mkdir(wl, { recursive: true });
   try {
     for (const mode of o.modes) {
-      const store = new Store({ root: join(ctx.tmpfsDir, `dedup-${mode}`), memoryDir: join(ctx.tmpfsDir, `dedup-${mode}-mem`) });
-      const plain = new Store({ root: join(ctx.tmpfsDir, `plain-${mode}`), memoryDir: join(ctx.tmpfsDir, `plain-${mode}-mem`) });
+      const tag = mode.replace(/\//g, '-');
+      const store = new Store({ root: join(ctx.tmpfsDir, `dedup-${tag}`), memoryDir: join(ctx.tmpfsDir, `dedup-${tag}-mem`) });
+      const plain = new Store({ root: join(ctx.tmpfsDir, `plain-${tag}`), memoryDir: join(ctx.tmpfsDir, `plain-${tag}-mem`) });
+      const maxDepth = armDepth(mode);
       await store.ensure('memory');
       await plain.ensure('memory');
       const inst = await memcheckWorkload({ mib: o.mib, dirtyPercent: o.dirtyPercent, dirtyEveryMs: 0, seed: 11 }).prepare(wl);
@@ -84,7 +95,7 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
         };
         const doDedup = async () => {
           const t0 = performance.now();
-          const c = await checkpoint(store, { target: run.rootPid, tier: 'memory', leaveRunning: true, dedup: mode });
+          const c = await checkpoint(store, { target: run.rootPid, tier: 'memory', leaveRunning: true, dedup: armMode(mode), ...(maxDepth !== undefined ? { maxDepth } : {}) });
           dedupMs = performance.now() - t0;
           ids.push(c.snapshot);
         };
@@ -251,6 +262,7 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
     ],
     notes: [
       'Both arms checkpoint the same state (--leave-running) back to back, in alternating order; the plain snapshot is removed at once.',
+      'newest-flat/max-depth-N: the same, but a previous snapshot stays whole when rebasing it would make an older one read through more than N parents (the compaction policy at checkpoint time).',
       'newest-flat: each new snapshot stays whole and the previous one is rewritten to read its unchanged pages from it (the rewrite is part of the dedup arm\'s time).',
       'forward: each new snapshot reads its unchanged pages from the previous one.',
       'chain ×flat: the deepest snapshot restored through its chain against a plain (whole) snapshot of the same state, 2 interleaved pairs (medians); then folded flat by compaction (fold ms) and restored once more.',

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
 import { FollowingHasher, HASH_ALGORITHM, type Prehashed } from '../store/checksums.js';
-import { findParent, newestOf } from '../store/chain.js';
+import { DEFAULT_POLICY, dependentDepth, findParent, newestOf } from '../store/chain.js';
 import { rebaseOnto, storeImages } from '../store/dedup.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../store/budget.js';
@@ -30,6 +30,8 @@ export interface CheckpointRequest {
    * from it; 'forward': the new one reads unchanged pages from the previous one; false: off.
    */
   dedup?: boolean | DedupMode;
+  /** The compaction policy at checkpoint time: the most parents any snapshot may read through. */
+  maxDepth?: number;
   /** Overrides of the memory tier's budget (else FERRY_MEMORY_BUDGET, then <store>/config.json). */
   memoryBudget?: BudgetOverrides;
 }
@@ -109,7 +111,8 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     // CRIU appends to them (on the other core), so little hashing is left once it is done.
     const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
     const who = { workload, pid, command: info.command };
-    const parentP = mode === 'forward' ? findParent(store, who, tier).catch(() => undefined) : Promise.resolve(undefined);
+    const policy = { maxDepth: req.maxDepth ?? (mode === 'forward' ? DEFAULT_POLICY.maxDepth : Infinity) };
+    const parentP = mode === 'forward' ? findParent(store, who, tier, policy).catch(() => undefined) : Promise.resolve(undefined);
     const previousP = mode === 'newest-flat' ? newestOf(store, who, tier).catch(() => undefined) : Promise.resolve(undefined);
     const follower = new FollowingHasher(pending.dir).start();
     const criuStarted = Date.now();
@@ -165,7 +168,10 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     // The new snapshot is complete and listed; rewriting the previous one cannot lose it, and a
     // failure leaves the previous one as it was (whole).
     let rebased: CheckpointResult['rebased'];
-    if (previous && !previous.manifest.parent) {
+    // The depth policy: rebasing the previous snapshot makes everything that reads through it one
+    // level deeper; past maxDepth it stays whole and starts a new segment.
+    const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id).catch(() => Infinity) : 0;
+    if (previous && !previous.manifest.parent && deepest + 1 <= policy.maxDepth) {
       try {
         const m = await rebaseOnto(store.tierDir(tier), previous, { manifest, dir });
         if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };

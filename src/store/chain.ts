@@ -14,9 +14,13 @@ import { PARENT_LINK, readIndex, swapIn, writeAll } from './dedup.js';
 import type { SnapshotManifest, Tier } from './manifest.js';
 import type { Store, StoredSnapshot } from './store.js';
 
-/** When to start a new chain, and when to fold. */
+/** How deep chains may grow at checkpoint time (the compaction policy applied as they are made). */
 export interface ChainPolicy {
-  /** A new snapshot whose chain would be deeper than this is made flat (a new chain root). */
+  /**
+   * The most parents any snapshot may read through. forward: a new snapshot that would be
+   * deeper starts a new chain (stored whole). newest-flat: the previous snapshot is not rebased
+   * when that would make an older one deeper; it stays whole and starts a new segment.
+   */
   maxDepth: number;
 }
 
@@ -46,6 +50,23 @@ export async function ancestors(store: Store, s: StoredSnapshot): Promise<Stored
   return out;
 }
 
+/**
+ * How many levels of snapshots build on `id` (0: none; in newest-flat chains, how deep the
+ * oldest one reading through `id` is, counted from `id`).
+ */
+export async function dependentDepth(store: Store, id: string, all?: StoredSnapshot[]): Promise<number> {
+  const snaps = all ?? await store.list();
+  let level = [id], depth = 0;
+  const seen = new Set(level);
+  for (;;) {
+    const next = snaps.filter((s) => s.manifest.parent !== undefined && level.includes(s.manifest.parent) && !seen.has(s.manifest.id)).map((s) => s.manifest.id);
+    if (!next.length) return depth;
+    next.forEach((n) => seen.add(n));
+    level = next;
+    depth++;
+  }
+}
+
 /** Snapshots whose parent is `id`. */
 export async function children(store: Store, id: string, all?: StoredSnapshot[]): Promise<StoredSnapshot[]> {
   return (all ?? await store.list()).filter((s) => s.manifest.parent === id);
@@ -60,7 +81,7 @@ export async function findParent(store: Store, target: { workload: string | unde
   const newest = await newestOf(store, target, tier);
   if (!newest) return undefined;
   const depth = (await ancestors(store, newest).catch(() => undefined))?.length;
-  if (depth === undefined || depth + 1 >= policy.maxDepth) return undefined;
+  if (depth === undefined || depth + 1 > policy.maxDepth) return undefined;
   return { id: newest.manifest.id, dir: newest.dir };
 }
 
