@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { hostname, release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -47,7 +47,7 @@ export function defaultOptions(quick: boolean): OverheadOptions {
 
 export type Phase = 'engine' | 'tiny' | 'cli' | 'node';
 export type Arm = 'ferry' | 'raw' | 'node';
-export type Op = 'dump' | 'restore' | 'startup';
+export type Op = 'dump' | 'restore' | 'startup' | 'read';
 
 export interface Sample {
   phase: Phase;
@@ -152,6 +152,13 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     await warmTmpfs(base, warm);
     const d = await timedSpawn(criu.path, ['dump', '-t', String(w.run.rootPid), '-D', dir, '-v4', '-o', 'dump.log']);
     samples.push({ phase, pair, arm: 'raw', op: 'dump', ms: d.ms });
+    if (phase === 'engine') {
+      // The physical floor of verifying before a restore: reading the pages image once (one core).
+      const pages = (await readdir(dir)).filter((n) => /^pages-\d+\.img$/.test(n)).map((n) => join(dir, n));
+      let readMs = 0;
+      for (const p of pages) readMs += (await timedSpawn('dd', [`if=${p}`, 'of=/dev/null', 'bs=4M', 'status=none'])).ms;
+      samples.push({ phase, pair, arm: 'raw', op: 'read', ms: readMs });
+    }
     await gone(w);
     const pidfile = join(dir, 'restore.pid');
     const r = await timedSpawn(criu.path, ['restore', '-D', dir, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile]);
@@ -234,6 +241,9 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     engineRawDumpMs: roundSummary(of('engine', 'raw', 'dump')),
     engineFerryRestoreMs: roundSummary(of('engine', 'ferry', 'restore')),
     engineRawRestoreMs: roundSummary(of('engine', 'raw', 'restore')),
+    engineReadImagesMs: roundSummary(of('engine', 'raw', 'read')),
+    engineReadOverRestore: roundSummary(summarize(samples.filter((s) => s.phase === 'engine' && s.op === 'read')
+      .flatMap((s) => { const r = ms('engine', 'raw', 'restore', s.pair); return r ? [s.ms / r] : []; })), 3),
     engineDumpCriuMs: roundSummary(detailOf('engine', 'dump', 'criuMs')),
     engineDumpChecksumMs: roundSummary(detailOf('engine', 'dump', 'checksumMs')),
     engineDumpOtherMs: roundSummary(detailOf('engine', 'dump', 'otherMs')),
@@ -308,6 +318,8 @@ export function formatReport(r: OverheadReport): string {
     '',
     `ferry's breakdown, ${r.workloadMiB} MiB: dump = CRIU ${f('engineDumpCriuMs')} + checksums ${f('engineDumpChecksumMs')} + other ${f('engineDumpOtherMs')} ms;`,
     `  restore = verify ${f('engineRestoreVerifyMs')} + CRIU ${f('engineRestoreCriuMs')} + other ${f('engineRestoreOtherMs')} ms`,
+    `physical floor, ${r.workloadMiB} MiB: reading the pages image once (dd, one core) takes ${f('engineReadImagesMs')} ms = ` +
+      `×${f('engineReadOverRestore', 3)} of raw CRIU's restore: verifying before a restore costs at least half that with two cores`,
     `ferry's breakdown, ${r.tinyMiB} MiB: dump = CRIU ${f('tinyDumpCriuMs')} + other ${f('tinyDumpOtherMs')} ms; restore = CRIU ${f('tinyRestoreCriuMs')} + other ${f('tinyRestoreOtherMs')} ms`,
   ];
   return out.join('\n') + '\n';
