@@ -32,8 +32,11 @@ describe('ferry bench overhead', () => {
       num(r.results.tinyFixedOverheadMs.restore, 'tinyFixedOverheadMs.restore');
       num(r.results.cliAddedMs.dump, 'cliAddedMs.dump');
       num(r.results.cliAddedMs.restore, 'cliAddedMs.restore');
-      // 3 phases × 2 arms × (dump, restore) + node start-up.
-      assert.equal(r.samples.length, 13);
+      // 3 phases × 2 arms × (dump, restore) + node start-up + the raw arm's one read of the images
+      // (the physical floor of verify-before-restore) in the engine phase.
+      assert.equal(r.samples.length, 14);
+      assert.equal(r.samples.filter((s) => s.op === 'read').length, 1);
+      pos(r.results.detail['engineReadOverRestore']?.median, 'engineReadOverRestore');
       for (const s of r.samples) pos(s.ms, `sample ${JSON.stringify(s)}`);
       const files = await readdir(out);
       assert.equal(files.length, 1);
