@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ferryCli, ferryOk, ferryRefused } from '../testing/ferry-cli.js';
-import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
+import { isAlive, killQuietly, OwnedPids, waitFor } from '../testing/processes.js';
 import { memcheckWorkload, type WorkloadInstance } from '../testing/workloads.js';
 
 const MIB = 128;
@@ -20,7 +20,7 @@ const BURST = Math.floor((PAGES * 5 + 99) / 100); // memcheck's pages per burst
 let base: string;
 let store: string;
 let memTier: string;
-const pids = new Set<number>();
+const pids = new OwnedPids();
 const env = (): Record<string, string> => ({ FERRY_MEMORY_TIER: memTier, FERRY_MEMORY_BUDGET: '' });
 const ok = (args: string[]) => ferryOk(store, args, env());
 const refused = (args: string[], re: RegExp) => ferryRefused(store, args, re, env());
@@ -59,12 +59,14 @@ async function restoreAndCheck(inst: WorkloadInstance, id: string, bursts: numbe
   } finally {
     killQuietly(r.pid);
     await waitFor(() => !isAlive(r.pid), 10_000, `pid ${r.pid} to exit`);
+    pids.delete(r.pid); // gone: its number may be reused, never kill it again
   }
 }
 
 async function stop(pid: number): Promise<void> {
   killQuietly(pid);
   await waitFor(() => !isAlive(pid), 10_000, `pid ${pid} to exit`);
+  pids.delete(pid);
 }
 
 function flipByte(path: string, at: number): void {
@@ -86,7 +88,7 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
     memTier = await mkdtemp('/dev/shm/ferry-dedup-test-');
   });
   after(async () => {
-    for (const p of pids) killQuietly(p);
+    pids.killAll();
     await rm(base, { recursive: true, force: true });
     await rm(memTier, { recursive: true, force: true });
   });

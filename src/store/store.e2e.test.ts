@@ -14,12 +14,12 @@ import tar from 'tar-stream';
 import { compress, decompress } from 'zstd-napi';
 import { FERRY, ferryCli, ferryOk, ferryRefused, type Ran } from '../testing/ferry-cli.js';
 import { execFile } from 'node:child_process';
-import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
+import { isAlive, killQuietly, OwnedPids, waitFor } from '../testing/processes.js';
 import { memcheckWorkload, type WorkloadInstance } from '../testing/workloads.js';
 
 let base: string;
 let memTier: string;
-const pids = new Set<number>();
+const pids = new OwnedPids();
 
 const isolate = (env: Record<string, string> = {}) => ({ FERRY_MEMORY_TIER: memTier, FERRY_MEMORY_BUDGET: '', FERRY_SPILL_TO_DISK: '', ...env });
 const ferry = (store: string, args: string[], env?: Record<string, string>): Promise<Ran> => ferryCli(store, args, isolate(env));
@@ -71,7 +71,7 @@ describe('snapshot store: export/import, chains, memory budget (CLI, real CRIU)'
     storeA = join(base, 'store-a');
   });
   after(async () => {
-    for (const p of pids) killQuietly(p);
+    pids.killAll();
     await rm(base, { recursive: true, force: true });
     await rm(memTier, { recursive: true, force: true });
   });
@@ -204,7 +204,7 @@ describe('snapshot store: export/import, chains, memory budget (CLI, real CRIU)'
     let wl: { inst: WorkloadInstance; pid: number; name: string };
     const storeM = () => join(base, 'store-m');
     before(async () => { wl = await startMemcheck(storeM(), 64, 14); });
-    after(() => killQuietly(wl.pid));
+    // (wl is killed with the file's other pids, by start time: its pid may be reused meanwhile)
     const memEntries = () => (existsSync(memTier) ? readdirSync(memTier) : []);
 
     it('over budget without spilling: refused before CRIU runs, with the numbers and remedies; the workload keeps running', async () => {

@@ -63,3 +63,31 @@ export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promis
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** The kernel's start time of a process (clock ticks since boot), or undefined if it is gone. */
+export function startTime(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces and parentheses): state is field 3,
+  // starttime field 22.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+/**
+ * Pids a test started, each remembered with its start time: killAll() kills only those that are
+ * still the same process. pid_max is 32768 on these machines and a test run wraps it, so a
+ * remembered pid may belong to someone else by the time a cleanup hook runs.
+ */
+export class OwnedPids {
+  private readonly pids = new Map<number, string | undefined>();
+  add(pid: number): void { this.pids.set(pid, startTime(pid)); }
+  delete(pid: number): void { this.pids.delete(pid); }
+  killAll(): void {
+    for (const [pid, started] of this.pids) if (started !== undefined && startTime(pid) === started) killQuietly(pid);
+    this.pids.clear();
+  }
+}

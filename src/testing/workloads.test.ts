@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CriuClient } from '../criu/client.js';
 import { pagesFileOffset, pagesPath, PAGE_SIZE, readPagemap, pagemapPath, readPstree } from '../criu/images/index.js';
-import { isAlive, waitFor } from './processes.js';
+import { isAlive, OwnedPids, waitFor } from './processes.js';
 import {
   allWorkloads, filelockWorkload, launchIsolated, logTail, memcheckWorkload, parseKeyValues, pythonStateWorkload, tcpechoWorkload,
   WorkloadVerifyError,
@@ -19,7 +19,7 @@ import {
 describe('self-verifying workloads through a CRIU dump and restore', { concurrency: false }, () => {
   let base = '';
   const runs: IsolatedRun[] = [];
-  const restored: number[] = [];
+  const restored = new OwnedPids();
   const instances: WorkloadInstance[] = [];
   const criu = new CriuClient();
 
@@ -28,7 +28,7 @@ describe('self-verifying workloads through a CRIU dump and restore', { concurren
   });
 
   const killAll = (): void => {
-    for (const pid of restored.splice(0)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    restored.killAll();
     for (const r of runs.splice(0)) r.kill();
   };
 
@@ -61,7 +61,7 @@ describe('self-verifying workloads through a CRIU dump and restore', { concurren
     assert.ok(!isAlive(run.rootPid), 'the original root is gone after the dump');
     await beforeRestore?.(imagesDir);
     const { pid } = await criu.restore({ imagesDir, ...spec.criuOptions });
-    restored.push(pid);
+    restored.add(pid);
     return pid;
   }
 
@@ -148,7 +148,7 @@ describe('self-verifying workloads through a CRIU dump and restore', { concurren
     await criu.dump({ pid: run.rootPid, imagesDir, tcpEstablished: true });
     await run.exited;
     const { pid } = await criu.restore({ imagesDir, tcpEstablished: true, tcpClose: true });
-    restored.push(pid);
+    restored.add(pid);
     await assert.rejects(instance.verify(pid), (e: unknown) => e instanceof WorkloadVerifyError && /EOF|reset|broke|ESTABLISHED/.test(e.reason));
     killAll();
   });
@@ -164,7 +164,7 @@ describe('self-verifying workloads through a CRIU dump and restore', { concurren
     // CRIU 4.2 restores the tree without its locks here (it does not refuse); either is fine, a pass is not.
     const pid = await criu.restore({ imagesDir }).then((r) => r.pid, () => undefined);
     if (pid === undefined) return;
-    restored.push(pid);
+    restored.add(pid);
     await assert.rejects(instance.verify(pid), (e: unknown) => e instanceof WorkloadVerifyError && /flock\(LOCK_EX\) on flock.lock: granted/.test(e.reason));
     killAll();
   });

@@ -598,11 +598,16 @@ export async function launchIsolated(instance: WorkloadInstance, logDir = instan
     else await sleep(5);
   }
   const root = rootPid;
+  // Once the launcher has exited (the root went with it), both pids are free and may already
+  // belong to other processes (pid_max is 32768 here and a test run wraps it): never kill them then.
+  let gone = false;
+  void exited.then(() => { gone = true; });
   return {
     launcherPid,
     rootPid: root,
     exited,
     kill() {
+      if (gone) return;
       try { process.kill(root, 'SIGKILL'); } catch { /* gone */ }
       killLauncher();
     },
