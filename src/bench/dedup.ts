@@ -182,36 +182,19 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
       id: 'dedup-storage',
       title: `How much do ${o.snapshots} snapshots of a ${o.mib} MiB workload occupy, with ${o.dirtyPercent}% of pages rewritten between them?`,
       caption: 'Stored bytes in the store after each snapshot (deduped) against what the same snapshots take whole (logical). Memory tier (tmpfs).',
-      spec: {
-        $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-        width: 420, height: 240,
-        data: { values: steps.flatMap((s) => [
-          { mode: s.mode, step: s.step, what: `stored (${s.mode})`, GiB: gib(s.storedAfterBytes) },
-          ...(s.mode === modes[0] ? [{ mode: s.mode, step: s.step, what: 'logical (whole snapshots)', GiB: gib(s.logicalAfterBytes) }] : []),
-        ]) },
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'step', type: 'quantitative', title: 'snapshots taken', axis: { tickMinStep: 1 } },
-          y: { field: 'GiB', type: 'quantitative', title: 'GiB in the store' },
-          color: { field: 'what', type: 'nominal', title: null },
-        },
-      },
+      spec: perStepLines(steps.flatMap((s) => [
+        { step: s.step, series: `stored (${s.mode})`, y: gib(s.storedAfterBytes) },
+        ...(s.mode === modes[0] ? [{ step: s.step, series: 'logical (whole snapshots)', y: gib(s.logicalAfterBytes) }] : []),
+      ]), 'snapshots taken', 'GiB in the store'),
     },
     {
       id: 'dedup-checkpoint',
       title: 'What does the dedup pass add to a checkpoint?',
       caption: 'Wall time of each checkpoint with dedup against a plain checkpoint of the same state, taken back to back in alternating order (the first snapshot has nothing to dedup against).',
-      spec: {
-        $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-        width: 420, height: 240,
-        data: { values: steps.flatMap((s) => [{ mode: s.mode, step: s.step, arm: `dedup (${s.mode})`, ms: s.dedupMs }, ...(s.mode === modes[0] ? [{ mode: s.mode, step: s.step, arm: 'plain', ms: s.plainMs }] : [])]) },
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'step', type: 'quantitative', title: 'snapshot', axis: { tickMinStep: 1 } },
-          y: { field: 'ms', type: 'quantitative', title: 'checkpoint wall time (ms)' },
-          color: { field: 'arm', type: 'nominal', title: null },
-        },
-      },
+      spec: perStepLines(steps.flatMap((s) => [
+        { step: s.step, series: `dedup (${s.mode})`, y: s.dedupMs },
+        ...(s.mode === modes[0] ? [{ step: s.step, series: 'plain', y: s.plainMs }] : []),
+      ]), 'snapshot', 'checkpoint wall time (ms)'),
     },
     {
       id: 'dedup-restore-depth',
@@ -268,5 +251,20 @@ export async function runDedupExperiment(ctx: BenchContext, o: DedupOptions = de
       'chain ×flat: the deepest snapshot restored through its chain against a plain (whole) snapshot of the same state, 2 interleaved pairs (medians); then folded flat by compaction (fold ms) and restored once more.',
     ],
     samples: [...steps.map((s) => ({ kind: 'checkpoint', ...s })), ...restores.map((r) => ({ kind: 'restore', ...r })), ...flats.map((f) => ({ kind: 'chain-vs-flat', ...f }))],
+  };
+}
+
+/** A line per series over the snapshot steps (vega-lite). */
+function perStepLines(values: { step: number; series: string; y: number }[], xTitle: string, yTitle: string): Record<string, unknown> {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    width: 420, height: 240,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: xTitle, axis: { tickMinStep: 1 } },
+      y: { field: 'y', type: 'quantitative', title: yTitle },
+      color: { field: 'series', type: 'nominal', title: null },
+    },
   };
 }

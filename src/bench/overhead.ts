@@ -6,9 +6,8 @@ import { PROJECT_ROOT, resolveCriuBinary } from '../criu/binary.js';
 import { checkpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
 import { Store } from '../store/store.js';
-import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
-import { launchIsolated, memcheckWorkload, type IsolatedRun, type WorkloadInstance } from '../testing/workloads.js';
-import { timedSpawn, warmTmpfs } from './harness.js';
+import type { IsolatedRun } from '../testing/workloads.js';
+import { Live, timedSpawn, warmTmpfs } from './harness.js';
 import { FerryError } from '../util/errors.js';
 import { round, roundSummary, summarize, type Summary } from './stats.js';
 
@@ -81,11 +80,6 @@ export interface OverheadReport {
   samples: Sample[];
 }
 
-interface Live {
-  runs: Set<IsolatedRun>;
-  pids: Set<number>;
-}
-
 export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   const say = o.progress ?? ((): void => {});
   const criu = resolveCriuBinary();
@@ -101,29 +95,14 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   await store.ensure('memory');
   const ferryBin = join(PROJECT_ROOT, 'bin', 'ferry');
   const cliEnv = { ...process.env, FERRY_MEMORY_TIER: memoryDir, FERRY_CRIU: criu.path };
-  const live: Live = { runs: new Set(), pids: new Set() };
+  const live = new Live();
   const samples: Sample[] = [];
   let seq = 0;
 
-  const start = async (mib: number): Promise<{ inst: WorkloadInstance; run: IsolatedRun }> => {
-    const inst = await memcheckWorkload({ mib }).prepare(wlDir);
-    const run = await launchIsolated(inst);
-    live.runs.add(run);
-    await inst.waitReady(30_000 + mib * 100);
-    return { inst, run };
-  };
+  const start = (mib: number) => live.memcheck(wlDir, mib);
   /** The original must be gone (and reaped) before the restore. */
-  const gone = async (w: { inst: WorkloadInstance; run: IsolatedRun }): Promise<void> => {
-    await Promise.race([w.run.exited, new Promise((r) => setTimeout(r, 10_000))]);
-    await waitFor(() => !isAlive(w.run.rootPid), 10_000, `pid ${w.run.rootPid} to exit`);
-    live.runs.delete(w.run);
-  };
-  const killRestored = async (pid: number): Promise<void> => {
-    live.pids.add(pid);
-    killQuietly(pid);
-    await waitFor(() => !isAlive(pid), 10_000, `restored pid ${pid} to exit`);
-    live.pids.delete(pid);
-  };
+  const gone = (w: { run: IsolatedRun }) => live.gone(w.run);
+  const killRestored = (pid: number) => live.killPid(pid);
 
   /** One ferry-engine round: fresh workload, checkpoint(), original gone, restore(), kill. */
   const engineRound = async (phase: Phase, pair: number, mib: number, warm: number): Promise<void> => {
@@ -210,8 +189,7 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
       async (i) => { await nodeStartup(i); await cliRound(i, o.tinyMib); },
       (i) => rawRound('cli', i, o.tinyMib, 0));
   } finally {
-    for (const r of live.runs) r.kill();
-    for (const p of live.pids) killQuietly(p);
+    live.killAll();
     await rm(base, { recursive: true, force: true }).catch(() => undefined);
   }
 

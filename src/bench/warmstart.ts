@@ -7,6 +7,7 @@ import { restore } from '../engine/restore.js';
 import { Store } from '../store/store.js';
 import { buildNativeWorkloads, pickFreePort, WORKLOADS_BUILD_DIR } from '../testing/workloads.js';
 import { FerryError } from '../util/errors.js';
+import { findOnPath } from '../util/path.js';
 import { commandInstance, Live, mm, tcpAsk, timedSpawn, until, type BenchContext, type ExperimentResult } from './harness.js';
 import { round, summarize } from './stats.js';
 
@@ -27,10 +28,7 @@ export interface WarmstartProgram {
   tcpEstablished: boolean;
 }
 
-function which(name: string): string | undefined {
-  for (const d of (process.env['PATH'] ?? '/usr/bin:/bin').split(':')) if (d && existsSync(join(d, name))) return join(d, name);
-  return undefined;
-}
+const which = (name: string): string | undefined => findOnPath(name, { PATH: process.env['PATH'] ?? '/usr/bin:/bin' });
 
 const redisProgram: WarmstartProgram = {
   name: 'redis',

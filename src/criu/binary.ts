@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { delimiter } from 'node:path';
+import { findOnPath } from '../util/path.js';
 
 /** The project root (two levels above dist/criu or src/criu). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -29,12 +29,8 @@ export function resolveCriuBinary(env: NodeJS.ProcessEnv = process.env): CriuBin
     const p = readFileSync(recorded, 'utf8').trim();
     if (p && existsSync(p)) return { path: p, source: 'setup' };
   }
-  for (const dir of (env['PATH'] ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, 'criu');
-    if (existsSync(p)) return { path: p, source: 'path' };
-  }
-  return undefined;
+  const onPath = findOnPath('criu', env);
+  return onPath ? { path: onPath, source: 'path' } : undefined;
 }
 
 /**

@@ -1,8 +1,7 @@
-import { copyFile, mkdir, statfs } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
-import { readDumpStats } from '../criu/images/stats.js';
-import { FollowingHasher, HASH_ALGORITHM, type Prehashed } from '../store/checksums.js';
+import { FollowingHasher, type Prehashed } from '../store/checksums.js';
 import { DEFAULT_POLICY, dependentDepth, findParent, newestOf } from '../store/chain.js';
 import { rebaseOnto, storeImages } from '../store/dedup.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
@@ -12,7 +11,7 @@ import { OperationRecorder, type OperationTelemetry } from '../telemetry/operati
 import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
 import { readWorkload } from '../targets/run.js';
 import { FerryError } from '../util/errors.js';
-import { hostFacts } from './host.js';
+import { sealSnapshot } from './seal.js';
 
 export interface CheckpointRequest {
   /** A pid, or the name of a workload started with `ferry run`. */
@@ -70,13 +69,7 @@ export async function resolveTarget(store: Store, target: string | number): Prom
  * removed, so the workload keeps running and the store holds only complete snapshots.
  */
 export async function checkpoint(store: Store, req: CheckpointRequest, criu = new CriuClient()): Promise<CheckpointResult> {
-  const rec = new OperationRecorder('checkpoint');
-  try {
-    return await checkpointRecorded(store, req, criu, rec);
-  } catch (err) {
-    rec.finish({ ok: false });
-    throw err;
-  }
+  return OperationRecorder.run('checkpoint', (rec) => checkpointRecorded(store, req, criu, rec));
 }
 
 async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: CriuClient, rec: OperationRecorder): Promise<CheckpointResult> {
@@ -112,8 +105,10 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
     const who = { workload, pid, command: info.command };
     const policy = { maxDepth: req.maxDepth ?? (mode === 'forward' ? DEFAULT_POLICY.maxDepth : Infinity) };
-    const parentP = mode === 'forward' ? findParent(store, who, tier, policy).catch(() => undefined) : Promise.resolve(undefined);
-    const previousP = mode === 'newest-flat' ? newestOf(store, who, tier).catch(() => undefined) : Promise.resolve(undefined);
+    // One listing of the store serves the partner lookup and the depth policy.
+    const allP = mode === 'off' ? Promise.resolve([]) : store.list().catch(() => []);
+    const parentP = mode === 'forward' ? allP.then((all) => findParent(store, who, tier, policy, all)).catch(() => undefined) : Promise.resolve(undefined);
+    const previousP = mode === 'newest-flat' ? allP.then((all) => newestOf(store, who, tier, all)).catch(() => undefined) : Promise.resolve(undefined);
     const follower = new FollowingHasher(pending.dir).start();
     const criuStarted = Date.now();
     let prehashed: Prehashed;
@@ -132,48 +127,31 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       prehashed = await follower.finish();
     }
     const criuMs = Date.now() - criuStarted;
-    for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f));
-    const sumStarted = Date.now();
     // Checksums, the page index, and page dedup with this workload's newest snapshot.
     const [parent, previous] = await Promise.all([parentP, previousP]);
-    const stored = await storeImages(pending.dir, parent, prehashed);
-    const files = stored.files;
-    const checksumMs = Date.now() - sumStarted;
-    const manifest: SnapshotManifest = {
-      format: 1,
-      id: pending.id,
-      name: req.name,
-      parent: stored.dedup?.parent,
-      ...(stored.dedup ? { dedup: stored.dedup } : {}),
-      logicalBytes: stored.logicalBytes,
-      tier,
-      createdAt: new Date().toISOString(),
+    const { manifest, dir, checksumMs } = await sealSnapshot({
+      pending, workDir, started, criuMs, criuVersion: version.text, name: req.name,
       target: { kind: 'process', pid, workload, command: info.command, ownPidNamespace: info.nsPid === 1 },
-      host: await hostFacts(),
-      criu: { version: version.text },
       options: {
         tcpEstablished: req.tcpEstablished === true,
         extUnixSk: req.extUnixSk === true,
         fileLocks: req.fileLocks === true,
         shellJob: req.shellJob === true,
       },
-      stats: await readDumpStats(pending.dir),
-      timings: { totalMs: 0, criuMs, checksumMs },
-      bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
-      algorithm: HASH_ALGORITHM,
-      files,
-    };
-    manifest.timings.totalMs = Date.now() - started;
-    const dir = await pending.commit(manifest);
+      images: async () => {
+        const stored = await storeImages(pending.dir, parent, prehashed);
+        return { files: stored.files, parent: stored.dedup?.parent, dedup: stored.dedup, logicalBytes: stored.logicalBytes };
+      },
+    });
     // The new snapshot is complete and listed; rewriting the previous one cannot lose it, and a
     // failure leaves the previous one as it was (whole).
     let rebased: CheckpointResult['rebased'];
     // The depth policy: rebasing the previous snapshot makes everything that reads through it one
     // level deeper; past maxDepth it stays whole and starts a new segment.
-    const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id).catch(() => Infinity) : 0;
-    if (previous && !previous.manifest.parent && deepest + 1 <= policy.maxDepth) {
+    const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id, await allP).catch(() => Infinity) : 0;
+    if (previous && deepest + 1 <= policy.maxDepth) {
       try {
-        const m = await rebaseOnto(store.tierDir(tier), previous, { manifest, dir });
+        const m = await rebaseOnto(previous, { manifest, dir });
         if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };
       } catch (e) {
         rebased = { id: previous.manifest.id, error: e instanceof Error ? e.message : String(e) };

@@ -1,14 +1,14 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, constants as fsc, openSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
 import { CriuOperationError } from '../criu/errors.js';
 import { hintFor } from '../criu/hints.js';
-import { readDumpStats, readRestoreStats, type RestoreStats } from '../criu/images/stats.js';
+import { readRestoreStats, type RestoreStats } from '../criu/images/stats.js';
 import { formatLogLines, summarizeLogFile } from '../criu/log.js';
-import { checksumDir, HASH_ALGORITHM, verifyChecksums } from '../store/checksums.js';
+import { checksumDir, verifyChecksums } from '../store/checksums.js';
 import type { ContainerTarget, SnapshotManifest, Tier } from '../store/manifest.js';
 import { Store } from '../store/store.js';
 import {
@@ -16,7 +16,7 @@ import {
   ownNamespaces, readBundleSpec, runRuntime, runtimeBinary, runtimeEnv, stdioDescriptors, type OciSpec, type Runtime,
 } from '../targets/container.js';
 import { FerryError } from '../util/errors.js';
-import { hostFacts } from './host.js';
+import { sealSnapshot } from './seal.js';
 
 /**
  * Checkpoint and restore of OCI containers (`container:<id>`).
@@ -116,29 +116,16 @@ export async function checkpointContainer(store: Store, req: ContainerCheckpoint
     }
     const criuMs = Date.now() - criuStarted;
     await writeFile(join(pending.dir, SPEC_DUMP), specText);
-    for (const f of ['dump.log', 'stats-dump']) await copyFile(join(workDir, f), join(pending.dir, f)).catch(() => undefined);
-    const sumStarted = Date.now();
-    const files = await checksumDir(pending.dir);
-    const checksumMs = Date.now() - sumStarted;
     const target: ContainerTarget = {
       kind: 'container', id: req.id, runtime, runtimeRoot: root, driver: runtime === 'runc' ? 'runtime' : 'ferry',
       bundle: state.bundle, rootfs, pid: state.pid, workload: undefined, command: spec.process?.args ?? [],
       ownPidNamespace: namespaces.includes('pid'), namespaces, stdio, externalMounts,
     };
-    const manifest: SnapshotManifest & { target: ContainerTarget } = {
-      format: 1, id: pending.id, name: req.name, parent: undefined, tier, createdAt: new Date().toISOString(),
-      target,
-      host: await hostFacts(),
-      criu: { version: version.text },
+    const { manifest, dir } = await sealSnapshot({
+      pending, workDir, started, criuMs, criuVersion: version.text, name: req.name, target, logsOptional: true,
       options: { tcpEstablished: req.tcpEstablished === true, extUnixSk: req.extUnixSk === true, fileLocks: req.fileLocks === true, shellJob: false },
-      stats: await readDumpStats(pending.dir).catch(() => undefined),
-      timings: { totalMs: 0, criuMs, checksumMs },
-      bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
-      algorithm: HASH_ALGORITHM,
-      files,
-    };
-    manifest.timings.totalMs = Date.now() - started;
-    const dir = await pending.commit(manifest);
+      images: async () => ({ files: await checksumDir(pending.dir) }),
+    });
     return { snapshot: pending.id, dir, manifest };
   } catch (err) {
     await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });

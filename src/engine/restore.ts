@@ -28,13 +28,7 @@ export interface RestoreResult {
  * what to do.
  */
 export async function restore(store: Store, id: string, criu = new CriuClient()): Promise<RestoreResult> {
-  const rec = new OperationRecorder('restore');
-  try {
-    return await restoreRecorded(store, id, criu, rec);
-  } catch (err) {
-    rec.finish({ ok: false });
-    throw err;
-  }
+  return OperationRecorder.run('restore', (rec) => restoreRecorded(store, id, criu, rec));
 }
 
 async function restoreRecorded(store: Store, id: string, criu: CriuClient, rec: OperationRecorder): Promise<RestoreResult> {

@@ -5,12 +5,11 @@
  * removed without breaking anything that depends on it.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { link, mkdir, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
-import { checksumDirWithBlocks } from './checksums.js';
-import { PARENT_LINK, readIndex, swapIn, writeAll } from './dedup.js';
+import { PARENT_LINK, restage, writeAll } from './dedup.js';
 import type { SnapshotManifest, Tier } from './manifest.js';
 import type { Store, StoredSnapshot } from './store.js';
 
@@ -26,8 +25,12 @@ export interface ChainPolicy {
 
 export const DEFAULT_POLICY: ChainPolicy = { maxDepth: 16 };
 
-/** The chain above `id`: its parent, grandparent, … (nearest first). Throws if a link is missing. */
-export async function ancestors(store: Store, s: StoredSnapshot): Promise<StoredSnapshot[]> {
+/**
+ * The chain above `id`: its parent, grandparent, … (nearest first). Throws if a link is missing.
+ * `all` (a listing already in hand) spares a manifest read per level.
+ */
+export async function ancestors(store: Store, s: StoredSnapshot, all?: StoredSnapshot[]): Promise<StoredSnapshot[]> {
+  const known = new Map(all?.map((x) => [x.manifest.id, x]));
   const out: StoredSnapshot[] = [];
   const seen = new Set([s.manifest.id]);
   let cur = s;
@@ -35,7 +38,7 @@ export async function ancestors(store: Store, s: StoredSnapshot): Promise<Stored
     const pid = cur.manifest.parent;
     if (seen.has(pid)) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot chain of ${s.manifest.id} loops at ${pid}`);
     seen.add(pid);
-    const p = await store.find(pid);
+    const p = known.get(pid) ?? await store.find(pid);
     if (!p) {
       throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${cur.manifest.id} builds on ${pid}, which is not in the store`, {
         hint: `import ${pid} from where it was exported (ferry import), or restore an older complete snapshot`,
@@ -77,20 +80,21 @@ export async function children(store: Store, id: string, all?: StoredSnapshot[])
  * workload (or, for a bare pid, the same pid and command line) in the same tier that has a page
  * index, if its chain is shorter than the policy allows.
  */
-export async function findParent(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier, policy = DEFAULT_POLICY): Promise<{ id: string; dir: string } | undefined> {
-  const newest = await newestOf(store, target, tier);
+export async function findParent(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier, policy = DEFAULT_POLICY, all?: StoredSnapshot[]): Promise<{ id: string; dir: string } | undefined> {
+  const snaps = all ?? await store.list();
+  const newest = await newestOf(store, target, tier, snaps);
   if (!newest) return undefined;
-  const depth = (await ancestors(store, newest).catch(() => undefined))?.length;
+  const depth = (await ancestors(store, newest, snaps).catch(() => undefined))?.length;
   if (depth === undefined || depth + 1 > policy.maxDepth) return undefined;
   return { id: newest.manifest.id, dir: newest.dir };
 }
 
 /** The newest snapshot of this target in this tier that has a page index (a dedup partner). */
-export async function newestOf(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier): Promise<StoredSnapshot | undefined> {
+export async function newestOf(store: Store, target: { workload: string | undefined; pid: number; command: string[] }, tier: Tier, all?: StoredSnapshot[]): Promise<StoredSnapshot | undefined> {
   const same = (m: SnapshotManifest) => m.tier === tier && m.target.kind === 'process' && (target.workload !== undefined
     ? m.target.workload === target.workload
     : m.target.workload === undefined && m.target.pid === target.pid && m.target.command.join('\0') === target.command.join('\0'));
-  const candidates = (await store.list()).filter((s) => same(s.manifest) && s.manifest.files['ferry-pages.idx'] !== undefined);
+  const candidates = (all ?? await store.list()).filter((s) => same(s.manifest) && s.manifest.files['ferry-pages.idx'] !== undefined);
   candidates.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
   return candidates[0];
 }
@@ -161,13 +165,9 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
   if (n === 0) return s.manifest;
   const folded = chain.slice(0, n);
   const newParent = chain[n];
-  const id = s.manifest.id;
-  const base = store.tierDir(s.manifest.tier);
-  const stage = join(base, `.fold-${id}-${Date.now()}`);
-  await mkdir(stage, { mode: 0o700 });
-  try {
+  const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
+  const manifest = await restage(s, newParent?.manifest.id, 'fold', async (stage) => {
     const rewritten = new Set<string>();
-    const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
     for (const pmId of pagemapIds) {
       const pm = await readPagemap(join(s.dir, `pagemap-${pmId}.img`));
       if (!pm.entries.some((e) => e.flags & PE_PARENT)) continue;
@@ -175,27 +175,19 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
       await foldPagemap(s, chain, n, pmId, pm, join(stage, pagesName), join(stage, `pagemap-${pmId}.img`));
       rewritten.add(pagesName).add(`pagemap-${pmId}.img`);
     }
-    for (const name of await readdir(s.dir)) {
-      if (rewritten.has(name) || name === PARENT_LINK || name === 'manifest.json') continue;
-      await link(join(s.dir, name), join(stage, name));
-    }
-    if (newParent) await symlink(`../${newParent.manifest.id}`, join(stage, PARENT_LINK));
-    const pagesNames = new Set([...rewritten].filter((f) => f.startsWith('pages-')));
-    const { sums: files, blocks } = await checksumDirWithBlocks(stage, (f) => pagesNames.has(f));
-    await checkAgainstIndex(stage, blocks, id);
-    const manifest: SnapshotManifest = {
+    return rewritten;
+  }, (files, bytes) => {
+    const m: SnapshotManifest = {
       ...s.manifest,
       parent: newParent?.manifest.id,
       files,
-      bytes: Object.values(files).reduce((a, f) => a + f.size, 0),
+      bytes,
       compacted: [...(s.manifest.compacted ?? []), { at: new Date().toISOString(), folded: folded.map((f) => f.manifest.id) }],
     };
-    if (!newParent) delete manifest.dedup;
-    await swapIn(stage, s.dir, manifest, 'fold');
-    return manifest;
-  } finally {
-    await rm(stage, { recursive: true, force: true });
-  }
+    if (!newParent) delete m.dedup;
+    return m;
+  });
+  return manifest ?? s.manifest;
 }
 
 /** Writes the folded pages image and pagemap of one pagemap id of `s` into the staging paths. */
@@ -264,35 +256,6 @@ async function foldPagemap(s: StoredSnapshot, chain: StoredSnapshot[], n: number
     for (const fd of fds.values()) closeSync(fd);
   }
   await writePagemap(pagemapOut, { pagesId: pm.pagesId }, mergeRuns(out));
-}
-
-/**
- * Proves a rewritten snapshot holds the pages it held at checkpoint: every page now in its
- * pages images must hash to the page index's entry for that address.
- */
-export async function checkAgainstIndex(dir: string, blocksByFile: Map<string, Buffer>, id: string): Promise<void> {
-  const index = await readIndex(dir);
-  if (!index) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} has no page index`);
-  for (const [pmId, logical] of index) {
-    const pm = await readPagemap(join(dir, `pagemap-${pmId}.img`));
-    const blocks = blocksByFile.get(`pages-${pm.pagesId}.img`);
-    if (!blocks) continue; // not rewritten
-    let page = 0, present = 0;
-    for (const e of pm.entries) {
-      if (e.flags & PE_PRESENT) {
-        for (let k = 0; k < e.nrPages; k++) {
-          if (blocks.compare(logical, (page + k) * 16, (page + k + 1) * 16, (present + k) * 16, (present + k + 1) * 16) !== 0) {
-            throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: page ${((e.vaddr / BigInt(PAGE_SIZE)) + BigInt(k)) * BigInt(PAGE_SIZE)} does not match its page index after compaction`, {
-              hint: 'the snapshot was left as it was; its chain may be damaged — verify it with `ferry restore`',
-            });
-          }
-        }
-        present += e.nrPages;
-      }
-      page += e.nrPages;
-    }
-    if (present * 16 !== blocks.length) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: pages image and pagemap disagree after compaction`);
-  }
 }
 
 /** Joins adjacent runs with the same flags (CRIU reads either form). */

@@ -305,18 +305,14 @@ export async function storeImages(dir: string, parent?: { id: string; dir: strin
  * then swapped in by two renames: `older` stays intact until then. Returns the new manifest,
  * or undefined when nothing could be shared.
  */
-export async function rebaseOnto(tierDir: string, older: { manifest: SnapshotManifest; dir: string }, newer: { manifest: SnapshotManifest; dir: string }): Promise<SnapshotManifest | undefined> {
+export async function rebaseOnto(older: { manifest: SnapshotManifest; dir: string }, newer: { manifest: SnapshotManifest; dir: string }): Promise<SnapshotManifest | undefined> {
   const started = Date.now();
   if (older.manifest.parent !== undefined) return undefined;
   const [olderIndex, newerIndex] = await Promise.all([readIndex(older.dir), readIndex(newer.dir)]);
   if (!olderIndex || !newerIndex) return undefined;
-  const id = older.manifest.id;
-  const stage = join(tierDir, `.fold-${id}-${Date.now()}`);
-  await mkdir(stage, { mode: 0o700 });
-  try {
+  let pages = 0, inParent = 0;
+  return restage(older, newer.manifest.id, 'rebase', async (stage) => {
     const rewritten = new Set<string>();
-    const keptByFile = new Map<string, Buffer>();
-    let pages = 0, inParent = 0;
     for (const [pmId, logical] of olderIndex) {
       const nh = newerIndex.get(pmId);
       if (!nh) continue;
@@ -329,34 +325,76 @@ export async function rebaseOnto(tierDir: string, older: { manifest: SnapshotMan
       copyKept(join(older.dir, pagesName), join(stage, pagesName), d.keep);
       await writePagemap(join(stage, `pagemap-${pmId}.img`), { pagesId: pm.pagesId }, d.out);
       rewritten.add(pagesName).add(`pagemap-${pmId}.img`);
-      keptByFile.set(pagesName, d.kept);
       pages += d.pages;
       inParent += d.inParent;
     }
-    if (inParent === 0) return undefined;
-    for (const name of await readdir(older.dir)) {
+    return inParent === 0 ? undefined : rewritten;
+  }, (files, bytes) => ({
+    ...older.manifest,
+    parent: newer.manifest.id,
+    files,
+    bytes,
+    logicalBytes: older.manifest.logicalBytes ?? older.manifest.bytes,
+    dedup: { parent: newer.manifest.id, pages, inParent, savedBytes: older.manifest.bytes - bytes, ms: Date.now() - started },
+  }));
+}
+
+/**
+ * Rewrites a committed snapshot without ever leaving it broken: `rewrite(stage)` writes the new
+ * pagemap and pages images into a staging directory beside it and returns their names
+ * (undefined: nothing to do); every other file is hard-linked, `parent` points at `parentId`,
+ * every page the new pages images hold is re-hashed and checked against the page index taken at
+ * checkpoint, and `manifestOf` gives the new manifest. Then swapIn. Until then the original is
+ * untouched; on any failure it stays as it was.
+ */
+export async function restage(s: { manifest: SnapshotManifest; dir: string }, parentId: string | undefined, why: string,
+  rewrite: (stage: string) => Promise<Set<string> | undefined>, manifestOf: (files: FileSums, bytes: number) => SnapshotManifest): Promise<SnapshotManifest | undefined> {
+  const stage = join(s.dir, '..', `.fold-${s.manifest.id}-${Date.now()}`);
+  await mkdir(stage, { mode: 0o700 });
+  try {
+    const rewritten = await rewrite(stage);
+    if (!rewritten) return undefined;
+    for (const name of await readdir(s.dir)) {
       if (rewritten.has(name) || name === PARENT_LINK || name === 'manifest.json') continue;
-      await link(join(older.dir, name), join(stage, name));
+      await link(join(s.dir, name), join(stage, name));
     }
-    await symlink(`../${newer.manifest.id}`, join(stage, PARENT_LINK));
-    // Every page that stays is hashed again and must match the index taken at checkpoint.
-    const { sums, blocks } = await checksumDirWithBlocks(stage, (n) => keptByFile.has(n));
-    for (const [name, kept] of keptByFile) {
-      if (!blocks.get(name)?.equals(kept)) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `rebasing ${id}: ${name} does not hold the pages its index says`);
-    }
-    const savedBytes = older.manifest.bytes - Object.values(sums).reduce((a, f) => a + f.size, 0);
-    const manifest: SnapshotManifest = {
-      ...older.manifest,
-      parent: newer.manifest.id,
-      files: sums,
-      bytes: Object.values(sums).reduce((a, f) => a + f.size, 0),
-      logicalBytes: older.manifest.logicalBytes ?? older.manifest.bytes,
-      dedup: { parent: newer.manifest.id, pages, inParent, savedBytes, ms: Date.now() - started },
-    };
-    await swapIn(stage, older.dir, manifest, 'rebase');
+    if (parentId !== undefined) await symlink(`../${parentId}`, join(stage, PARENT_LINK));
+    const { sums, blocks } = await checksumDirWithBlocks(stage, (f) => rewritten.has(f) && f.startsWith('pages-'));
+    await checkAgainstIndex(stage, blocks, s.manifest.id);
+    const manifest = manifestOf(sums, Object.values(sums).reduce((a, f) => a + f.size, 0));
+    await swapIn(stage, s.dir, manifest, why);
     return manifest;
   } finally {
     await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Proves a rewritten snapshot holds the pages it held at checkpoint: every page now in the
+ * pages images of `blocksByFile` must hash to the page index's entry for that address.
+ */
+export async function checkAgainstIndex(dir: string, blocksByFile: Map<string, Buffer>, id: string): Promise<void> {
+  const index = await readIndex(dir);
+  if (!index) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} has no page index`);
+  for (const [pmId, logical] of index) {
+    const pm = await readPagemap(join(dir, `pagemap-${pmId}.img`));
+    const blocks = blocksByFile.get(`pages-${pm.pagesId}.img`);
+    if (!blocks) continue; // not rewritten
+    let page = 0, present = 0;
+    for (const e of pm.entries) {
+      if (e.flags & PE_PRESENT) {
+        for (let k = 0; k < e.nrPages; k++) {
+          if (blocks.compare(logical, (page + k) * 16, (page + k + 1) * 16, (present + k) * 16, (present + k + 1) * 16) !== 0) {
+            throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: page ${((e.vaddr / BigInt(PAGE_SIZE)) + BigInt(k)) * BigInt(PAGE_SIZE)} does not match its page index after a rewrite`, {
+              hint: 'the snapshot was left as it was; its chain may be damaged — verify it with `ferry restore`',
+            });
+          }
+        }
+        present += e.nrPages;
+      }
+      page += e.nrPages;
+    }
+    if (present * 16 !== blocks.length) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id}: pages image and pagemap disagree after a rewrite`);
   }
 }
 

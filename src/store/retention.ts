@@ -93,7 +93,7 @@ export async function planGc(store: Store, policy: RetentionPolicy, all?: Stored
     for (const s of snaps) {
       if (removed.has(s.manifest.id)) continue;
       // depth after the removals (removed ancestors are folded into their children anyway)
-      const depth = (await ancestors(store, s)).filter((a) => !removed.has(a.manifest.id)).length;
+      const depth = (await ancestors(store, s, snaps)).filter((a) => !removed.has(a.manifest.id)).length;
       const old = policy.flattenOlderThanMs !== undefined && now - Date.parse(s.manifest.createdAt) > policy.flattenOlderThanMs;
       if (depth > 0 && old) fold.push({ id: s.manifest.id, levels: depth });
       else if (policy.maxDepth !== undefined && depth > policy.maxDepth) fold.push({ id: s.manifest.id, levels: depth - policy.maxDepth });

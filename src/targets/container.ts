@@ -4,6 +4,8 @@ import { mkdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { resolveCriuBinary } from '../criu/binary.js';
 import { FerryError, errnoCode } from '../util/errors.js';
+import { findOnPath } from '../util/path.js';
+import { statFields } from './process.js';
 
 /**
  * OCI containers as checkpoint targets: `container:<id>` of runc or crun. What is read here:
@@ -38,9 +40,8 @@ export function isRuntime(s: string): s is Runtime {
 
 /** The runtime's binary on PATH; a clear error when it is missing. */
 export function runtimeBinary(runtime: Runtime, env: NodeJS.ProcessEnv = process.env): string {
-  for (const dir of (env['PATH'] ?? '').split(delimiter)) {
-    if (dir && existsSync(join(dir, runtime))) return join(dir, runtime);
-  }
+  const found = findOnPath(runtime, env);
+  if (found) return found;
   throw new FerryError('ERR_RUNTIME_MISSING', `${runtime} is not installed (not on PATH)`, { hint: `run \`make setup\` (it installs ${runtime} from Debian)` });
 }
 
@@ -183,8 +184,7 @@ export async function freezerCgroup(pid: number): Promise<string | undefined> {
 /** The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat). */
 async function processStartTime(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[19]);
+  return Number(statFields(stat)[19]);
 }
 
 /**

@@ -1,4 +1,5 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { treePids } from '../telemetry/proc.js';
 import { FerryError } from '../util/errors.js';
 
 /** Facts about a live process, read from /proc. */
@@ -15,6 +16,14 @@ export interface ProcessInfo {
 
 const PF_KTHREAD = 0x00200000;
 
+/**
+ * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses):
+ * [0] state, [1] ppid, [3] session, [6] flags, [19] starttime (clock ticks since boot).
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 export async function processInfo(pid: number): Promise<ProcessInfo | undefined> {
   let stat: string;
   let status: string;
@@ -23,10 +32,8 @@ export async function processInfo(pid: number): Promise<ProcessInfo | undefined>
   } catch {
     return undefined;
   }
-  const close = stat.lastIndexOf(')');
-  const comm = stat.slice(stat.indexOf('(') + 1, close);
-  const f = stat.slice(close + 2).split(' ');
-  // fields after comm: state(0) ppid(1) pgrp(2) session(3) ... flags(6)
+  const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+  const f = statFields(stat);
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   const nsPids = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [pid];
   return {
@@ -53,26 +60,10 @@ export async function selfAndAncestors(): Promise<Set<number>> {
   return out;
 }
 
-/** Pids of the tree rooted at `pid` (from /proc/<pid>/task/<tid>/children). */
-export async function processTree(pid: number): Promise<number[]> {
-  const out: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    out.push(p);
-    const tasks = await readdir(`/proc/${p}/task`).catch(() => [] as string[]);
-    for (const t of tasks) {
-      const kids = await readFile(`/proc/${p}/task/${t}/children`, 'utf8').catch(() => '');
-      for (const k of kids.trim().split(/\s+/)) if (k) queue.push(Number(k));
-    }
-  }
-  return out;
-}
-
 /** Resident memory of a process tree, in bytes (what a dump will roughly write). */
 export async function treeRssBytes(pid: number): Promise<number> {
   let total = 0;
-  for (const p of await processTree(pid)) {
+  for (const p of treePids(pid)) {
     const s = await readFile(`/proc/${p}/smaps_rollup`, 'utf8').catch(() => '');
     const kb = /^Rss:\s+(\d+) kB/m.exec(s)?.[1];
     if (kb) total += Number(kb) * 1024;

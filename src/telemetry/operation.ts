@@ -30,6 +30,20 @@ let nextId = 1;
  * stops the sampler, publishes `ferry:telemetry:end` and returns the record.
  */
 export class OperationRecorder {
+  /**
+   * Runs `body` with a recorder for `operation`; if it throws, the recorder is finished as
+   * failed (its sampler stopped, `ferry:telemetry:end` published) and the error rethrown.
+   */
+  static async run<T>(operation: OperationKind, body: (rec: OperationRecorder) => Promise<T>): Promise<T> {
+    const rec = new OperationRecorder(operation);
+    try {
+      return await body(rec);
+    } catch (err) {
+      rec.finish({ ok: false });
+      throw err;
+    }
+  }
+
   readonly id = nextId++;
   private readonly sampler: HostSampler;
   private readonly started = Date.now();

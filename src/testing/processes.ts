@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { statFields } from '../targets/process.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,9 +73,7 @@ export function startTime(pid: number): string | undefined {
   } catch {
     return undefined;
   }
-  // Fields after the command name (which may hold spaces and parentheses): state is field 3,
-  // starttime field 22.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return statFields(stat)[19];
 }
 
 /**

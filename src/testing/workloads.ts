@@ -4,11 +4,12 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CriuOptions } from '../criu/options.js';
 import { FerryError } from '../util/errors.js';
+import { findOnPath } from '../util/path.js';
 import { isAlive } from './processes.js';
 
 /**
@@ -86,9 +87,8 @@ const run = promisify(execFile);
 
 function which(name: string, preferred: string[] = []): string {
   for (const p of preferred) if (existsSync(p)) return p;
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir && existsSync(join(dir, name))) return join(dir, name);
-  }
+  const found = findOnPath(name);
+  if (found) return found;
   throw new FerryError('ERR_WORKLOAD_SETUP', `${name} is not installed`, { hint: 'run `make setup`' });
 }
 
