@@ -1,5 +1,5 @@
 // Type-aware lint. The layer rule keeps imports pointing downward (ARCHITECTURE.md):
-//   cli -> agent, bench -> engine -> targets/store/migration/scheduler/telemetry/doctor -> criu -> native
+//   cli -> agent, bench -> engine -> migration/scheduler/doctor -> targets -> store -> telemetry -> criu -> native
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -9,7 +9,7 @@ const layers = {
   telemetry: ['native', 'criu'],
   doctor: ['native', 'criu'],
   store: ['native', 'criu', 'telemetry'],
-  targets: ['native', 'criu', 'telemetry'],
+  targets: ['native', 'criu', 'telemetry', 'store'],
   scheduler: ['native', 'criu', 'telemetry'],
   migration: ['native', 'criu', 'telemetry', 'store', 'targets', 'scheduler'],
   engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration'],

@@ -2,9 +2,27 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FerryError } from '../util/errors.js';
 import type { OutputMode } from './output.js';
 
+/** Where a command writes: the process's stdout/stderr, or a test's buffers. */
+export interface Output {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+export const processOutput: Output = {
+  stdout: (t) => { process.stdout.write(t); },
+  stderr: (t) => { process.stderr.write(t); },
+};
+
 export interface CommandContext extends OutputMode {
   /** The snapshot store directory (--store, $FERRY_STORE, or /var/lib/ferry). */
   store: string;
+  /** The output sink (commands never write to process.stdout themselves). */
+  out: Output;
+}
+
+/** Prints a value as JSON on the sink's stdout. */
+export function emitJson(out: Output, value: unknown): void {
+  out.stdout(JSON.stringify(value, null, 2) + '\n');
 }
 
 /** One CLI verb, one file: `run` returns the exit code. */

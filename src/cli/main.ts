@@ -1,5 +1,5 @@
 import { FerryError } from '../util/errors.js';
-import type { Command, CommandContext } from './command.js';
+import { processOutput, type Command, type CommandContext } from './command.js';
 import { reportError } from './output.js';
 
 /** Verbs, loaded only when used (keeps start-up lean). */
@@ -44,7 +44,7 @@ Run \`ferry <command> --help\` for a command's options.`;
 
 /** Pulls the global flags out of argv (wherever they appear) and returns the rest. */
 function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
-  const ctx: CommandContext = { json: false, debug: false, store: process.env['FERRY_STORE'] || '/var/lib/ferry' };
+  const ctx: CommandContext = { json: false, debug: false, store: process.env['FERRY_STORE'] || '/var/lib/ferry', out: processOutput };
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
@@ -62,7 +62,7 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let ctx: CommandContext = { json: argv.includes('--json'), debug: argv.includes('--debug'), store: '' };
+  let ctx: CommandContext = { json: argv.includes('--json'), debug: argv.includes('--debug'), store: '', out: processOutput };
   try {
     const split = splitGlobals(argv);
     ctx = split.ctx;

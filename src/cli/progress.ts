@@ -1,31 +1,32 @@
-import diagnostics_channel from 'node:diagnostics_channel';
-import type { CriuNotifyEvent } from '../criu/channels.js';
+import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 
+/** How each engine phase reads on the progress line. */
 const PHASE: Record<string, string> = {
-  'pre-dump': 'freezing and dumping',
-  'query-ext-files': 'dumping',
-  'network-lock': 'network locked, dumping',
-  'post-dump': 'images written',
-  'pre-restore': 'restoring',
-  'post-restore': 'restored, resuming',
-  'post-resume': 'resumed',
+  resolve: 'checking the target',
+  criu: 'CRIU at work',
+  seal: 'checksumming and committing',
+  verify: 'verifying checksums',
+  preflight: 'checking this host',
 };
 
 /**
- * A one-line progress display on stderr for long operations (only on a terminal, never
- * with --json): elapsed time and the phase CRIU last reported through its notifications.
+ * A one-line progress display on stderr for long operations (only on a terminal, never with
+ * --json): elapsed time and the engine phase in progress, from the engine's phase channel.
  */
 export function startProgress(what: string, json: boolean): () => void {
   if (json || !process.stderr.isTTY) return () => undefined;
   const started = Date.now();
   let phase = 'starting';
-  const onNotify = (m: unknown) => { phase = PHASE[(m as CriuNotifyEvent).script] ?? phase; };
-  diagnostics_channel.subscribe('ferry:criu:notify', onNotify);
+  const onPhase = (m: unknown) => {
+    const e = m as PhaseEvent;
+    if (e.state === 'start') phase = PHASE[e.phase] ?? e.phase;
+  };
+  engineChannels.phase.subscribe(onPhase);
   const draw = () => process.stderr.write(`\r\x1b[2K${what}: ${phase} … ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const timer = setInterval(draw, 100);
   return () => {
     clearInterval(timer);
-    diagnostics_channel.unsubscribe('ferry:criu:notify', onNotify);
+    engineChannels.phase.unsubscribe(onPhase);
     process.stderr.write('\r\x1b[2K');
   };
 }

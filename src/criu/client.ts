@@ -62,6 +62,14 @@ export interface RestoreOutcome extends OperationOutcome {
 
 export type DumpOptions = CriuOptions & { pid: number };
 
+/**
+ * How an operation may be ended from outside: when `kill` aborts, CRIU is killed at once and
+ * the operation rejects with the abort's reason (the watchdog's: the target died, CRIU stalled).
+ */
+export interface OperationControl {
+  kill?: AbortSignal;
+}
+
 export interface CriuClientOptions {
   /** Defaults to the swrk transport over the resolved CRIU binary. */
   transport?: CriuTransport;
@@ -177,17 +185,17 @@ export class CriuClient {
   }
 
   /** Checkpoints the tree rooted at `options.pid` into `options.imagesDir`. */
-  async dump(options: DumpOptions, handlers: NotifyHandlers = {}): Promise<DumpOutcome> {
+  async dump(options: DumpOptions, handlers: NotifyHandlers = {}, control: OperationControl = {}): Promise<DumpOutcome> {
     if (!Number.isInteger(options.pid) || options.pid <= 0) {
       throw new FerryError('ERR_BAD_OPTION', `dump needs the pid of a process, got ${String(options.pid)}`);
     }
-    const r = await this.run(RequestType.DUMP, options, handlers);
+    const r = await this.run(RequestType.DUMP, options, handlers, control);
     return { ...r.outcome, restored: r.response.dump?.restored ?? false };
   }
 
   /** Restores the tree in `options.imagesDir`; CRIU detaches it and reports its root pid. */
-  async restore(options: CriuOptions, handlers: NotifyHandlers = {}): Promise<RestoreOutcome> {
-    const r = await this.run(RequestType.RESTORE, options, handlers);
+  async restore(options: CriuOptions, handlers: NotifyHandlers = {}, control: OperationControl = {}): Promise<RestoreOutcome> {
+    const r = await this.run(RequestType.RESTORE, options, handlers, control);
     const pid = r.response.restore?.pid;
     if (!pid) throw new CriuTransportError('CRIU reported a successful restore without a pid', {});
     return { ...r.outcome, pid };
@@ -219,6 +227,7 @@ export class CriuClient {
     type: RequestType,
     options: CriuOptions,
     handlers: NotifyHandlers,
+    control: OperationControl = {},
   ): Promise<{ response: Response; outcome: OperationOutcome }> {
     const name = RequestType[type];
     const imagesDir = resolve(options.imagesDir);
@@ -248,7 +257,7 @@ export class CriuClient {
       );
       const started = Date.now();
       try {
-        const { response, notifications } = await this.call(type, mapped.opts, {}, handlers, mapped.extraFds, imagesDir);
+        const { response, notifications } = await this.call(type, mapped.opts, {}, handlers, mapped.extraFds, imagesDir, control);
         return { response, outcome: { durationMs: Date.now() - started, logPath, notifications } };
       } catch (err) {
         if (err instanceof CriuFailure) {
@@ -288,6 +297,7 @@ export class CriuClient {
     handlers: NotifyHandlers = {},
     extraFds: readonly number[] = [],
     imagesDir?: string,
+    control: OperationControl = {},
   ): Promise<{ response: Response; notifications: string[] }> {
     const id = nextOperationId++;
     const name = RequestType[type];
@@ -296,8 +306,12 @@ export class CriuClient {
     criuChannels.start.publish({ id, request: name, imagesDir } satisfies CriuStartEvent);
     let conn: CriuConnection | undefined;
     let handlerError: unknown;
+    const kill = control.kill;
+    const onKill = () => conn?.kill();
     try {
       conn = await this.transport.open(extraFds);
+      if (kill?.aborted) conn.kill();
+      kill?.addEventListener('abort', onKill, { once: true });
       const request = create(RequestSchema, { type, ...extra });
       if (opts) request.opts = opts;
       await conn.send(request);
@@ -345,10 +359,13 @@ export class CriuClient {
         }
         await conn.send(ack);
       }
-    } catch (err) {
+    } catch (caught) {
+      // Killed by the watchdog: its reason (the target died, CRIU stalled) is the error.
+      const err = kill?.aborted && kill.reason instanceof Error ? kill.reason : caught;
       criuChannels.end.publish({ id, request: name, success: false, durationMs: Date.now() - started, error: err } satisfies CriuEndEvent);
       throw err;
     } finally {
+      kill?.removeEventListener('abort', onKill);
       if (conn) await conn.close();
     }
   }

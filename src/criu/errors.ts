@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { FerryError, type FerryErrorOptions } from '../util/errors.js';
-import { formatLogLines, isHarmlessError, type CriuLogSummary, type LogLine } from './log.js';
+import { excerptBlock, formatLogLines, isHarmlessError, type CriuLogSummary, type LogLine } from './log.js';
 
 /** The name of an errno value, e.g. 3 → 'ESRCH'. */
 export function errnoName(errno: number | undefined): string | undefined {
@@ -86,7 +86,8 @@ export class CriuOperationError extends FerryError implements CriuOperationError
     const errnoPart = fields.errno ? ` [${fields.errno}${meaning ? `: ${meaning}` : ''}]` : '';
     const message = `criu ${what} failed: ${cause}${errnoPart}`;
     const parts: string[] = [];
-    if (fields.excerpt.length) parts.push(`CRIU log around the first error${fields.firstErrorAt ? ` (${fields.firstErrorAt})` : ''}:\n${formatLogLines(fields.excerpt)}`);
+    const excerpt = excerptBlock(fields);
+    if (excerpt) parts.push(excerpt);
     if (fields.tail.length) parts.push(`CRIU log tail:\n${formatLogLines(fields.tail)}`);
     if (fields.logPath) parts.push(`full log: ${fields.logPath}`);
     const detail = [options.detail, ...parts].filter(Boolean).join('\n');

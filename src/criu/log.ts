@@ -87,3 +87,9 @@ export function formatLogLines(lines: readonly LogLine[]): string {
   const width = String(lines.at(-1)?.n ?? 0).length;
   return lines.map((l) => `${String(l.n).padStart(width)} | ${l.text}`).join('\n');
 }
+
+/** The one rendering of "CRIU log around the first error" that every CRIU failure shows. */
+export function excerptBlock(log: Pick<CriuLogSummary, 'excerpt' | 'firstErrorAt'>): string | undefined {
+  if (!log.excerpt.length) return undefined;
+  return `CRIU log around the first error${log.firstErrorAt ? ` (${log.firstErrorAt})` : ''}:\n${formatLogLines(log.excerpt)}`;
+}

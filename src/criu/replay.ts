@@ -76,6 +76,7 @@ export class RecordingTransport implements CriuTransport {
         rec.end = await conn.close();
         return rec.end;
       },
+      kill: () => conn.kill(),
     };
   }
 
@@ -114,6 +115,7 @@ export class ReplayTransport implements CriuTransport {
 
 class ReplayConnection implements CriuConnection {
   private pos = 0;
+  private killed = false;
 
   constructor(private readonly rec: RecordedConnection) {}
 
@@ -135,6 +137,7 @@ class ReplayConnection implements CriuConnection {
   }
 
   receive(): Promise<ReceivedResponse> {
+    if (this.killed) return Promise.reject(new CriuTransportError('CRIU was killed (replayed)', { exitCode: null, signal: 'SIGKILL' }));
     const m = this.take();
     if (!m || m.dir === 'eof') {
       return Promise.reject(new CriuTransportError('CRIU closed the connection without answering (replayed)', {
@@ -147,5 +150,10 @@ class ReplayConnection implements CriuConnection {
 
   close(): Promise<ConnectionEnd> {
     return Promise.resolve(this.rec.end);
+  }
+
+  /** A replayed CRIU has no process to end; the next receive fails as a killed CRIU's would. */
+  kill(): void {
+    this.killed = true;
   }
 }

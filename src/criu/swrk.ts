@@ -30,6 +30,9 @@ export class SwrkTransport implements CriuTransport {
       child = spawn(this.binary, ['swrk', '3'], {
         stdio: ['ignore', 'pipe', 'pipe', peerFd, ...extraFds],
         env: this.env,
+        // Its own process group: a terminal's Ctrl-C reaches ferry, which decides what CRIU is
+        // told (a dump interrupted before its commit point resumes the tree), never CRIU directly.
+        detached: true,
       });
     } finally {
       closeSync(peerFd);
@@ -108,6 +111,10 @@ class SwrkConnection implements CriuConnection {
     const { code, signal } = await this.exited;
     clearTimeout(timer);
     return { exitCode: code, signal, stdout: this.stdout, stderr: this.stderr };
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
   }
 
   /** The socket broke: wait briefly for CRIU's exit status so the error can say how it died. */

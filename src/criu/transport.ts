@@ -32,4 +32,6 @@ export interface CriuConnection {
   receive(): Promise<ReceivedResponse>;
   /** Closes the socket and waits for the CRIU process to end (killing it if it lingers). */
   close(): Promise<ConnectionEnd>;
+  /** Ends CRIU now (the watchdog's last resort: the target died, or CRIU stopped making progress). */
+  kill(): void;
 }

@@ -1,166 +1,194 @@
-import { mkdir, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { statfs } from 'node:fs/promises';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
-import { FollowingHasher, type Prehashed } from '../store/checksums.js';
-import { DEFAULT_POLICY, dependentDepth, findParent, newestOf } from '../store/chain.js';
-import { rebaseOnto, storeImages } from '../store/dedup.js';
-import type { SnapshotManifest, Tier } from '../store/manifest.js';
+import type { NotifyHandlers } from '../criu/notify.js';
 import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../store/budget.js';
-import { Store } from '../store/store.js';
+import { DEFAULT_POLICY, dependentDepth, findParent, newestOf } from '../store/chain.js';
+import { checksumDir, FollowingHasher, type Prehashed } from '../store/checksums.js';
+import { rebaseOnto, storeImages } from '../store/dedup.js';
+import { acquireLock } from '../store/locks.js';
+import type { SnapshotManifest, Tier } from '../store/manifest.js';
+import { sealSnapshot } from '../store/seal.js';
+import type { Store } from '../store/store.js';
 import { OperationRecorder, type OperationTelemetry } from '../telemetry/operation.js';
-import { checkCheckpointable, treeRssBytes } from '../targets/process.js';
-import { readWorkload } from '../targets/run.js';
+import type { TargetRef } from '../targets/driver.js';
+import { parseTargetRef, resolveLive } from '../targets/drivers.js';
+import { hostFacts } from '../targets/host.js';
+import { treeRssBytes } from '../targets/process.js';
+import { recordOptions, type RecordedOptions } from '../targets/recorded-options.js';
 import { FerryError } from '../util/errors.js';
-import { sealSnapshot } from './seal.js';
+import { interruptedError, throwIfInterrupted } from './interrupt.js';
+import { Phases } from './phases.js';
+import { driverPaths, operationDir } from './paths.js';
+import { Watchdog } from './watchdog.js';
 
-export interface CheckpointRequest {
-  /** A pid, or the name of a workload started with `ferry run`. */
-  target: string | number;
+export interface CheckpointRequest extends Partial<RecordedOptions> {
+  /** A pid, a `ferry run` workload name, `container:<id>`, or a parsed reference. */
+  target: string | number | TargetRef;
+  /** Containers: the runtime (else found: runc, then crun) and its state directory. */
+  runtime?: string;
+  runtimeRoot?: string;
   name?: string;
   leaveRunning?: boolean;
   tier?: Tier;
-  tcpEstablished?: boolean;
-  extUnixSk?: boolean;
-  fileLocks?: boolean;
-  shellJob?: boolean;
   /**
    * Page dedup with the workload's previous snapshot in the same tier. 'newest-flat' (default):
    * the new snapshot stays whole and the previous one is rewritten to read its unchanged pages
    * from it; 'forward': the new one reads unchanged pages from the previous one; false: off.
+   * (Process trees only.)
    */
   dedup?: boolean | DedupMode;
   /** The compaction policy at checkpoint time: the most parents any snapshot may read through. */
   maxDepth?: number;
   /** Overrides of the memory tier's budget (else FERRY_MEMORY_BUDGET, then <store>/config.json). */
   memoryBudget?: BudgetOverrides;
+  /** Aborted (reason: the signal's name) when the user interrupts; see engine/interrupt.ts. */
+  interrupt?: AbortSignal;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
 
 export interface CheckpointResult {
-  /** newest-flat dedup: the previous snapshot, rewritten to build on this one (or why not). */
-  rebased?: { id: string; savedBytes: number; inParent: number; pages: number; ms: number } | { id: string; error: string };
   snapshot: string;
   dir: string;
   manifest: SnapshotManifest;
+  /** newest-flat dedup: the previous snapshot, rewritten to build on this one (or why not). */
+  rebased?: { id: string; savedBytes: number; inParent: number; pages: number; ms: number } | { id: string; error: string };
   /** Phase timings, CRIU's stats, host CPU/memory and the tree's RSS sampled while it ran. */
   telemetry: OperationTelemetry;
   /** Where the snapshot went and why (a memory request may have spilled to disk). */
   placement: TierPlacement;
 }
 
-/** Resolves a pid or workload name to a pid. */
-export async function resolveTarget(store: Store, target: string | number): Promise<{ pid: number; workload: string | undefined }> {
-  if (typeof target === 'number' || /^\d+$/.test(target)) {
-    const pid = Number(target);
-    if (!Number.isSafeInteger(pid) || pid <= 0) throw new FerryError('ERR_USAGE', `'${target}' is not a valid pid`);
-    return { pid, workload: undefined };
-  }
-  const rec = await readWorkload(store.workloadsDir, target);
-  if (!rec) {
-    throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${target}'`, { hint: 'give a pid, or the --name of a workload started with `ferry run`' });
-  }
-  return { pid: rec.pid, workload: rec.name };
-}
-
 /**
- * Checkpoints a process tree into the store. Everything that can be refused is refused
- * before CRIU runs; if CRIU fails, it has resumed the tree and the half-written snapshot is
- * removed, so the workload keeps running and the store holds only complete snapshots.
+ * Checkpoints a target (process tree or container) into the store, the same way for every
+ * driver. Everything that can be refused is refused before CRIU runs. If CRIU fails, or the
+ * operation is interrupted before CRIU may kill the tree, the tree keeps running and the
+ * half-written snapshot is removed; from the moment CRIU may kill the tree until the snapshot
+ * is committed, interrupts are deferred (engine/interrupt.ts).
  */
 export async function checkpoint(store: Store, req: CheckpointRequest, criu = new CriuClient()): Promise<CheckpointResult> {
-  return OperationRecorder.run('checkpoint', (rec) => checkpointRecorded(store, req, criu, rec));
+  return OperationRecorder.run('checkpoint', (rec) => checkpointRecorded(store, req, criu, new Phases('checkpoint', rec)));
 }
 
-async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: CriuClient, rec: OperationRecorder): Promise<CheckpointResult> {
+async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: CriuClient, phases: Phases): Promise<CheckpointResult> {
   const started = Date.now();
-  await store.ensure(req.tier ?? 'disk');
-  const { pid, workload } = await resolveTarget(store, req.target);
-  rec.watch(pid);
+  const options = recordOptions(req);
+  const ref = typeof req.target === 'object' ? req.target : parseTargetRef(req.target, { runtime: req.runtime, runtimeRoot: req.runtimeRoot });
+  const requestedTier = req.tier ?? 'disk';
+  await store.ensure(requestedTier);
   // The VERSION round trip with CRIU overlaps ferry's own checks of the target.
   const versionP = criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
   versionP.catch(() => undefined);
-  const info = await checkCheckpointable(pid, { shellJob: req.shellJob === true });
-  const version = await versionP;
-  // The memory tier's budget: stay, spill to disk, or refuse — before anything is written.
-  const need = await treeRssBytes(pid);
-  const placement = await placeSnapshot(store, req.tier ?? 'disk', need, req.memoryBudget);
-  const tier = placement.tier;
-  if (placement.spilled) await store.ensure(tier);
-  const pending = await store.begin(tier, req.name);
+  const { driver, live } = await phases.run('resolve', () => resolveLive(ref, driverPaths(store), options));
+  phases.rec.watch(live.rootPid);
+  const lock = await acquireLock(store.root, live.lockKey, `a checkpoint of ${live.label}`);
   try {
-    const fs = await statfs(pending.dir);
-    const free = fs.bavail * fs.bsize;
-    if (need > free) {
-      throw new FerryError('ERR_STORE_FULL', `the ${tier} tier has ${Math.floor(free / 2 ** 20)} MiB free; pid ${pid} holds about ${Math.ceil(need / 2 ** 20)} MiB`, {
-        hint: tier === 'memory' ? 'use --tier disk, or free memory-tier space (`ferry snapshots rm`)' : 'free space in the store, or use --store on a larger file system',
-      });
-    }
-    // CRIU's log and stats go to a work dir outside the snapshot, so a failed checkpoint's
-    // log survives the removal of its half-written images; on success they are copied in.
-    const workDir = join(store.root, 'logs', `checkpoint-${pending.id}`);
-    await mkdir(workDir, { recursive: true, mode: 0o700 });
-    // While CRIU dumps: the dedup partner is looked up, and the pages images are hashed as
-    // CRIU appends to them (on the other core), so little hashing is left once it is done.
-    const mode: DedupMode | 'off' = req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
-    const who = { workload, pid, command: info.command };
-    const policy = { maxDepth: req.maxDepth ?? (mode === 'forward' ? DEFAULT_POLICY.maxDepth : Infinity) };
-    // One listing of the store serves the partner lookup and the depth policy.
-    const allP = mode === 'off' ? Promise.resolve([]) : store.list().catch(() => []);
-    const parentP = mode === 'forward' ? allP.then((all) => findParent(store, who, tier, policy, all)).catch(() => undefined) : Promise.resolve(undefined);
-    const previousP = mode === 'newest-flat' ? allP.then((all) => newestOf(store, who, tier, all)).catch(() => undefined) : Promise.resolve(undefined);
-    const follower = new FollowingHasher(pending.dir).start();
-    const criuStarted = Date.now();
-    let prehashed: Prehashed;
+    const version = await versionP;
+    // The memory tier's budget: stay, spill to disk, or refuse — before anything is written.
+    const need = await treeRssBytes(live.rootPid);
+    const placement = await placeSnapshot(store, requestedTier, need, req.memoryBudget);
+    const tier = placement.tier;
+    if (placement.spilled) await store.ensure(tier);
+    throwIfInterrupted(req.interrupt, `nothing was checkpointed; ${live.label} runs on`);
+    const pending = await store.begin(tier, req.name);
+    let critical = false;
     try {
-      await criu.dump({
-        pid,
-        imagesDir: pending.dir,
-        workDir,
-        ...(req.leaveRunning ? { leaveRunning: true } : {}),
-        ...(req.tcpEstablished ? { tcpEstablished: true } : {}),
-        ...(req.extUnixSk ? { extUnixSk: true } : {}),
-        ...(req.fileLocks ? { fileLocks: true } : {}),
-        ...(req.shellJob ? { shellJob: true } : {}),
-      });
-    } finally {
-      prehashed = await follower.finish();
-    }
-    const criuMs = Date.now() - criuStarted;
-    // Checksums, the page index, and page dedup with this workload's newest snapshot.
-    const [parent, previous] = await Promise.all([parentP, previousP]);
-    const { manifest, dir, checksumMs } = await sealSnapshot({
-      pending, workDir, started, criuMs, criuVersion: version.text, name: req.name,
-      target: { kind: 'process', pid, workload, command: info.command, ownPidNamespace: info.nsPid === 1 },
-      options: {
-        tcpEstablished: req.tcpEstablished === true,
-        extUnixSk: req.extUnixSk === true,
-        fileLocks: req.fileLocks === true,
-        shellJob: req.shellJob === true,
-      },
-      images: async () => {
-        const stored = await storeImages(pending.dir, parent, prehashed);
-        return { files: stored.files, parent: stored.dedup?.parent, dedup: stored.dedup, logicalBytes: stored.logicalBytes };
-      },
-    });
-    // The new snapshot is complete and listed; rewriting the previous one cannot lose it, and a
-    // failure leaves the previous one as it was (whole).
-    let rebased: CheckpointResult['rebased'];
-    // The depth policy: rebasing the previous snapshot makes everything that reads through it one
-    // level deeper; past maxDepth it stays whole and starts a new segment.
-    const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id, await allP).catch(() => Infinity) : 0;
-    if (previous && deepest + 1 <= policy.maxDepth) {
-      try {
-        const m = await rebaseOnto(previous, { manifest, dir });
-        if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };
-      } catch (e) {
-        rebased = { id: previous.manifest.id, error: e instanceof Error ? e.message : String(e) };
+      const fs = await statfs(pending.dir);
+      const free = fs.bavail * fs.bsize;
+      if (need > free) {
+        throw new FerryError('ERR_STORE_FULL', `the ${tier} tier has ${Math.floor(free / 2 ** 20)} MiB free; ${live.label} holds about ${Math.ceil(need / 2 ** 20)} MiB`, {
+          hint: tier === 'memory' ? 'use --tier disk, or free memory-tier space (`ferry snapshots rm`)' : 'free space in the store, or use a store on a larger file system',
+        });
       }
+      // CRIU's log and stats go to a work dir outside the snapshot, so a failed checkpoint's
+      // log survives the removal of its half-written images; on success they are copied in.
+      const workDir = await operationDir(store, 'checkpoint', pending.id);
+      const leaveRunning = req.leaveRunning === true;
+      const enterCritical = () => {
+        if (leaveRunning || critical) return;
+        critical = true;
+        phases.critical(true, `${live.label} has been dumped and now lives only in snapshot ${pending.id}, which is being committed`);
+      };
+      // While CRIU dumps: the dedup partner is looked up, and the pages images are hashed as
+      // CRIU appends to them (on the other core), so little hashing is left once it is done.
+      const mode: DedupMode | 'off' = live.record.kind !== 'process' || req.dedup === false ? 'off' : req.dedup === 'forward' ? 'forward' : 'newest-flat';
+      const who = { workload: live.record.workload, pid: live.rootPid, command: live.record.command };
+      const policy = { maxDepth: req.maxDepth ?? (mode === 'forward' ? DEFAULT_POLICY.maxDepth : Infinity) };
+      const allP = mode === 'off' ? Promise.resolve([]) : store.list().catch(() => []);
+      const parentP = mode === 'forward' ? allP.then((all) => findParent(store, who, tier, policy, all)).catch(() => undefined) : Promise.resolve(undefined);
+      const previousP = mode === 'newest-flat' ? allP.then((all) => newestOf(store, who, tier, all)).catch(() => undefined) : Promise.resolve(undefined);
+      const watchdog = driver.ownsCriu ? await new Watchdog({ pid: live.rootPid, label: live.label, workDir, imagesDir: pending.dir }).start() : undefined;
+      const handlers: NotifyHandlers = {
+        // The commit point of a dump: everything is written; answering failure makes CRIU
+        // resume the tree, answering success lets it kill the tree (unless --leave-running).
+        'post-dump': () => {
+          throwIfInterrupted(req.interrupt, 'stopped before the commit point');
+          watchdog?.disarm();
+          enterCritical();
+        },
+      };
+      const follower = mode === 'off' ? undefined : new FollowingHasher(pending.dir).start();
+      let prehashed: Prehashed | undefined;
+      try {
+        await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
+        // runc runs CRIU itself: once it reports the dump complete, without --leave-running the
+        // container is gone and its images are all that is left.
+        if (!driver.ownsCriu) enterCritical();
+      } catch (err) {
+        if (req.interrupt?.aborted && !critical) {
+          throw interruptedError(req.interrupt, `CRIU resumed ${live.label}, which runs on; the partial snapshot was removed`);
+        }
+        throw err;
+      } finally {
+        watchdog?.stop();
+        prehashed = await follower?.finish();
+      }
+      const criuMs = phases.rec.phasesSoFar()['criu'] ?? 0;
+      throwIfInterrupted(critical ? undefined : req.interrupt, `${live.label} runs on; the partial snapshot was removed`);
+      // Checksums, the page index, and page dedup with this workload's newest snapshot.
+      const [parent, previous] = await Promise.all([parentP, previousP]);
+      const { manifest, dir } = await phases.run('seal', async () => sealSnapshot({
+        pending, workDir, started, criuMs, criuVersion: version.text, name: req.name,
+        target: live.record, options, host: await hostFacts(), logsOptional: !driver.ownsCriu,
+        images: async () => {
+          if (mode === 'off') return { files: await checksumDir(pending.dir) };
+          const stored = await storeImages(pending.dir, parent, prehashed);
+          return { files: stored.files, parent: stored.dedup?.parent, dedup: stored.dedup, logicalBytes: stored.logicalBytes };
+        },
+      }));
+      if (critical) phases.critical(false, `snapshot ${pending.id} is committed`);
+      critical = false;
+      // The new snapshot is complete and listed; rewriting the previous one cannot lose it, and a
+      // failure leaves the previous one as it was (whole). The depth policy: rebasing the
+      // previous snapshot makes everything that reads through it one level deeper.
+      let rebased: CheckpointResult['rebased'];
+      const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id, await allP).catch(() => Infinity) : 0;
+      if (previous && deepest + 1 <= policy.maxDepth) {
+        try {
+          const m = await rebaseOnto(previous, { manifest, dir });
+          if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };
+        } catch (e) {
+          rebased = { id: previous.manifest.id, error: e instanceof Error ? e.message : String(e) };
+        }
+      }
+      const telemetry = phases.rec.finish({ ok: true, criu: manifest.stats, phasesMs: { total: manifest.timings.totalMs, checksum: manifest.timings.checksumMs } });
+      return { snapshot: pending.id, dir, manifest, telemetry, placement, ...(rebased ? { rebased } : {}) };
+    } catch (err) {
+      if (critical) {
+        // CRIU has killed the tree: its images are all that is left of it. Keep them where they
+        // are; the next command on this store finds the intent record and commits or reports them.
+        phases.critical(false, `snapshot ${pending.id} was not committed`);
+        throw new FerryError('ERR_COMMIT_FAILED', `the dump of ${live.label} is complete but snapshot ${pending.id} could not be committed: ${err instanceof Error ? err.message : String(err)}`, {
+          cause: err,
+          detail: `the images are kept in ${pending.dir}`,
+          hint: 'fix the cause (often a full disk), then run any ferry command on this store (e.g. `ferry snapshots ls`): it commits the interrupted snapshot',
+        });
+      }
+      await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
+      throw err;
     }
-    const telemetry = rec.finish({ ok: true, criu: manifest.stats, phasesMs: { total: manifest.timings.totalMs, criu: criuMs, checksum: checksumMs } });
-    return { snapshot: pending.id, dir, manifest, telemetry, placement, ...(rebased ? { rebased } : {}) };
-  } catch (err) {
-    await pending.abandon().catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
-    throw err;
+  } finally {
+    await lock.release();
   }
 }
+

@@ -15,8 +15,12 @@ import type { ContainerTarget, SnapshotManifest, Tier } from '../store/manifest.
 import type { Store } from '../store/store.js';
 import { isBindMount, isRuntime, ownNamespaces, type OciSpec } from '../targets/container.js';
 import { FerryError } from '../util/errors.js';
-import { DESCRIPTORS, isContainerManifest, SPEC_DUMP } from './container.js';
-import { hostFacts } from './host.js';
+
+function isContainerManifest(m: SnapshotManifest): m is SnapshotManifest & { target: ContainerTarget } {
+  return m.target.kind === 'container';
+}
+import { DESCRIPTORS, SPEC_DUMP } from '../targets/container-io.js';
+import { hostFacts } from '../targets/host.js';
 
 /**
  * Container snapshots as Podman/CRI-O checkpoint archives (the layout checkpointctl reads):

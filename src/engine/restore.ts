@@ -1,20 +1,47 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { CriuClient, CRIU_MIN } from '../criu/client.js';
-import { readPstree } from '../criu/images/pstree.js';
-import { readRestoreStats, type RestoreStats } from '../criu/images/stats.js';
-import { verifyChecksums } from '../store/checksums.js';
+import type { RestoreStats } from '../criu/images/stats.js';
+import type { NotifyHandlers } from '../criu/notify.js';
 import { ancestors, checkParentLink } from '../store/chain.js';
-import { Store } from '../store/store.js';
+import { verifyChecksums } from '../store/checksums.js';
+import { acquireLock } from '../store/locks.js';
+import type { Store } from '../store/store.js';
 import { OperationRecorder, type OperationTelemetry } from '../telemetry/operation.js';
-import { processInfo } from '../targets/process.js';
-import { readWorkload, writeWorkload } from '../targets/run.js';
+import { checkRestorable } from '../targets/compat.js';
+import { isRuntime, parseContainerTarget, type Runtime } from '../targets/container.js';
+import type { RestoreCall } from '../targets/driver.js';
+import { driverForManifest } from '../targets/drivers.js';
+import { validWorkloadName } from '../targets/run.js';
 import { FerryError } from '../util/errors.js';
-import { hostFacts } from './host.js';
+import { throwIfInterrupted } from './interrupt.js';
+import { driverPaths, operationDir } from './paths.js';
+import { Phases } from './phases.js';
+
+export interface RestoreRequest {
+  snapshot: string;
+  /**
+   * Restore as a copy under this name: a `ferry run` workload name for process snapshots,
+   * `container:<id>` (or just the id) for container snapshots. Needed while the original runs.
+   */
+  as?: string;
+  /** Restore a copy under a generated name (a workload's `<name>-<suffix>`). */
+  clone?: boolean;
+  /** Containers: another bundle, runtime or runtime root than the recorded ones. */
+  bundle?: string;
+  runtime?: string;
+  runtimeRoot?: string;
+  /** Restore established TCP connections as closed (`--tcp-close`): their peers are gone. */
+  tcpClose?: boolean;
+  interrupt?: AbortSignal;
+}
 
 export interface RestoreResult {
   pid: number;
   snapshot: string;
+  kind: 'process' | 'container';
+  /** The restored workload's name or container id, when it has one. */
+  name: string | undefined;
+  /** Containers: runtime, id and where stdout/stderr go. */
+  container?: { id: string; runtime: Runtime; stdout: string; stderr: string };
   stats: RestoreStats | undefined;
   timings: { totalMs: number; verifyMs: number; criuMs: number };
   logPath: string;
@@ -23,79 +50,90 @@ export interface RestoreResult {
 }
 
 /**
- * Restores a snapshot, detached. Before CRIU runs: the images' checksums, the CRIU line,
- * the CPU features and the pids the snapshot needs are checked; each refusal says why and
- * what to do.
+ * Restores a snapshot (a process tree or a container), detached. Before CRIU runs: the images'
+ * checksums, the CRIU line, the CPU features, the pids and the target's own conditions (a
+ * workload or container id still in use) are checked; each refusal says why and what to do.
  */
-export async function restore(store: Store, id: string, criu = new CriuClient()): Promise<RestoreResult> {
-  return OperationRecorder.run('restore', (rec) => restoreRecorded(store, id, criu, rec));
+export async function restore(store: Store, req: RestoreRequest | string, criu = new CriuClient()): Promise<RestoreResult> {
+  const r = typeof req === 'string' ? { snapshot: req } : req;
+  return OperationRecorder.run('restore', (rec) => restoreRecorded(store, r, criu, new Phases('restore', rec)));
 }
 
-async function restoreRecorded(store: Store, id: string, criu: CriuClient, rec: OperationRecorder): Promise<RestoreResult> {
+async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClient, phases: Phases): Promise<RestoreResult> {
   const started = Date.now();
-  const { manifest, dir } = await store.get(id);
-  if (manifest.target.kind !== 'process') {
-    throw new FerryError('ERR_USAGE', `snapshot ${id} is of a container; the process restore cannot bring it back`, {
-      hint: `restore it with \`ferry restore ${id}\` (optionally --as container:<new-id>), which hands containers to their runtime`,
+  const id = req.snapshot;
+  const self = await store.get(id);
+  const { manifest, dir } = self;
+  let runtime: Runtime | undefined;
+  if (req.runtime !== undefined) {
+    if (!isRuntime(req.runtime)) throw new FerryError('ERR_USAGE', `--runtime must be runc or crun, not '${req.runtime}'`);
+    runtime = req.runtime;
+  }
+  const driver = driverForManifest(manifest, runtime);
+  const as = restoreName(manifest.target, req);
+  if (manifest.target.kind === 'process' && (req.bundle !== undefined || req.runtimeRoot !== undefined)) {
+    throw new FerryError('ERR_USAGE', `${id} is a process snapshot; --bundle, --runtime and --runtime-root apply to container snapshots`);
+  }
+  const lock = await acquireLock(store.root, `snapshot-${id}`, `a restore of snapshot ${id}`);
+  try {
+    // The VERSION round trip with CRIU overlaps the checksum verification.
+    const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
+    versionP.catch(() => undefined);
+    // A deduped snapshot reads pages from its chain: every snapshot in it is checked.
+    const verifyMs = await phases.run('verify', async () => {
+      const t0 = Date.now();
+      const chain = [self, ...await ancestors(store, self)];
+      for (const s of chain) await checkParentLink(s);
+      await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, s.manifest.algorithm)));
+      return Date.now() - t0;
     });
-  }
-  // The VERSION round trip with CRIU overlaps the checksum verification.
-  const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
-  versionP.catch(() => undefined);
-  // A deduped snapshot reads pages from its chain: every snapshot in it is checked.
-  const self = { manifest, dir };
-  const chain = [self, ...await ancestors(store, self)];
-  for (const s of chain) await checkParentLink(s);
-  await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, (s.manifest as { algorithm?: string }).algorithm ?? 'sha256')));
-  const verifyMs = Date.now() - started;
-  const version = await versionP;
-  const line = (v: string) => v.split('.').slice(0, 2).join('.');
-  if (line(version.text) !== line(manifest.criu.version)) {
-    throw new FerryError('ERR_SNAPSHOT_INCOMPATIBLE', `snapshot ${id} was taken by CRIU ${manifest.criu.version}; this host runs CRIU ${version.text}`, {
-      hint: `CRIU's image format differs between lines (${line(manifest.criu.version)} vs ${line(version.text)}); restore it on a host with CRIU ${line(manifest.criu.version)}.x`,
+    const version = await versionP;
+    const workDir = await operationDir(store, 'restore', id);
+    const handlers: NotifyHandlers = {};
+    const call: RestoreCall = {
+      manifest, dir, workDir, criu, handlers, control: {},
+      ...(as !== undefined ? { as } : {}),
+      ...(req.bundle !== undefined ? { bundle: req.bundle } : {}),
+      ...(runtime !== undefined ? { runtime } : {}),
+      ...(req.runtimeRoot !== undefined ? { runtimeRoot: req.runtimeRoot } : {}),
+      extra: req.tcpClose ? { tcpClose: true } : {},
+      paths: driverPaths(store),
+    };
+    await phases.run('preflight', async () => {
+      await checkRestorable(manifest, version.text, { imagesDir: dir });
+      await driver.preflightRestore(call);
     });
+    throwIfInterrupted(req.interrupt, `snapshot ${id} was not restored`);
+    const r = await phases.run('criu', () => driver.restore(call));
+    phases.rec.watch(r.pid);
+    const criuMs = phases.rec.phasesSoFar()['criu'] ?? 0;
+    const timings = { totalMs: Date.now() - started, verifyMs, criuMs };
+    const telemetry = phases.rec.finish({ ok: true, criu: r.stats, phasesMs: { total: timings.totalMs } });
+    return {
+      pid: r.pid, snapshot: id, kind: manifest.target.kind, name: r.name, stats: r.stats, timings, logPath: r.logPath, telemetry,
+      ...(r.container ? { container: r.container } : {}),
+    };
+  } finally {
+    await lock.release();
   }
-  const here = await hostFacts();
-  if (here.arch !== manifest.host.arch) {
-    throw new FerryError('ERR_SNAPSHOT_INCOMPATIBLE', `snapshot ${id} is for ${manifest.host.arch}; this host is ${here.arch}`);
-  }
-  const have = new Set(here.cpuFlags);
-  const missing = manifest.host.cpuFlags.filter((f) => !have.has(f));
-  if (missing.length) {
-    throw new FerryError('ERR_SNAPSHOT_INCOMPATIBLE', `this CPU lacks features the snapshot's host had: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}`, {
-      hint: `restore on a host whose CPU has them (the snapshot was taken on ${manifest.host.hostname})`,
-    });
-  }
-  if (!manifest.target.ownPidNamespace) {
-    for (const p of await readPstree(dir)) {
-      const live = await processInfo(p.pid);
-      if (live) {
-        throw new FerryError('ERR_PID_TAKEN', `pid ${p.pid}, which the snapshot needs, is in use by ${live.comm}`, {
-          hint: 'the snapshot was taken from the host pid namespace, so its pids must be free: stop that process (often the original), or run workloads with `ferry run` so they get their own pid namespace',
-        });
-      }
-    }
-  }
+}
 
-  const workDir = join(store.root, 'logs', `restore-${id}-${Date.now()}`);
-  await mkdir(workDir, { recursive: true, mode: 0o700 });
-  const criuStarted = Date.now();
-  const r = await criu.restore({
-    imagesDir: dir,
-    workDir,
-    ...(manifest.options.tcpEstablished ? { tcpEstablished: true } : {}),
-    ...(manifest.options.extUnixSk ? { extUnixSk: true } : {}),
-    ...(manifest.options.fileLocks ? { fileLocks: true } : {}),
-    ...(manifest.options.shellJob ? { shellJob: true } : {}),
-  });
-  const criuMs = Date.now() - criuStarted;
-  if (manifest.target.workload) {
-    const rec = await readWorkload(store.workloadsDir, manifest.target.workload);
-    if (rec) await writeWorkload(store.workloadsDir, { ...rec, pid: r.pid, restoredFrom: id });
+/** The name a restore runs under: --as (validated), a generated one for --clone, or the recorded one. */
+function restoreName(target: { kind: string; workload?: string | undefined; id?: string }, req: RestoreRequest): string | undefined {
+  if (req.as !== undefined && req.clone) throw new FerryError('ERR_USAGE', '--as and --clone contradict each other', { hint: 'give one of them' });
+  if (target.kind === 'container') {
+    if (req.as !== undefined) return parseContainerTarget(req.as.startsWith('container:') ? req.as : `container:${req.as}`);
+    if (req.clone) return `${target.id ?? 'container'}-${suffix()}`;
+    return undefined;
   }
-  rec.watch(r.pid);
-  const stats = await readRestoreStats(workDir);
-  const timings = { totalMs: Date.now() - started, verifyMs, criuMs };
-  const telemetry = rec.finish({ ok: true, criu: stats, phasesMs: { total: timings.totalMs, verify: verifyMs, criu: criuMs } });
-  return { pid: r.pid, snapshot: id, stats, timings, logPath: r.logPath, telemetry };
+  if (req.as !== undefined) {
+    if (!validWorkloadName(req.as)) throw new FerryError('ERR_USAGE', `invalid workload name '${req.as}'`, { hint: 'use letters, digits, dot, dash and underscore (max 64)' });
+    return req.as;
+  }
+  if (req.clone) return `${target.workload ?? 'clone'}-${suffix()}`;
+  return undefined;
+}
+
+function suffix(): string {
+  return Date.now().toString(36).slice(-5);
 }

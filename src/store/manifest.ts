@@ -30,8 +30,8 @@ export interface SnapshotManifest {
   } | ContainerTarget;
   host: { hostname: string; kernel: string; arch: string; cpuFlags: string[] };
   criu: { version: string };
-  /** CRIU options that must be repeated at restore. */
-  options: { tcpEstablished: boolean; extUnixSk: boolean; fileLocks: boolean; shellJob: boolean };
+  /** CRIU options chosen at checkpoint (those CRIU needs again are repeated at restore). */
+  options: RecordedOptions;
   /** CRIU's own stats, under CRIU's names. */
   stats: DumpStats | undefined;
   timings: { totalMs: number; criuMs: number; checksumMs: number };
@@ -44,6 +44,31 @@ export interface SnapshotManifest {
 }
 
 export type Tier = 'memory' | 'disk';
+
+/**
+ * The CRIU options a user chose at checkpoint, as recorded. targets/recorded-options.ts is the
+ * one place they become CRIU options and runtime flags.
+ */
+export interface RecordedOptions {
+  /** Established TCP connections travel (`--tcp-established`; dump and restore). */
+  tcpEstablished: boolean;
+  /** Unix sockets whose peer is outside the tree (`--ext-unix-sk`; dump and restore). */
+  extUnixSk: boolean;
+  /** File locks (`--file-locks`; dump and restore). */
+  fileLocks: boolean;
+  /** The tree is not a session leader (`--shell-job`; dump and restore). */
+  shellJob: boolean;
+  /** Half-open TCP connections are skipped (`--skip-in-flight`; dump). */
+  skipInFlight?: boolean;
+  /** Largest deleted-but-open file dumped whole, bytes (`--ghost-limit`; dump). */
+  ghostLimit?: number;
+  /** Resolve paths of inotify/fanotify watches by scanning (`--force-irmap`; dump). */
+  forceIrmap?: boolean;
+  /** Deleted-but-linked files are relinked (`--link-remap`; dump and restore). */
+  linkRemap?: boolean;
+  /** External resources (`--external`, e.g. `mnt[/data]:data`, `dev[maj/min]:key`; dump and restore). */
+  external?: string[];
+}
 
 /** A runc or crun container (`container:<id>`), checkpointed by src/engine/container.ts. */
 export interface ContainerTarget {

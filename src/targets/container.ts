@@ -5,7 +5,7 @@ import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { resolveCriuBinary } from '../criu/binary.js';
 import { FerryError, errnoCode } from '../util/errors.js';
 import { findOnPath } from '../util/path.js';
-import { statFields } from './process.js';
+import { processStartTime } from './process.js';
 
 /**
  * OCI containers as checkpoint targets: `container:<id>` of runc or crun. What is read here:
@@ -179,12 +179,6 @@ export async function freezerCgroup(pid: number): Promise<string | undefined> {
     }
   }
   return undefined;
-}
-
-/** The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat). */
-async function processStartTime(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  return Number(statFields(stat)[19]);
 }
 
 /**

@@ -98,3 +98,18 @@ export async function checkCheckpointable(pid: number, opts: { shellJob: boolean
   }
   return info;
 }
+
+/** A process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, it names one process. */
+export async function processStartTime(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(statFields(stat)[19]);
+}
+
+/** The start time of `pid` if it is alive (not gone, not a zombie); undefined otherwise. */
+export async function liveStartTime(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return undefined;
+  const f = statFields(stat);
+  if (f[0] === 'Z' || f[0] === 'X') return undefined;
+  return Number(f[19]);
+}

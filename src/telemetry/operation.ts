@@ -77,6 +77,11 @@ export class OperationRecorder {
     if (telemetryChannels.phase.hasSubscribers) telemetryChannels.phase.publish({ id: this.id, operation: this.operation, phase: name, ms } satisfies TelemetryPhaseEvent);
   }
 
+  /** The phases recorded so far (ms). */
+  phasesSoFar(): Readonly<Record<string, number>> {
+    return this.phases;
+  }
+
   /** Times `fn` as phase `name`. */
   async time<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const t0 = Date.now();

@@ -1,26 +1,59 @@
-import { restore } from '../../engine/restore.js';
-import { CONTAINER_RESTORE_OPTIONS, CONTAINER_RESTORE_USAGE, hasContainerRestoreFlags, runContainerRestore } from '../container.js';
-import { Store } from '../../store/store.js';
+import { createEngine } from '../../engine/engine.js';
+import type { RestoreResult } from '../../engine/restore.js';
 import { FerryError } from '../../util/errors.js';
-import { parse, type Command } from '../command.js';
-import { printJson } from '../output.js';
+import { emitJson, parse, type Command } from '../command.js';
+import { interruptible } from '../interrupt.js';
 import { startProgress } from '../progress.js';
 
 export const command: Command = {
-  summary: 'Restore a snapshot, detached, after checking its checksums and that this host can run it.\nPrints the new host pid.',
-  usage: 'ferry restore <snapshot> [--json]\n' + CONTAINER_RESTORE_USAGE,
+  summary: 'Restore a snapshot (a process tree or a container), detached, after checking its checksums and that this host\n' +
+    'can run it. Prints the new host pid (a container: container:ID).',
+  usage: 'ferry restore <snapshot> [--as NAME | --clone] [--tcp-close] [--json]\n' +
+    '       ferry restore <container snapshot> [--as container:<new-id> | --clone] [--bundle DIR] [--runtime runc|crun] [--runtime-root DIR] [--json]\n' +
+    '  A snapshot whose workload still runs is refused: stop it (`ferry stop NAME`), or restore a copy with --as NAME\n' +
+    '  (or --clone for a generated name). --tcp-close restores established TCP connections as closed.',
   async run(argv, ctx) {
-    const { values, positionals } = parse(argv, { ...CONTAINER_RESTORE_OPTIONS }, 'restore');
+    const { values, positionals } = parse(argv, {
+      as: { type: 'string' },
+      clone: { type: 'boolean' },
+      'tcp-close': { type: 'boolean' },
+      bundle: { type: 'string' },
+      runtime: { type: 'string' },
+      'runtime-root': { type: 'string' },
+    }, 'restore');
     const [id, ...extra] = positionals;
     if (!id || extra.length) throw new FerryError('ERR_USAGE', 'restore: give exactly one snapshot id', { hint: 'list them with `ferry snapshots ls`' });
-    if ((await new Store({ root: ctx.store }).get(id)).manifest.target.kind === 'container') return runContainerRestore(id, values, ctx);
-    if (hasContainerRestoreFlags(values)) throw new FerryError('ERR_USAGE', `restore: ${id} is a process snapshot; --as, --bundle, --runtime and --runtime-root apply to container snapshots`, { hint: 'see `ferry restore --help`' });
     const stop = startProgress(`restoring ${id}`, ctx.json);
-    const r = await restore(new Store({ root: ctx.store }), id).finally(stop);
-    if (ctx.json) printJson({ pid: r.pid, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings, telemetry: r.telemetry });
+    const intr = interruptible(ctx.out);
+    let r: RestoreResult;
+    try {
+      r = await createEngine({ store: ctx.store }).restore({
+        snapshot: id, interrupt: intr.signal,
+        ...(values.as !== undefined ? { as: values.as } : {}),
+        ...(values.clone ? { clone: true } : {}),
+        ...(values['tcp-close'] ? { tcpClose: true } : {}),
+        ...(values.bundle !== undefined ? { bundle: values.bundle } : {}),
+        ...(values.runtime !== undefined ? { runtime: values.runtime } : {}),
+        ...(values['runtime-root'] !== undefined ? { runtimeRoot: values['runtime-root'] } : {}),
+      });
+    } finally {
+      stop();
+      intr.dispose();
+    }
+    if (r.container) {
+      const c = r.container;
+      if (ctx.json) emitJson(ctx.out, { kind: 'container', container: c.id, runtime: c.runtime, pid: r.pid, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings, stdout: c.stdout, stderr: c.stderr, telemetry: r.telemetry });
+      else {
+        ctx.out.stdout(`container:${c.id}\n`);
+        ctx.out.stderr(`restored ${id} as ${c.runtime} container ${c.id} (pid ${r.pid}) in ${r.timings.totalMs} ms ` +
+          `(checksums ${r.timings.verifyMs} ms, restore ${r.timings.criuMs} ms); stdout/stderr → ${c.stdout}, ${c.stderr}\n`);
+      }
+      return 0;
+    }
+    if (ctx.json) emitJson(ctx.out, { kind: 'process', pid: r.pid, name: r.name ?? null, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings, telemetry: r.telemetry });
     else {
-      process.stdout.write(`${r.pid}\n`);
-      process.stderr.write(`restored ${id} as pid ${r.pid} in ${r.timings.totalMs} ms (checksums ${r.timings.verifyMs} ms, CRIU ${r.timings.criuMs} ms)\n`);
+      ctx.out.stdout(`${r.pid}\n`);
+      ctx.out.stderr(`restored ${id} as pid ${r.pid}${r.name ? ` (workload ${r.name})` : ''} in ${r.timings.totalMs} ms (checksums ${r.timings.verifyMs} ms, CRIU ${r.timings.criuMs} ms)\n`);
     }
     return 0;
   },

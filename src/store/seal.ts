@@ -1,10 +1,9 @@
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readDumpStats } from '../criu/images/stats.js';
-import { HASH_ALGORITHM, type FileSums } from '../store/checksums.js';
-import type { SnapshotManifest } from '../store/manifest.js';
-import type { PendingSnapshot } from '../store/store.js';
-import { hostFacts } from './host.js';
+import { HASH_ALGORITHM, type FileSums } from './checksums.js';
+import type { SnapshotManifest } from './manifest.js';
+import type { PendingSnapshot } from './store.js';
 
 /** What a checkpoint (of a process or a container) knows once CRIU has written the images. */
 export interface SealInput<T extends SnapshotManifest['target']> {
@@ -18,6 +17,8 @@ export interface SealInput<T extends SnapshotManifest['target']> {
   name: string | undefined;
   target: T;
   options: SnapshotManifest['options'];
+  /** The host that took it (targets/host.ts hostFacts). */
+  host: SnapshotManifest['host'];
   /** A runtime's own checkpoint may leave no dump.log/stats-dump in ferry's work dir. */
   logsOptional?: boolean;
   /** Checksums the images (and whatever else the snapshot records about them). */
@@ -48,7 +49,7 @@ export async function sealSnapshot<T extends SnapshotManifest['target']>(i: Seal
     tier: pending.tier,
     createdAt: new Date().toISOString(),
     target: i.target,
-    host: await hostFacts(),
+    host: i.host,
     criu: { version: i.criuVersion },
     options: i.options,
     stats: await (i.logsOptional ? stats.catch(() => undefined) : stats),

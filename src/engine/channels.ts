@@ -1,0 +1,41 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+
+/**
+ * Every event the engine publishes, on named diagnostics channels declared here, once. The CLI's
+ * progress line, the agent's SSE stream and metrics subscribe here — not to CRIU's channels.
+ * Nothing in the engine prints.
+ */
+export const engineChannels = {
+  /** {@link PhaseEvent}: a phase of an operation started or ended. */
+  phase: diagnostics_channel.channel('ferry:engine:phase'),
+  /** {@link CriticalEvent}: the operation entered or left a stretch that must not be interrupted. */
+  critical: diagnostics_channel.channel('ferry:engine:critical'),
+  /** {@link RecoveredEvent}: an operation interrupted earlier (ferry killed) was finished or undone. */
+  recovered: diagnostics_channel.channel('ferry:engine:recovered'),
+} as const;
+
+export type EngineOperation = 'checkpoint' | 'restore';
+
+export interface PhaseEvent {
+  /** The operation's telemetry id. */
+  id: number;
+  operation: EngineOperation;
+  phase: string;
+  state: 'start' | 'end';
+  /** On 'end': how long it took. */
+  ms?: number;
+}
+
+export interface CriticalEvent {
+  id: number;
+  operation: EngineOperation;
+  entered: boolean;
+  /** What is at stake, for a message to someone pressing Ctrl-C: "pid 123 now lives only in snapshot X". */
+  what: string;
+}
+
+export interface RecoveredEvent {
+  snapshot: string;
+  action: 'committed' | 'removed';
+  reason: string;
+}

@@ -1,0 +1,98 @@
+import { readRestoreStats } from '../criu/images/stats.js';
+import { FerryError } from '../util/errors.js';
+import type { DumpCall, LiveTarget, RestoreCall, RestoredTarget, TargetDriver, TargetRef, DriverPaths } from './driver.js';
+import { checkCheckpointable, processInfo } from './process.js';
+import { dumpCriuOptions, restoreCriuOptions, type RecordedOptions } from './recorded-options.js';
+import { readWorkload, writeWorkload, type WorkloadRecord } from './run.js';
+
+/** What resolving a process tree found: its `ferry run` record, when it is one. */
+interface ProcessFacts { workload: WorkloadRecord | undefined }
+
+/** A process tree by pid, or a workload started with `ferry run`; ferry drives CRIU itself. */
+export const processDriver: TargetDriver<ProcessFacts> = {
+  name: 'process',
+  ownsCriu: true,
+
+  async resolve(ref: TargetRef, paths: DriverPaths, options: RecordedOptions): Promise<LiveTarget<ProcessFacts>> {
+    let pid: number;
+    let workload: WorkloadRecord | undefined;
+    if (ref.kind === 'process') {
+      pid = ref.pid;
+    } else if (ref.kind === 'workload') {
+      workload = await readWorkload(paths.workloadsDir, ref.name);
+      if (!workload) {
+        throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${ref.name}'`, { hint: 'give a pid, or the name of a workload started with `ferry run` (`ferry ps` lists them)' });
+      }
+      pid = workload.pid;
+    } else {
+      throw new FerryError('ERR_USAGE', `container:${ref.id} is a container, not a process`);
+    }
+    const info = await checkCheckpointable(pid, { shellJob: options.shellJob });
+    return {
+      driver: 'process',
+      rootPid: pid,
+      lockKey: `pid-${pid}`,
+      label: `pid ${pid} (${info.comm})`,
+      record: { kind: 'process', pid, workload: workload?.name, command: info.command, ownPidNamespace: info.nsPid === 1 },
+      private: { workload },
+    };
+  },
+
+  async dump(live, call: DumpCall): Promise<void> {
+    await call.criu.dump({
+      pid: live.rootPid,
+      imagesDir: call.imagesDir,
+      workDir: call.workDir,
+      ...(call.leaveRunning ? { leaveRunning: true } : {}),
+      ...dumpCriuOptions(call.options),
+    }, call.handlers, call.control);
+  },
+
+  async preflightRestore(call: RestoreCall): Promise<void> {
+    const t = call.manifest.target;
+    if (t.kind !== 'process') throw new FerryError('ERR_USAGE', `snapshot ${call.manifest.id} is not of a process`);
+    if (call.as !== undefined) return;
+    // Restoring a workload that still runs would make two copies under one name: the copy must
+    // be asked for by name, and the name never moves silently.
+    const name = t.workload;
+    if (name === undefined) return;
+    const rec = await readWorkload(call.paths.workloadsDir, name);
+    if (rec && (await processInfo(rec.pid)) && await sameCommand(rec)) {
+      throw new FerryError('ERR_WORKLOAD_RUNNING', `workload '${name}' is still running (pid ${rec.pid}); restoring ${call.manifest.id} would start a second copy`, {
+        hint: `stop it first (\`ferry stop ${name}\`), or restore the copy under a new name with --as NAME`,
+      });
+    }
+  },
+
+  async restore(call: RestoreCall): Promise<RestoredTarget> {
+    const t = call.manifest.target;
+    if (t.kind !== 'process') throw new FerryError('ERR_USAGE', `snapshot ${call.manifest.id} is not of a process`);
+    const r = await call.criu.restore({
+      imagesDir: call.dir,
+      workDir: call.workDir,
+      ...restoreCriuOptions(call.manifest.options, call.extra),
+    }, call.handlers, call.control);
+    const name = call.as ?? t.workload;
+    if (name !== undefined) {
+      const old = t.workload !== undefined ? await readWorkload(call.paths.workloadsDir, t.workload) : undefined;
+      const rec: WorkloadRecord = {
+        name,
+        pid: r.pid,
+        command: old?.command ?? t.command,
+        stdout: old?.stdout ?? '',
+        stderr: old?.stderr ?? '',
+        startedAt: old?.startedAt ?? new Date().toISOString(),
+        restoredFrom: call.manifest.id,
+      };
+      await writeWorkload(call.paths.workloadsDir, rec);
+    }
+    return { pid: r.pid, logPath: r.logPath, stats: await readRestoreStats(call.workDir), name };
+  },
+};
+
+/** The recorded pid still runs the recorded program (not a reused pid). */
+async function sameCommand(rec: WorkloadRecord): Promise<boolean> {
+  const info = await processInfo(rec.pid);
+  if (!info) return false;
+  return rec.command.length === 0 || info.command.join('\0') === rec.command.join('\0') || info.command[0] === rec.command[0];
+}
