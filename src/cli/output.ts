@@ -52,5 +52,9 @@ export function reportError(err: unknown, mode: OutputMode): number {
   }
   if (mode.debug && err instanceof Error && err.stack) out.push(style.dim(err.stack));
   process.stderr.write(out.join('\n') + '\n');
+  if (err instanceof FerryError && err.code === 'ERR_INTERRUPTED') {
+    const sig = (err as FerryError & { signal?: string }).signal;
+    return sig === 'SIGTERM' ? 143 : sig === 'SIGHUP' ? 129 : 130;
+  }
   return 1;
 }

@@ -13,9 +13,9 @@ import { OperationRecorder, type OperationTelemetry } from '../telemetry/operati
 import type { TargetRef } from '../targets/driver.js';
 import { parseTargetRef, resolveLive } from '../targets/drivers.js';
 import { hostFacts } from '../targets/host.js';
-import { treeRssBytes } from '../targets/process.js';
+import { liveStartTime, treeRssBytes } from '../targets/process.js';
 import { recordOptions, type RecordedOptions } from '../targets/recorded-options.js';
-import { FerryError } from '../util/errors.js';
+import { FerryError, isFerryError } from '../util/errors.js';
 import { interruptedError, throwIfInterrupted } from './interrupt.js';
 import { Phases } from './phases.js';
 import { driverPaths, operationDir } from './paths.js';
@@ -137,6 +137,12 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       } catch (err) {
         if (req.interrupt?.aborted && !critical) {
           throw interruptedError(req.interrupt, `CRIU resumed ${live.label}, which runs on; the partial snapshot was removed`);
+        }
+        if (!critical && !isFerryError(err, 'ERR_TARGET_DIED') && await liveStartTime(live.rootPid) === undefined) {
+          // CRIU noticed first: the real cause is the target's death, not CRIU's complaint.
+          throw new FerryError('ERR_TARGET_DIED', `${live.label} died while CRIU was dumping it; nothing was saved`, {
+            cause: err, hint: 'something killed the workload during the checkpoint (the kernel log says whether it was the OOM killer)',
+          });
         }
         throw err;
       } finally {
