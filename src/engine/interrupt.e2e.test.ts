@@ -6,7 +6,7 @@
 // fail within seconds (the watchdog), naming the cause.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,6 +159,27 @@ describe('interrupted checkpoints never lose the workload', { concurrency: false
     const winner = a.code === 0 ? a : b;
     await ok(['snapshots', 'rm', winner.stdout.trim()]);
     killQuietly(pid);
+  });
+
+  it('a snapshot whose workload still runs is not restored twice; --as makes the copy explicit, and names never move', async () => {
+    const pid = await run('dup');
+    const id = (await ok(['checkpoint', 'dup', '--leave-running'])).trim();
+    const r = await ferry(['restore', id]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^ferry: error: workload 'dup' is still running \(pid \d+\); restoring \S+ would start a second copy/m);
+    assert.match(r.stderr, /hint: .*--as NAME/);
+    const copy = JSON.parse(await ok(['restore', id, '--as', 'dup-copy', '--json'])) as { pid: number; name: string };
+    pids.add(copy.pid);
+    assert.equal(copy.name, 'dup-copy');
+    await inst.verify(copy.pid);
+    await inst.verify(pid);
+    const rec = JSON.parse(readFileSync(join(store, 'workloads', 'dup', 'workload.json'), 'utf8')) as { pid: number };
+    assert.equal(rec.pid, pid, 'the original keeps its name');
+    const again = await ferry(['restore', id, '--as', 'dup-copy']);
+    assert.equal(again.code, 1, 'a second copy under the same name is refused too');
+    killQuietly(copy.pid);
+    killQuietly(pid);
+    await ok(['snapshots', 'rm', id]);
   });
 
   it('a workload killed in the middle of its dump: the checkpoint fails within seconds, naming the cause; nothing partial stays', async () => {

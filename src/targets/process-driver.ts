@@ -51,15 +51,14 @@ export const processDriver: TargetDriver<ProcessFacts> = {
   async preflightRestore(call: RestoreCall): Promise<void> {
     const t = call.manifest.target;
     if (t.kind !== 'process') throw new FerryError('ERR_USAGE', `snapshot ${call.manifest.id} is not of a process`);
-    if (call.as !== undefined) return;
     // Restoring a workload that still runs would make two copies under one name: the copy must
-    // be asked for by name, and the name never moves silently.
-    const name = t.workload;
+    // be asked for by a new name (--as), and a name never moves silently.
+    const name = call.as ?? t.workload;
     if (name === undefined) return;
     const rec = await readWorkload(call.paths.workloadsDir, name);
     if (rec && (await processInfo(rec.pid)) && await sameCommand(rec)) {
       throw new FerryError('ERR_WORKLOAD_RUNNING', `workload '${name}' is still running (pid ${rec.pid}); restoring ${call.manifest.id} would start a second copy`, {
-        hint: `stop it first (\`ferry stop ${name}\`), or restore the copy under a new name with --as NAME`,
+        hint: call.as !== undefined ? `pick another name with --as NAME, or stop '${name}' first (\`ferry stop ${name}\`)` : `stop it first (\`ferry stop ${name}\`), or restore the copy under a new name with --as NAME (or --clone)`,
       });
     }
   },
