@@ -4,14 +4,16 @@
  * and folds parents into children (compaction) so that a chain can be shortened or a parent
  * removed without breaking anything that depends on it.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
-import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE, PE_PARENT, PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
 import { FerryError } from '../util/errors.js';
-import { PARENT_LINK, restage, writeAll } from './dedup.js';
 import type { SnapshotManifest, Tier } from './manifest.js';
+import { copyPages } from './page-copy.js';
+import { PAGE_INDEX, PageRuns, pagemapIdsOf, pfnOf } from './page-index.js';
+import { restage } from './rewrite.js';
 import type { Store, StoredSnapshot } from './store.js';
+
+export { checkParentLink } from './parent-link.js';
 
 /** How deep chains may grow at checkpoint time (the compaction policy applied as they are made). */
 export interface ChainPolicy {
@@ -94,56 +96,33 @@ export async function newestOf(store: Store, target: { workload: string | undefi
   const same = (m: SnapshotManifest) => m.tier === tier && m.target.kind === 'process' && (target.workload !== undefined
     ? m.target.workload === target.workload
     : m.target.workload === undefined && m.target.pid === target.pid && m.target.command.join('\0') === target.command.join('\0'));
-  const candidates = (all ?? await store.list()).filter((s) => same(s.manifest) && s.manifest.files['ferry-pages.idx'] !== undefined);
+  const candidates = (all ?? await store.list()).filter((s) => same(s.manifest) && s.manifest.files[PAGE_INDEX] !== undefined);
   candidates.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
   return candidates[0];
 }
 
 /** Where one logical page's data lives: the snapshot (index in the chain) and byte offset in its pages file. */
-interface Resolved { level: number; offset: number; flags: number }
+export interface Resolved { level: number; offset: number; flags: number }
 
-/** A pagemap's runs with their pages-file offsets, sorted by address. */
-interface Level {
+/** One pagemap of a snapshot in a chain: its pages image and its runs by address. */
+export interface Level {
   pagesPath: string;
-  runs: { start: number; end: number; flags: number; offset: number }[];
+  runs: PageRuns;
 }
 
-async function loadLevel(dir: string, id: number): Promise<Level | undefined> {
-  let pm;
-  try {
-    pm = await readPagemap(join(dir, `pagemap-${id}.img`));
-  } catch {
-    return undefined;
-  }
-  const runs: Level['runs'] = [];
-  let offset = 0;
-  for (const e of pm.entries) {
-    const start = Number(e.vaddr / BigInt(PAGE_SIZE));
-    runs.push({ start, end: start + e.nrPages, flags: e.flags, offset: e.flags & PE_PRESENT ? offset : -1 });
-    if (e.flags & PE_PRESENT) offset += e.nrPages * PAGE_SIZE;
-  }
-  runs.sort((a, b) => a.start - b.start);
-  return { pagesPath: join(dir, `pages-${pm.pagesId}.img`), runs };
+/** The pagemap `id` of the snapshot in `dir` as a Level; undefined when it has none (or it is unreadable). */
+export async function loadLevel(dir: string, id: number): Promise<Level | undefined> {
+  const pm = await readPagemap(join(dir, `pagemap-${id}.img`)).catch(() => undefined);
+  return pm && { pagesPath: join(dir, `pages-${pm.pagesId}.img`), runs: new PageRuns(pm.entries) };
 }
 
-function findRun(level: Level, pfn: number) {
-  let lo = 0, hi = level.runs.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const r = level.runs[mid]!;
-    if (pfn < r.start) hi = mid - 1;
-    else if (pfn >= r.end) lo = mid + 1;
-    else return r;
-  }
-  return undefined;
-}
-
-/** Follows PE_PARENT down the chain `levels` (levels[0] = the parent of the snapshot being folded). */
-function resolve(levels: (Level | undefined)[], pfn: number, from = 0): Resolved | undefined {
-  for (let l = from; l < levels.length; l++) {
-    const lv = levels[l];
-    if (!lv) return undefined;
-    const r = findRun(lv, pfn);
+/**
+ * Follows PE_PARENT down the chain `levels` (levels[0] = the parent of the snapshot being
+ * folded) to the snapshot that holds page `pfn`; undefined when none does.
+ */
+export function resolvePage(levels: readonly (Level | undefined)[], pfn: number): Resolved | undefined {
+  for (let l = 0; l < levels.length; l++) {
+    const r = levels[l]?.runs.find(pfn);
     if (!r) return undefined;
     if (r.flags & PE_PRESENT) return { level: l, offset: r.offset + (pfn - r.start) * PAGE_SIZE, flags: r.flags };
     if (!(r.flags & PE_PARENT)) return undefined;
@@ -165,7 +144,7 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
   if (n === 0) return s.manifest;
   const folded = chain.slice(0, n);
   const newParent = chain[n];
-  const pagemapIds = Object.keys(s.manifest.files).map((f) => /^pagemap-(\d+)\.img$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]));
+  const pagemapIds = pagemapIdsOf(Object.keys(s.manifest.files));
   const manifest = await restage(s, newParent?.manifest.id, 'fold', async (stage) => {
     const rewritten = new Set<string>();
     for (const pmId of pagemapIds) {
@@ -194,32 +173,18 @@ export async function foldInto(store: Store, s: StoredSnapshot, fold = Infinity)
 async function foldPagemap(s: StoredSnapshot, chain: StoredSnapshot[], n: number, pmId: number, pm: { pagesId: number; entries: PagemapRun[] }, pagesOut: string, pagemapOut: string): Promise<void> {
   const levels = await Promise.all(chain.map((a) => loadLevel(a.dir, pmId)));
   const out: PagemapRun[] = [];
-  // Synchronous I/O through one 4 MiB buffer: a chain has thousands of short runs per level, and
-  // an await per run costs more than its copy (tmpfs).
-  const fds = new Map<number, number>();
-  const own = openSync(join(s.dir, `pages-${pm.pagesId}.img`), 'r');
-  const dst = openSync(pagesOut, 'wx', 0o600);
-  const buf = Buffer.allocUnsafe(4 << 20);
-  let fill = 0;
-  const copy = (fd: number, off: number, bytes: number) => {
-    while (bytes > 0) {
-      if (fill === buf.length) { writeAll(dst, buf, fill); fill = 0; }
-      const got = readSync(fd, buf, fill, Math.min(buf.length - fill, bytes), off);
-      if (got === 0) throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${s.manifest.id}: a pages image of its chain is shorter than its pagemap says`);
-      fill += got; off += got; bytes -= got;
-    }
-  };
-  try {
+  const own = join(s.dir, `pages-${pm.pagesId}.img`);
+  copyPages(pagesOut, () => `snapshot ${s.manifest.id}: a pages image of its chain is shorter than its pagemap says`, (c) => {
     let ownOff = 0;
     for (const e of pm.entries) {
       if (e.flags & PE_PRESENT) {
-        copy(own, ownOff, e.nrPages * PAGE_SIZE);
+        c.copy(own, ownOff, e.nrPages * PAGE_SIZE);
         ownOff += e.nrPages * PAGE_SIZE;
         out.push(e);
         continue;
       }
       if (!(e.flags & PE_PARENT)) { out.push(e); continue; }
-      const pfn0 = Number(e.vaddr / BigInt(PAGE_SIZE));
+      const pfn0 = pfnOf(e.vaddr);
       // Pages held beyond the folded ancestors stay PE_PARENT (key -1); the others are copied in
       // with the flags of the run that held them (so runs merge back as CRIU wrote them).
       let runStart = 0, runKey: number | undefined;
@@ -232,13 +197,11 @@ async function foldPagemap(s: StoredSnapshot, chain: StoredSnapshot[], n: number
       let pend: { level: number; offset: number; bytes: number } | undefined;
       const drain = () => {
         if (!pend) return;
-        let fd = fds.get(pend.level);
-        if (fd === undefined) { fd = openSync(levels[pend.level]!.pagesPath, 'r'); fds.set(pend.level, fd); }
-        copy(fd, pend.offset, pend.bytes);
+        c.copy(levels[pend.level]!.pagesPath, pend.offset, pend.bytes);
         pend = undefined;
       };
       for (let k = 0; k < e.nrPages; k++) {
-        const r = resolve(levels, pfn0 + k);
+        const r = resolvePage(levels, pfn0 + k);
         if (!r) throw new FerryError('ERR_SNAPSHOT_BROKEN_CHAIN', `snapshot ${s.manifest.id}: page ${(pfn0 + k) * PAGE_SIZE} of pagemap ${pmId} is in no ancestor`);
         const key = r.level >= n ? -1 : r.flags;
         if (key !== runKey) { drain(); flush(k); runStart = k; runKey = key; }
@@ -249,17 +212,12 @@ async function foldPagemap(s: StoredSnapshot, chain: StoredSnapshot[], n: number
       drain();
       flush(e.nrPages);
     }
-    writeAll(dst, buf, fill);
-  } finally {
-    closeSync(own);
-    closeSync(dst);
-    for (const fd of fds.values()) closeSync(fd);
-  }
+  });
   await writePagemap(pagemapOut, { pagesId: pm.pagesId }, mergeRuns(out));
 }
 
 /** Joins adjacent runs with the same flags (CRIU reads either form). */
-function mergeRuns(runs: PagemapRun[]): PagemapRun[] {
+export function mergeRuns(runs: PagemapRun[]): PagemapRun[] {
   const out: PagemapRun[] = [];
   for (const r of runs) {
     const last = out[out.length - 1];
@@ -267,20 +225,4 @@ function mergeRuns(runs: PagemapRun[]): PagemapRun[] {
     else out.push({ ...r });
   }
   return out;
-}
-
-/** Checks that a snapshot's `parent` link matches its manifest (a tampered link is refused). */
-export async function checkParentLink(s: StoredSnapshot): Promise<void> {
-  let target: string | undefined;
-  try {
-    target = await readlink(join(s.dir, PARENT_LINK));
-  } catch {
-    target = undefined;
-  }
-  const want = s.manifest.parent === undefined ? undefined : `../${s.manifest.parent}`;
-  if (target !== want) {
-    throw new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${s.manifest.id} is damaged: its parent link is ${target ?? 'missing'}, expected ${want ?? 'none'}`, {
-      hint: 'restore another snapshot, or take a new one',
-    });
-  }
 }
