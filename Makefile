@@ -1,7 +1,8 @@
 # ferry — the two commands the README starts with:
 #   make demo   set up this machine (idempotent), then checkpoint and restore a small workload
 #   make test   set up this machine (idempotent), then lint, type-check and run every test
-.PHONY: setup build lint test demo proto clean
+# and: make fuzz   the property-based fuzz tests with 10,000 inputs per property (no root)
+.PHONY: setup build lint test fuzz demo proto clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +20,9 @@ proto:
 test: setup
 	@$(MAKE) --no-print-directory lint
 	@bash scripts/test.sh
+
+fuzz:
+	@bash scripts/fuzz.sh
 
 demo: setup
 	@bash scripts/demo.sh

@@ -103,7 +103,8 @@ export function checkTrailer(trailer: ArchiveTrailer, seen: TrailerMember[], sou
 export function classifyStreamError(err: unknown, source: string): FerryError {
   const msg = err instanceof Error ? err.message : String(err);
   if (/ended in middle of compressed data frame|Unexpected end of data/i.test(msg)) return rejected('ERR_ARCHIVE_TRUNCATED', source, `it is cut off (${msg})`, err);
-  if (/checksum|corrupt|Unknown frame descriptor|Data corruption|Invalid tar header/i.test(msg)) return rejected('ERR_ARCHIVE_CORRUPT', source, `it is damaged (${msg})`, err);
+  // zstd's frame errors (a reserved bit, a dictionary id, an impossible window) mean damage too.
+  if (/checksum|corrupt|Unknown frame descriptor|Data corruption|Invalid tar header|Unsupported frame parameter|Dictionary mismatch|Frame requires too much memory/i.test(msg)) return rejected('ERR_ARCHIVE_CORRUPT', source, `it is damaged (${msg})`, err);
   if (/Header exceeds max size/i.test(msg)) return rejected('ERR_ARCHIVE_INVALID', source, 'a tar header is larger than 4 MiB', err);
   if (errnoCode(err) === 'EEXIST') return rejected('ERR_ARCHIVE_INVALID', source, `a member would overwrite another (${msg})`, err);
   if (errnoCode(err) !== undefined) return new FerryError('ERR_IMPORT', `import from ${source} failed: ${msg}`, { cause: err, hint: 'check the store has room and is writable' });

@@ -269,6 +269,10 @@ export async function importArchive(store: Store, input: Readable, opts: ImportO
     decompress.destroy();
     extract.destroy();
     if (!(err instanceof FerryError)) throw new FerryError('ERR_IMPORT', `import from ${source} failed while ${stage}: ${(err as Error).message}`, { cause: err });
+    // Every refusal names the archive (a conflict with the store's snapshots says it otherwise not).
+    if (!err.message.includes(source)) {
+      throw new FerryError(err.code, `archive ${source}: ${err.message}`, { cause: err, ...(err.hint !== undefined ? { hint: err.hint } : {}), ...(err.detail !== undefined ? { detail: err.detail } : {}) });
+    }
     throw err;
   } finally {
     if (rx) await rx.abort();

@@ -5,58 +5,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { create, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isFerryError } from '../../util/errors.js';
-import {
-  CoreEntrySchema, FdinfoEntrySchema, FileEntrySchema, MmEntrySchema, PstreeEntrySchema, TaskKobjIdsSchema,
-} from '../gen/criu-images_pb.js';
 import { splitNulStrings } from './cmdline.js';
-import { writeImageFile } from './framing.js';
 import { inspectImages } from './inspect.js';
-import { IMAGE_KINDS, type ImageKind } from './magic.js';
-import { PE_LAZY, PE_PARENT, PE_PRESENT, writePagemap } from './pagemap.js';
+import { PE_LAZY, PE_PARENT, PE_PRESENT } from './pagemap.js';
 import { formatInetAddress } from './sockets.js';
-
-const PAGE = 4096;
-const PID = 42;
-const STACK = 0x7ff000000000n;
-
-async function write<D extends DescMessage>(dir: string, name: string, kind: ImageKind, schema: D, msgs: MessageInitShape<D>[]): Promise<void> {
-  await writeImageFile(join(dir, name), IMAGE_KINDS[kind], msgs.map((m) => toBinary(schema, create(schema, m))));
-}
-
-/** A one-process dump whose arguments start 10 bytes before the end of a page. */
-async function writeDump(dir: string, pageFlags: number): Promise<void> {
-  const argStart = STACK + BigInt(PAGE - 10);
-  const args = Buffer.from('/bin/prog\0--long-option=value\0');
-  await write(dir, 'pstree.img', 'pstree', PstreeEntrySchema, [{ pid: PID, ppid: 0, pgid: PID, sid: PID, threads: [PID] }]);
-  await write(dir, `core-${PID}.img`, 'core', CoreEntrySchema, [{ mtype: 1, tc: { taskState: 1, exitCode: 0, comm: 'prog' } }]);
-  await write(dir, `ids-${PID}.img`, 'ids', TaskKobjIdsSchema, [{ vmId: 1, filesId: 7, fsId: 1, sighandId: 1, netNsId: 3 }]);
-  await write(dir, `mm-${PID}.img`, 'mm', MmEntrySchema, [{
-    mmStartCode: 0n, mmEndCode: 0n, mmStartData: 0n, mmEndData: 0n, mmStartStack: STACK, mmStartBrk: 0n, mmBrk: 0n,
-    mmArgStart: argStart, mmArgEnd: argStart + BigInt(args.length), mmEnvStart: 0n, mmEnvEnd: 0n, exeFileId: 99,
-    vmas: [{ start: STACK, end: STACK + 2n * BigInt(PAGE), pgoff: 0n, shmid: 0n, prot: 3, flags: 0x122, status: 0x201 }],
-  }]);
-  await writePagemap(join(dir, `pagemap-${PID}.img`), { pagesId: 5 }, [
-    { vaddr: STACK, nrPages: 1, flags: PE_PRESENT },
-    { vaddr: STACK + BigInt(PAGE), nrPages: 1, flags: pageFlags },
-  ]);
-  const pages = Buffer.alloc(2 * PAGE, 0x2e);
-  args.copy(pages, PAGE - 10);
-  await writeFile(join(dir, 'pages-5.img'), pageFlags === PE_PRESENT ? pages : pages.subarray(0, PAGE));
-  await write(dir, 'files.img', 'files', FileEntrySchema, [
-    { type: 99, id: 1 },
-    { type: 4, id: 2 },
-    { type: 2, id: 3, pipe: { id: 3, pipeId: 1234, flags: 1 } },
-  ]);
-  await write(dir, 'fdinfo-7.img', 'fdinfo', FdinfoEntrySchema, [
-    { id: 1, flags: 0, type: 99, fd: 5 }, { id: 2, flags: 0, type: 4, fd: 6 },
-    { id: 3, flags: 1, type: 2, fd: 7 }, { id: 8, flags: 0, type: 1, fd: 8 },
-  ]);
-}
+import { PAGE, PID, writeDump } from '../../testing/synthetic-dump.js';
 
 void describe('inspectImages on synthetic images', () => {
   let root: string;
