@@ -152,7 +152,7 @@ async function readBody(entry: AsyncIterable<unknown>, limit: number): Promise<B
   return Buffer.concat(chunks);
 }
 
-const REJECT_CODES = { invalid: 'ERR_ARCHIVE_INVALID', corrupt: 'ERR_ARCHIVE_CORRUPT', incomplete: 'ERR_ARCHIVE_TRUNCATED' } as const;
+const REJECT_CODES = { invalid: 'ERR_ARCHIVE_INVALID', corrupt: 'ERR_ARCHIVE_CORRUPT' } as const;
 
 /**
  * Reads a ferry archive from `input` into the store. Everything is checked (member names and

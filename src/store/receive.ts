@@ -34,8 +34,8 @@ export const UNSUMMED = /^(manifest\.json|[^/]*\.log)$/;
 export const MAX_LOG_BYTES = 1 << 30;
 const MAX_FILE_NAME_BYTES = 255;
 
-/** What was wrong with what was received: malformed or unsafe, damaged, or incomplete. */
-export type RejectKind = 'invalid' | 'corrupt' | 'incomplete';
+/** What was wrong with what was received: malformed or unsafe, or damaged. (A cut-off transfer is the carrier's to say.) */
+export type RejectKind = 'invalid' | 'corrupt';
 
 export interface ReceivePlan {
   /** The snapshots to receive, oldest first; each builds on the one before it. */
@@ -44,7 +44,7 @@ export interface ReceivePlan {
   as?: string;
   /** Tier to receive into (default: the tier of an ancestor already in the store, else disk). */
   tier?: Tier;
-  /** Makes the error for refused input (default: ERR_RECEIVE_INVALID / _CORRUPT / _INCOMPLETE). */
+  /** Makes the error for refused input (default: ERR_RECEIVE_INVALID / ERR_RECEIVE_CORRUPT). */
   reject?: (kind: RejectKind, why: string, cause?: unknown) => FerryError;
 }
 
@@ -88,7 +88,7 @@ export interface Reception {
 }
 
 function defaultReject(kind: RejectKind, why: string, cause?: unknown): FerryError {
-  const code = kind === 'corrupt' ? 'ERR_RECEIVE_CORRUPT' : kind === 'incomplete' ? 'ERR_RECEIVE_INCOMPLETE' : 'ERR_RECEIVE_INVALID';
+  const code = kind === 'corrupt' ? 'ERR_RECEIVE_CORRUPT' : 'ERR_RECEIVE_INVALID';
   return new FerryError(code, `received snapshot rejected: ${why}`, {
     hint: 'nothing was stored; send the snapshot again', ...(cause !== undefined ? { cause } : {}),
   });
