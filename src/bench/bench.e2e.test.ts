@@ -65,7 +65,7 @@ describe('ferry bench all --quick', () => {
 
   it('refuses an unknown experiment with one line and a hint', async () => {
     const r = await ferry(['bench', 'memroy'], 30_000);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown benchmark 'memroy'/);
     assert.match(r.stderr, /hint: ferry bench memory\|concurrency/);
     assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace');

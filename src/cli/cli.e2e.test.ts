@@ -73,14 +73,25 @@ describe('ferry CLI', () => {
     });
   });
 
-  it('bad input is a usage error with a hint, never a stack trace', async () => {
+  it('bad input is a usage error (exit 2) with a hint, never a stack trace', async () => {
     for (const args of [['frobnicate'], ['criu', 'dump', '--pid', 'abc', '--images-dir', '/tmp'], ['doctor', '--bogus'], ['criu', 'dump']]) {
       const r = await ferry(args);
-      assert.equal(r.code, 1, args.join(' '));
+      assert.equal(r.code, 2, args.join(' '));
       assert.match(r.stderr, /^ferry: error: /, args.join(' '));
       assert.match(r.stderr, /hint: /, args.join(' '));
       assert.doesNotMatch(r.stderr, /\n\s+at /, args.join(' '));
     }
+  });
+
+  it('`ferry help VERB` prints the verb\'s help, as `ferry VERB --help` does', async () => {
+    const viaHelp = await ferry(['help', 'checkpoint']);
+    const viaFlag = await ferry(['checkpoint', '--help']);
+    assert.equal(viaHelp.code, 0, viaHelp.stderr);
+    assert.match(viaHelp.stdout, /^usage: ferry checkpoint /m);
+    assert.equal(viaHelp.stdout, viaFlag.stdout);
+    const unknown = await ferry(['help', 'frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
   });
 
   it('criu version and features answer in JSON', async () => {

@@ -66,7 +66,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const split = splitGlobals(argv);
     ctx = split.ctx;
-    const [verb, ...args] = split.rest;
+    let [verb, ...args] = split.rest;
+    // `ferry help VERB` is `ferry VERB --help`.
+    if (verb === 'help' && args[0] !== undefined) [verb, args] = [args[0], ['--help']];
     if (verb === undefined || verb === '-h' || verb === '--help' || verb === 'help') {
       process.stdout.write(GLOBAL_HELP + '\n');
       return verb === undefined ? 2 : 0;

@@ -1,4 +1,4 @@
-import { FerryError } from '../util/errors.js';
+import { errorJson, exitCodeOf, FerryError } from '../util/errors.js';
 
 /** How a command should present its result: the global flags every command honours. */
 export interface OutputMode {
@@ -20,21 +20,10 @@ export const style = {
   dim: (s: string) => (useColor ? `\x1b[2m${s}\x1b[0m` : s),
 };
 
-/** Error as JSON (for --json callers): stable code, message, hint, detail. */
-export function errorJson(err: unknown): Record<string, unknown> {
-  if (err instanceof FerryError) {
-    const extra: Record<string, unknown> = {};
-    for (const k of ['request', 'errno', 'firstError', 'logPath', 'durationMs', 'exitCode', 'signal'] as const) {
-      if (k in err && (err as unknown as Record<string, unknown>)[k] !== undefined) extra[k] = (err as unknown as Record<string, unknown>)[k];
-    }
-    return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.detail ? { detail: err.detail } : {}), ...extra };
-  }
-  return { code: 'ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
-}
-
 /**
  * The CLI's error boundary: a one-line cause, the detail under it (e.g. CRIU's log excerpt),
- * the hint, and never a stack trace unless --debug. Returns the exit code.
+ * the hint, and never a stack trace unless --debug. Returns the exit code: the error code's
+ * (util/error-codes.ts), so usage errors exit 2 and interruptions 128 + the signal.
  */
 export function reportError(err: unknown, mode: OutputMode): number {
   if (mode.json) {
@@ -52,9 +41,5 @@ export function reportError(err: unknown, mode: OutputMode): number {
   }
   if (mode.debug && err instanceof Error && err.stack) out.push(style.dim(err.stack));
   process.stderr.write(out.join('\n') + '\n');
-  if (err instanceof FerryError && err.code === 'ERR_INTERRUPTED') {
-    const sig = (err as FerryError & { signal?: string }).signal;
-    return sig === 'SIGTERM' ? 143 : sig === 'SIGHUP' ? 129 : 130;
-  }
-  return 1;
+  return exitCodeOf(err);
 }

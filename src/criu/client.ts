@@ -102,7 +102,7 @@ export class CriuClient {
       const bin = resolveCriuBinary();
       if (!bin) {
         throw new FerryError('ERR_CRIU_MISSING', 'CRIU is not installed (no criu binary found)', {
-          hint: 'run `make setup` (it builds CRIU 4.2 into .deps/), or set FERRY_CRIU to a criu >= 4.2 binary',
+          hint: 'install CRIU >= 4.2 (ferry\'s setup builds it into .deps/), or set FERRY_CRIU to a criu >= 4.2 binary',
         });
       }
       this.transport = new SwrkTransport(bin.path);
@@ -150,7 +150,7 @@ export class CriuClient {
       if (a > b) break;
       if (a < b) {
         throw new FerryError('ERR_CRIU_TOO_OLD', `CRIU ${v.text} is too old for ${purpose} (needs ${min.join('.')})`, {
-          hint: 'run `make setup`, which builds CRIU 4.2 from Debian\'s source into .deps/',
+          hint: 'install CRIU >= 4.2 (ferry\'s setup builds it from Debian\'s source into .deps/), or set FERRY_CRIU to one',
         });
       }
     }

@@ -44,6 +44,10 @@ export class CriuTransportError extends FerryError {
     this.stderr = stderr;
     this.durationMs = fields.durationMs ?? 0;
   }
+
+  override jsonFields(): Record<string, unknown> {
+    return { exitCode: this.exitCode, signal: this.signal, durationMs: this.durationMs };
+  }
 }
 
 export interface CriuOperationErrorFields {
@@ -103,6 +107,10 @@ export class CriuOperationError extends FerryError implements CriuOperationError
     this.tail = fields.tail;
     this.logPath = fields.logPath;
     this.durationMs = fields.durationMs;
+  }
+
+  override jsonFields(): Record<string, unknown> {
+    return { request: this.request, errno: this.errno, firstError: this.firstError, logPath: this.logPath, durationMs: this.durationMs };
   }
 
   /** Builds the error from CRIU's response and a summary of its log. */

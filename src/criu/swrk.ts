@@ -48,7 +48,7 @@ export class SwrkTransport implements CriuTransport {
       throw new CriuTransportError(
         `could not start CRIU (${this.binary}): ${(err as Error).message}`,
         { durationMs: Date.now() - started },
-        { cause: err, hint: 'run `make setup` to install CRIU >= 4.2, or point FERRY_CRIU at a criu binary' },
+        { cause: err, hint: 'install CRIU >= 4.2 (ferry\'s setup builds it), or point FERRY_CRIU at a criu binary' },
       );
     }
     return new SwrkConnection(child, channel, started);
@@ -131,7 +131,7 @@ class SwrkConnection implements CriuConnection {
       { exitCode: end?.code ?? null, signal: end?.signal ?? null, stderr: this.stderr, durationMs: Date.now() - this.started },
       {
         ...(cause !== undefined ? { cause } : {}),
-        hint: 'CRIU died mid-operation; its log in the work directory usually says why. A CRIU older than 4.2 on a new kernel crashes like this: run `ferry doctor`.',
+        hint: 'CRIU died mid-operation; its log in the work directory usually says why. A CRIU older than 4.2 on a new kernel crashes like this; ferry\'s host check (doctor) tells.',
       },
     );
   }

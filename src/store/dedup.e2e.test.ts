@@ -181,7 +181,7 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
     await restoreAndCheck(inst, taken[2]!, 2);
     // a bad mode is a usage error
     const r = await ferryCli(store, ['checkpoint', 'fw', '--dedup', 'sideways'], env());
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /--dedup must be newest-flat or forward/);
   });
 });

@@ -93,7 +93,7 @@ export async function checkCheckpointable(pid: number, opts: { shellJob: boolean
   }
   if (info.sid !== pid && info.nsPid !== 1 && !opts.shellJob) {
     throw new FerryError('ERR_NOT_CHECKPOINTABLE', `pid ${pid} (${info.comm}) is not a session leader (its session is ${info.sid})`, {
-      hint: 'pass --shell-job (and again at restore), or start the program with `ferry run` or `setsid`',
+      hint: 'checkpoint it as a shell job (the shell-job option: the snapshot records it and its restore repeats it), or start the program with ferry\'s run or setsid',
     });
   }
   return info;

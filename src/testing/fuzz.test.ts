@@ -9,8 +9,8 @@ describe('fuzz helpers', () => {
     await decodesOrNames(() => 1, 'f.img');
     await decodesOrNames(() => { throw new FerryError('ERR_IMAGE_FORMAT', 'CRIU image /x/f.img: bad'); }, '/x/f.img', { code: 'ERR_IMAGE_FORMAT' });
     await assert.rejects(decodesOrNames(() => { throw new TypeError('oops'); }, 'f.img'), /not a FerryError: TypeError: oops/);
-    await assert.rejects(decodesOrNames(() => { throw new FerryError('ERR_X', 'bad'); }, 'f.img'), /does not name f\.img/);
-    await assert.rejects(decodesOrNames(() => { throw new FerryError('ERR_X', 'f.img bad'); }, 'f.img', { code: 'ERR_Y' }), /code ERR_X/);
+    await assert.rejects(decodesOrNames(() => { throw new FerryError('ERR_IMAGE_FORMAT', 'bad'); }, 'f.img'), /does not name f\.img/);
+    await assert.rejects(decodesOrNames(() => { throw new FerryError('ERR_IMAGE_FORMAT', 'f.img bad'); }, 'f.img', { code: 'ERR_SNAPSHOT_CORRUPT' }), /code ERR_IMAGE_FORMAT/);
     await assert.rejects(decodesOrNames(() => new Promise(() => undefined), 'f.img', { ms: 50 }), /did not finish within 50 ms \(hang\)/);
   });
 });

@@ -28,7 +28,7 @@ export const command: Command = {
       r = await exportSnapshot(store, id, process.stdout, opts);
     } else {
       if (await access(file).then(() => true, () => false)) {
-        throw new FerryError('ERR_USAGE', `export: ${file} already exists`, { hint: 'remove it, or give another file name' });
+        throw new FerryError('ERR_FILE_EXISTS', `export: ${file} already exists`, { hint: 'remove it, or give another file name' });
       }
       // Written under a temporary name and renamed when complete: a failed export leaves no file.
       const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomBytes(4).toString('hex')}`);

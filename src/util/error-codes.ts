@@ -1,0 +1,103 @@
+/**
+ * Every error code ferry raises, with what it means and how each boundary reports it: the CLI's
+ * exit status and the agent's HTTP status. Callers match on the code, so a code never changes
+ * meaning; a new code is added here first (FerryError only accepts codes from this table, and
+ * error-codes.test.ts checks that every 'ERR_…' literal in the sources is one of them).
+ *
+ * Exit statuses: 1 an operation failed or was refused; 2 the request itself was malformed
+ * (usage); 128 + the signal's number when a signal interrupted the operation (see exitCodeOf).
+ * HTTP statuses: 400 bad input, 404 not found, 409 conflicts with the current state, 422 refused
+ * (the request is well formed but this target/snapshot/host cannot do it), 500 a fault of ferry,
+ * 502 a helper program (CRIU, a container runtime) failed to answer sensibly, 503 not set up or
+ * unavailable, 504 a wait ran out, 507 out of room.
+ */
+export interface ErrorCodeInfo {
+  /** What happened, in one line (README's "Errors and exit codes" lists them). */
+  meaning: string;
+  /** The CLI's exit status. */
+  exit: number;
+  /** The agent's HTTP status. */
+  http: number;
+}
+
+const usage = (meaning: string) => ({ meaning, exit: 2, http: 400 }) as const;
+const failed = (http: number, meaning: string) => ({ meaning, exit: 1, http }) as const;
+
+export const ERROR_CODES = {
+  // The request itself
+  ERR_USAGE: usage('the command line or request is malformed: unknown command or option, missing or bad argument'),
+  ERR_BAD_OPTION: usage('an option has a value that cannot work (e.g. a dump without a pid)'),
+  ERR_INTERRUPTED: { meaning: 'a signal (SIGINT, SIGTERM, SIGHUP) interrupted the operation; exit 128 + the signal number: 130, 143, 129', exit: 130, http: 503 },
+  ERR_INTERNAL: failed(500, 'a bug in ferry: an error that is not a FerryError'),
+
+  // Targets: processes, workloads, containers
+  ERR_NO_PROCESS: failed(404, 'no process with that pid'),
+  ERR_NO_WORKLOAD: failed(404, 'no pid or workload with that name'),
+  ERR_NO_CONTAINER: failed(404, 'no container with that id in the runtime'),
+  ERR_NO_BUNDLE: failed(404, "the container's OCI bundle (config.json) is missing or unreadable"),
+  ERR_NOT_CHECKPOINTABLE: failed(422, 'the target may not be checkpointed (a kernel thread, init, or ferry itself)'),
+  ERR_TARGET_DIED: failed(409, 'the target died during the operation (e.g. killed for lack of memory)'),
+  ERR_ALREADY_RUNNING: failed(409, 'another operation on the same target or snapshot holds its lock'),
+  ERR_WORKLOAD_RUNNING: failed(409, "the snapshot's workload still runs; restore it as a clone or under another name"),
+  ERR_WORKLOAD_EXISTS: failed(409, 'a workload with that name already runs'),
+  ERR_RUN: failed(422, 'the workload could not be started'),
+  ERR_PID_TAKEN: failed(409, 'a pid the snapshot needs is in use on this host'),
+  ERR_CONTAINER_STATE: failed(409, 'the container is not in a state the operation needs (e.g. not running)'),
+  ERR_CONTAINER_EXISTS: failed(409, 'a container with that id already exists in the runtime'),
+  ERR_CONTAINER_CHECKPOINT: failed(422, 'the container runtime could not checkpoint the container'),
+  ERR_CONTAINER_RESTORE: failed(422, 'the container runtime could not restore the container'),
+  ERR_RUNTIME: failed(502, 'the container runtime (runc, crun) failed or answered something unexpected'),
+  ERR_RUNTIME_MISSING: failed(503, 'the container runtime is not installed'),
+
+  // CRIU
+  ERR_CRIU_MISSING: failed(503, 'CRIU is not installed'),
+  ERR_CRIU_TOO_OLD: failed(503, 'the installed CRIU is older than the operation needs'),
+  ERR_CRIU_FEATURE: failed(422, 'this kernel lacks a feature the operation needs (e.g. soft-dirty tracking)'),
+  ERR_CRIU_OPERATION: failed(422, "CRIU answered that the operation failed; the error carries CRIU's first error and log"),
+  ERR_CRIU_TRANSPORT: failed(502, 'the conversation with CRIU broke (could not start, died, or answered garbage); the outcome is unknown'),
+  ERR_CRIU_UNKNOWN_NOTIFY: failed(502, 'CRIU sent a notification ferry does not know, so it was told to stop'),
+  ERR_CRIU_STALLED: failed(504, "the watchdog ended a CRIU that stopped making progress"),
+  ERR_NOTIFY_HANDLER: failed(500, "ferry's handler of a CRIU notification failed, so CRIU was told to stop"),
+  ERR_BAD_DIRECTORY: failed(400, 'a directory given to CRIU (images, work, parent) cannot be opened'),
+  ERR_IMAGE_FORMAT: failed(422, 'a CRIU image file is not in the format ferry reads'),
+  ERR_NATIVE_MISSING: failed(503, "ferry's native addon is not built or cannot be loaded"),
+  ERR_NATIVE_IO: failed(500, 'a system call on the channel to CRIU or on a snapshot file failed'),
+  ERR_CHANNEL_CLOSED: failed(500, 'the channel to CRIU was used after it closed'),
+
+  // Snapshots and the store
+  ERR_NO_SNAPSHOT: failed(404, 'no snapshot with that id in the store'),
+  ERR_SNAPSHOT_EXISTS: failed(409, 'a snapshot with that id already exists'),
+  ERR_SNAPSHOT_CONFLICT: failed(409, 'the store already holds a different snapshot under the same id, or its copies disagree'),
+  ERR_SNAPSHOT_CORRUPT: failed(422, "the snapshot's files disagree with its manifest, page index or parent chain"),
+  ERR_SNAPSHOT_DAMAGED: failed(422, "a file of the snapshot failed its checksum during restore; nothing was restored"),
+  ERR_SNAPSHOT_BROKEN_CHAIN: failed(422, 'the snapshot builds on a parent that is not in the store'),
+  ERR_SNAPSHOT_INCOMPATIBLE: failed(422, "this host cannot restore the snapshot (CRIU line, architecture or CPU features differ)"),
+  ERR_COMMIT_FAILED: failed(500, 'the dump finished but the snapshot could not be committed; its images are kept, and the next command on the store commits them'),
+  ERR_STORE_UNWRITABLE: failed(503, 'the snapshot store cannot be created or written'),
+  ERR_STORE_CONFIG: failed(500, "the store's config file is unreadable or invalid"),
+  ERR_STORE_FULL: failed(507, 'the tier has too little free space for the checkpoint'),
+  ERR_MEMORY_BUDGET: failed(507, "the checkpoint would exceed the memory tier's budget"),
+
+  // Archives
+  ERR_FILE_EXISTS: failed(409, 'the output file already exists; ferry does not overwrite it'),
+  ERR_EXPORT: failed(500, 'writing the archive failed'),
+  ERR_IMPORT: failed(500, 'reading the archive into the store failed'),
+  ERR_ARCHIVE_INVALID: failed(400, 'the file is not an archive ferry can import'),
+  ERR_ARCHIVE_TRUNCATED: failed(400, 'the archive ends early'),
+  ERR_ARCHIVE_CORRUPT: failed(400, "the archive's contents fail their checksums"),
+  ERR_RECEIVE_INVALID: failed(400, 'a received snapshot is malformed (undeclared, incomplete, of the wrong size, or on an unknown parent); nothing was stored'),
+  ERR_RECEIVE_CORRUPT: failed(400, "a received snapshot's files fail their checksums or are missing; nothing was stored"),
+
+  // Benchmarks and test workloads (bench, tests)
+  ERR_BENCH: failed(500, 'a benchmark step failed'),
+  ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),
+  ERR_WORKLOAD_TIMEOUT: failed(504, 'a test workload did not become ready in time'),
+  ERR_WORKLOAD_VERIFY: failed(500, 'a restored test workload failed its own verification'),
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+/** A code from the table above. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
