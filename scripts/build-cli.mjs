@@ -2,7 +2,9 @@
 // Bundles the command line (tsc's dist/cli/main.js and what it imports) into one CommonJS file,
 // dist/bundle/ferry.cjs, with esbuild. Why: on Node 20 a command spent ~100 ms loading ~100 ES
 // modules, and merely starting Node's ES module loader costs ~30 ms; a CommonJS file needs
-// neither. The verbs stay lazy (esbuild evaluates a module only when main() imports it).
+// neither. The verbs stay lazy (esbuild evaluates a module only when main() imports it), and every
+// one of them is in the bundle, so each of ferry's modules exists once per process (nothing is
+// loaded a second time from tsc's output beside it).
 // Beside it, inputs.json lists every file it was built from with its size and mtime; bin/ferry
 // runs the bundle only while all of them are unchanged, tsc's output otherwise, so a later `tsc`
 // that changes any of them never leaves a stale CLI behind (and one that does not, keeps it).
@@ -24,9 +26,9 @@ const OLD = join(DIST, `.bundle-old-${process.pid}`);
 // Only pure-JS packages on the hot path are bundled; every other dependency (native addons,
 // big optional ones such as vega) stays an ordinary import from node_modules.
 const BUNDLED_PACKAGES = new Set(['@bufbuild/protobuf']);
-// Verbs left to tsc's ES module output (imported from the bundle on demand): their
-// dependencies cannot be loaded with require() (vega and vega-lite are ES modules only).
-const ESM_VERBS = new Set(['bench']);
+// Packages that are ES modules only (top-level await): the code import()s them where it needs them
+// (bench/report.ts), which stays an import() in the bundle; a static import would become require().
+const ESM_ONLY_PACKAGES = new Set(['vega', 'vega-lite']);
 
 function fail(message) {
   rmSync(NEXT, { recursive: true, force: true });
@@ -44,19 +46,6 @@ const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
 const external = Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })
   .filter((name) => !BUNDLED_PACKAGES.has(name))
   .flatMap((name) => [name, `${name}/*`]);
-
-/** `import('./commands/<verb>.js')` of an ESM_VERBS verb → tsc's file, imported at run time. */
-const esmVerbs = {
-  name: 'esm-verbs',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => {
-      const verb = args.path.slice('./commands/'.length, -'.js'.length);
-      if (!ESM_VERBS.has(verb) || args.kind !== 'dynamic-import') return undefined;
-      // Relative to dist/bundle/ferry.cjs.
-      return { path: `../cli/commands/${verb}.js`, external: true };
-    });
-  },
-};
 
 /**
  * Reads every input itself, between two stats that must agree, and keeps that stat: so the size
@@ -93,20 +82,19 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   external,
-  plugins: [esmVerbs, statted],
+  plugins: [statted],
   // ES module code finds files next to itself through import.meta.url; in CommonJS that is
   // the bundle's own file, which sits two directories below the project root exactly as
   // every dist/<layer>/<file>.js does (checked below), so relative paths resolve the same.
   define: { 'import.meta.url': '__ferryModuleUrl', FERRY_BUNDLED: 'true' },
-  // bin/ferry compiles the bundle with V8's code cache (vm.Script), where `import()` has no
-  // loader on Node 20; the ES-module verbs are imported through bin/ferry's own import()
-  // (rewritten below), or through this fallback when the bundle is require()d directly.
   banner: {
     // ("use strict" first: ES modules are strict, and a banner would otherwise push esbuild's
     // own directive out of the prologue.)
+    // The import() of an ES-module-only package (rewritten below) goes through bin/ferry's, which
+    // passes it in as __ferryImport: code compiled with V8's code cache (vm.Script) has no import()
+    // of its own on Node 20. Required directly, the bundle uses its own.
     js: '"use strict";\nconst __ferryModuleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
-      'const __ferryImport = (rel) => (globalThis[Symbol.for("ferry.import")] || ((u) => import(u)))' +
-      '(require("node:url").pathToFileURL(require("node:path").join(__dirname, rel)).href);',
+      'const __ferryImportOf = typeof __ferryImport === "function" ? __ferryImport : (specifier) => import(specifier);',
   },
   write: false,
   metafile: true,
@@ -133,23 +121,30 @@ for (const out of Object.values(result.metafile.outputs)) {
     } catch (err) {
       if (err.code === 'MODULE_NOT_FOUND') continue; // optional at run time; its verb reports it
       fail(`the bundle would require('${imp.path}'), which fails (${err.code ?? err.message}); ` +
-        'add the verb that needs it to ESM_VERBS in scripts/build-cli.mjs');
+        'import() it where it is used (as bench/report.ts does vega) and add it to ESM_ONLY_PACKAGES in scripts/build-cli.mjs');
     }
   }
 }
 
-// The one kind of import() left in the bundle: an ES-module verb (see the banner).
+// One copy of each module: the bundle loads nothing from tsc's output (no relative external), and
+// its only import() calls are of the ES-module-only packages.
+if (result.outputFiles.length !== 1) fail(`expected one output file, got ${result.outputFiles.length}`);
 const [output] = result.outputFiles;
-const banner = result.outputFiles.length === 1 ? output.text.indexOf('\n', output.text.indexOf('__ferryImport')) : -1;
-if (banner < 0) fail(`expected one output file with the banner, got ${result.outputFiles.length}`);
-let code = output.text.slice(banner);
-for (const verb of ESM_VERBS) code = code.replaceAll(`import("../cli/commands/${verb}.js")`, `__ferryImport("../cli/commands/${verb}.js")`);
+for (const out of Object.values(result.metafile.outputs)) {
+  for (const imp of out.imports) {
+    if (imp.external && imp.path.startsWith('.')) fail(`the bundle loads ${imp.path} from outside itself, a second copy of ferry's code`);
+  }
+}
+const bannerEnd = output.text.indexOf('\n', output.text.indexOf('const __ferryImportOf'));
+let code = output.text.slice(bannerEnd);
+for (const pkg of ESM_ONLY_PACKAGES) code = code.replaceAll(`import("${pkg}")`, `__ferryImportOf("${pkg}")`);
 const stray = code.match(/\bimport\([^)]{0,80}\)/);
 if (stray) {
-  fail(`the bundle still calls ${stray[0]}, which fails under bin/ferry's code cache; make it an ESM_VERBS verb or a static import`);
+  fail(`the bundle calls ${stray[0]}, which fails under bin/ferry's code cache; only the ES-module-only packages ` +
+    `(${[...ESM_ONLY_PACKAGES].join(', ')}) may be import()ed (add one to ESM_ONLY_PACKAGES), everything else is a static import`);
 }
 await mkdir(NEXT, { recursive: true });
-await writeFile(join(NEXT, 'ferry.cjs'), output.text.slice(0, banner) + code);
+await writeFile(join(NEXT, 'ferry.cjs'), output.text.slice(0, bannerEnd) + code);
 
 // What bin/ferry checks before it trusts the bundle: [path relative to the root, size, mtime ns].
 const inputs = [];

@@ -1,5 +1,4 @@
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import { formatBytes } from '../util/format.js';
 import { isSkipped, type BenchRun, type Chart, type ExperimentResult, type Table } from './harness.js';
 
@@ -20,6 +19,9 @@ const CONFIG = {
 
 /** Renders one vega-lite spec to an SVG string (no DOM, no canvas). */
 export async function renderSvg(spec: Record<string, unknown>): Promise<string> {
+  // Imported here, when a chart is drawn: vega and vega-lite are ES modules only (top-level
+  // await), which the CLI's CommonJS bundle (scripts/build-cli.mjs) can only import(), not require().
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const vl = compile({ ...spec, config: { ...CONFIG, ...(spec['config'] as object | undefined) } } as unknown as TopLevelSpec);
   const view = new vega.View(vega.parse(vl.spec), { renderer: 'none' });
   try {

@@ -1,9 +1,9 @@
 // The bundled CLI (scripts/build-cli.mjs → dist/bundle/ferry.cjs) as bin/ferry runs it: chosen
-// only while every file it was built from is unchanged, compiled with V8's code cache, and able
-// to checkpoint and restore for real.
+// only while every file it was built from is unchanged, compiled with V8's code cache, holding
+// every verb (one copy of each module per process), and able to checkpoint and restore for real.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
@@ -50,7 +50,7 @@ describe('bundled CLI', () => {
     assert.equal(await whichBuild(), 'bundle', 'rebuilt: the bundle again');
   });
 
-  it('V8 code cache: written at build, a corrupt one is replaced, ES-module verbs still load', async () => {
+  it('V8 code cache: written at build, a corrupt one is replaced', async () => {
     await build();
     const cache = readdirSync(BUNDLE_DIR).find((f) => f.endsWith('.v8cache'));
     assert.ok(cache, 'build-cli leaves a code cache beside the bundle');
@@ -58,13 +58,36 @@ describe('bundled CLI', () => {
     writeFileSync(cacheFile, 'not a code cache');
     assert.equal(await whichBuild(), 'bundle', 'a rejected cache is only slower');
     assert.ok(statSync(cacheFile).size > 1000, 'and that run wrote a good one');
-    for (const env of [{}, { FERRY_CODE_CACHE: '0' }]) {
-      // bench stays tsc's ES module output, imported from the bundle on demand.
-      const r = await run(FERRY, ['bench', '--help'], env);
-      assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /overhead/);
-      assert.equal(r.stderr, '', 'no warnings');
-    }
+  });
+
+  it('every verb is in the bundle, one copy of each module: bench renders with its ES-module-only packages, its errors are FerryErrors', async () => {
+    await build();
+    // Nothing is loaded from tsc's output beside the bundle (which would be a second copy).
+    assert.doesNotMatch(readFileSync(join(BUNDLE_DIR, 'ferry.cjs'), 'utf8'), /\b(?:require|import)\("\.\.?\//);
+    await withTempDir('bundle-bench', async (dir) => {
+      const runFile = join(dir, 'run.json');
+      const chart = { id: 'c', title: 'T', caption: 'C', spec: { data: { values: [{ a: 1, b: 2 }, { a: 2, b: 3 }] }, mark: 'point', encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'b', type: 'quantitative' } } } };
+      writeFileSync(runFile, JSON.stringify({
+        tool: 'ferry bench', format: 1, experiments: ['x'], quick: true, startedAt: '2026-01-01T00:00:00.000Z', durationMs: 1,
+        host: { hostname: 't', kernel: '6', arch: 'x64', cpus: 2, cpuModel: 'c', memTotalBytes: 1, node: process.version, criuVersion: '4.2', criuPath: '/c' },
+        noise: { what: 'n', ms: { median: 1, min: 1, max: 1, n: 1 }, spreadPct: 0 },
+        results: [{ name: 'x', title: 'X', question: 'q', params: {}, durationMs: 1, summary: {}, tables: [], notes: [], charts: [chart] }],
+      }));
+      for (const env of [{}, { FERRY_CODE_CACHE: '0' }]) {
+        assert.equal(await whichBuild(env), 'bundle');
+        const out = join(dir, `out${Object.keys(env).length}`);
+        const r = await run(FERRY, ['bench', 'report', runFile, '--out', out, '--json'], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, '', 'no warnings');
+        const html = readFileSync((JSON.parse(r.stdout) as { html: string }).html, 'utf8');
+        assert.match(html, /<svg/, 'vega and vega-lite (import()ed by the bundle) drew the chart');
+        assert.doesNotMatch(html, /could not be rendered/);
+        // A FerryError thrown by bench's modules is recognised by the CLI's boundary (one class).
+        const bad = await run(FERRY, ['bench', 'report', join(PROJECT_ROOT, 'package.json')], env);
+        assert.equal(bad.code, 2, bad.stderr);
+        assert.match(bad.stderr, /^ferry: error: .*package\.json is not a ferry bench result\nhint: /);
+      }
+    });
   });
 
   it('checkpoint and restore of a `ferry run` workload through the bundle; errors stay one line', async () => {
