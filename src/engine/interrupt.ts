@@ -1,4 +1,4 @@
-import { FerryError } from '../util/errors.js';
+import { InterruptedError } from '../util/errors.js';
 
 /**
  * Interruption safety. The CLI (or the agent) turns SIGINT/SIGTERM/SIGHUP into an abort of the
@@ -11,9 +11,9 @@ import { FerryError } from '../util/errors.js';
  */
 
 /** The error of an operation stopped by an interrupt; `signal` picks the exit code (130, 143, 129). */
-export function interruptedError(signal: AbortSignal, what: string): FerryError {
-  const name = typeof signal.reason === 'string' ? signal.reason : 'SIGINT';
-  return Object.assign(new FerryError('ERR_INTERRUPTED', `interrupted by ${name}: ${what}`), { signal: name });
+export function interruptedError(signal: AbortSignal, what: string): InterruptedError {
+  const name = (typeof signal.reason === 'string' ? signal.reason : 'SIGINT') as NodeJS.Signals;
+  return new InterruptedError(name, `interrupted by ${name}: ${what}`);
 }
 
 /** Throws ERR_INTERRUPTED when the operation was interrupted. */
