@@ -42,7 +42,7 @@ export function isRuntime(s: string): s is Runtime {
 export function runtimeBinary(runtime: Runtime, env: NodeJS.ProcessEnv = process.env): string {
   const found = findOnPath(runtime, env);
   if (found) return found;
-  throw new FerryError('ERR_RUNTIME_MISSING', `${runtime} is not installed (not on PATH)`, { hint: `run \`make setup\` (it installs ${runtime} from Debian)` });
+  throw new FerryError('ERR_RUNTIME_MISSING', `${runtime} is not installed (not on PATH)`, { hint: `install ${runtime} (ferry's setup installs it from Debian)` });
 }
 
 /**
