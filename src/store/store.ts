@@ -195,7 +195,11 @@ export class Store {
     if (tier === 'memory') {
       const mem = this.memoryDir;
       await this.makeDir(mem);
-      try { writeBackPointer(mem, identity, this.root); } catch (err) { throw unwritable(mem, err); }
+      // The back-pointer lets gc find memory tiers of deleted stores under the base; a memory
+      // directory given explicitly (tests, benches) is not under it and its owner removes it.
+      if (this.explicitMemoryDir === undefined) {
+        try { writeBackPointer(mem, identity, this.root); } catch (err) { throw unwritable(mem, err); }
+      }
     }
   }
 
