@@ -79,7 +79,7 @@ export async function storedBytes(dir: string): Promise<number> {
   let total = 0;
   let names: string[];
   try { names = await readdir(dir); } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return 0;
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0; // gone, or a file (the back-pointer)
     throw err;
   }
   for (const n of names) {
