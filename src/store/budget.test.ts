@@ -120,7 +120,7 @@ describe('memory tier budget', () => {
         assert.equal((await placeSnapshot(store, 'memory', 1000 * MiB, {}, host)).host?.reserveBytes, 10 * MiB);
         // A full tmpfs refuses even with memory to spare.
         await assert.rejects(placeSnapshot(store, 'memory', 100 * MiB, {}, { ...host, tmpfsFreeBytes: 50 * MiB }), (e) =>
-          isFerryError(e, 'ERR_STORE_FULL') && /file system has 50\.0 MiB free; this snapshot needs about 100\.0 MiB/.test(e.message));
+          isFerryError(e, 'ERR_STORE_FULL') && /memory tier has 50 MiB free on its file system; this snapshot needs about 100\.0 MiB/.test(e.message));
       } finally {
         for (const [k, v] of [['FERRY_MEMORY_BUDGET', prev.b], ['FERRY_MEMORY_RESERVE', prev.r]] as const) if (v !== undefined) process.env[k] = v;
       }
