@@ -187,7 +187,7 @@ export async function placeSnapshot(store: Store, requested: Tier, estimateBytes
     detail = `MemAvailable ${h.availableBytes} bytes, reserve ${reserveBytes} bytes, estimate ${estimateBytes} bytes, memory tier in use ${usedBytes} bytes`;
   } else if (h?.tmpfsFreeBytes !== undefined && estimateBytes > h.tmpfsFreeBytes) {
     code = 'ERR_STORE_FULL';
-    over = `the memory tier has ${Math.floor(h.tmpfsFreeBytes / 2 ** 20)} MiB free on its file system; this snapshot needs about ${formatBytes(estimateBytes)}`;
+    over = `the memory tier has ${Math.round(h.tmpfsFreeBytes / 2 ** 20)} MiB free on its file system; this snapshot needs about ${formatBytes(estimateBytes)}`;
     detail = `tmpfs free ${h.tmpfsFreeBytes} bytes, estimate ${estimateBytes} bytes`;
   }
   if (code === undefined || over === undefined) return place('memory');
