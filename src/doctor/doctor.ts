@@ -6,13 +6,30 @@ import { FerryError } from '../util/errors.js';
 import type { DoctorCheck, DoctorReport } from './report.js';
 import { selfTest } from './selftest.js';
 import { formatBytes } from '../util/format.js';
-import { CAP, cgroupLayout, commandOutput, effectiveCaps, freeSpace, hasCap, readSysctl } from './system.js';
+import { CAP, cgroupLayout, commandOutput, effectiveCaps, freeSpace, hasCap, readSysctl, storePathProblem } from './system.js';
 
 export interface DoctorOptions {
   /** Where the snapshot store lives (reported with its free space). */
   storeDir: string;
   /** Skip the real checkpoint/restore of a test process. */
   skipSelfTest?: boolean;
+  /** What the store's memory tier holds (measured by the caller, which knows the store's layout). */
+  memoryTier?: MemoryTierFacts;
+}
+
+/** The memory tier as the doctor reports it. */
+export interface MemoryTierFacts {
+  /** This store's memory-tier directory (null: it has none yet). */
+  dir: string | null;
+  usedBytes: number;
+  /** Base directory of all stores' memory tiers, and what they hold together. */
+  base: string;
+  allStoresBytes: number;
+  /** Memory-tier directories of stores that no longer exist. */
+  orphans: number;
+  orphanBytes: number;
+  hostAvailableBytes: number | null;
+  reserveBytes: number | null;
 }
 
 const PIPE_MAX_WANT = 16 * 1024 * 1024;
@@ -155,8 +172,28 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   add({ id: 'cgroups', title: 'cgroups', status: cg === 'unknown' ? 'warn' : 'ok', value: cg === 'hybrid' ? 'v1 hierarchies with a v2 unified mount (hybrid)' : cg });
 
   // --- store
-  const space = await freeSpace(options.storeDir);
-  add({
+  const storeProblem = await storePathProblem(options.storeDir);
+  if (storeProblem) {
+    add({
+      id: 'store', title: 'snapshot store', status: 'fail', value: `${options.storeDir}: ${storeProblem}`,
+      consequence: 'no snapshot can be written, listed or restored',
+      remedy: 'point --store or FERRY_STORE at a directory ferry can create and write (as root), not at a file',
+    });
+  }
+  const mt = options.memoryTier;
+  if (mt) {
+    const low = mt.hostAvailableBytes !== null && mt.reserveBytes !== null && mt.hostAvailableBytes <= mt.reserveBytes;
+    add({
+      id: 'memory-tier', title: 'memory tier', status: low || mt.orphans > 0 ? 'warn' : 'ok',
+      value: `${formatBytes(mt.usedBytes)} of RAM in this store's (${mt.dir ?? 'none yet'}); ${formatBytes(mt.allStoresBytes)} in all stores' under ${mt.base}` +
+        `${mt.hostAvailableBytes !== null ? `; host memory available ${formatBytes(mt.hostAvailableBytes)}${mt.reserveBytes !== null ? `, reserve ${formatBytes(mt.reserveBytes)}` : ''}` : ''}` +
+        `${mt.orphans ? `; ${mt.orphans} director${mt.orphans === 1 ? 'y' : 'ies'} of deleted stores hold ${formatBytes(mt.orphanBytes)}` : ''}`,
+      ...(low ? { consequence: 'memory-tier checkpoints are refused (or spill to disk): the host is at its memory reserve', remedy: 'free memory-tier space (`ferry snapshots gc`, `ferry snapshots rm ID`) or other memory' }
+        : mt.orphans ? { consequence: 'RAM is held by snapshots of stores that no longer exist', remedy: '`ferry snapshots gc` removes them' } : {}),
+    });
+  }
+  const space = storeProblem ? undefined : await freeSpace(options.storeDir);
+  if (!storeProblem) add({
     id: 'store', title: 'snapshot store', status: space && space.freeBytes >= STORE_FREE_WARN ? 'ok' : 'warn',
     value: space ? `${options.storeDir} (${formatBytes(space.freeBytes)} free)` : `${options.storeDir} (not reachable)`,
     ...(space && space.freeBytes >= STORE_FREE_WARN ? {} : { consequence: 'large checkpoints may not fit', remedy: 'point --store or FERRY_STORE at a file system with more room' }),

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { readFile, statfs, stat } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { access, readFile, statfs, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Small readers of host facts used by the doctor. Each returns undefined when unknown. */
@@ -57,5 +58,27 @@ export async function freeSpace(path: string): Promise<{ at: string; freeBytes: 
       if (up === p) return undefined;
       p = up;
     }
+  }
+}
+
+/**
+ * Why a store path cannot be used, or undefined when it can: it exists and is not a directory or
+ * not writable, or the nearest existing ancestor is a file.
+ */
+export async function storePathProblem(path: string): Promise<string | undefined> {
+  let p = path;
+  for (;;) {
+    const st = await stat(p).catch((err: unknown) => (err as NodeJS.ErrnoException).code ?? 'error');
+    if (typeof st === 'string') {
+      if (st === 'ENOTDIR') return `${p === path ? 'a parent of it' : p} is not a directory`;
+      if (st !== 'ENOENT') return `cannot be reached (${st})`;
+      const up = dirname(p);
+      if (up === p) return undefined;
+      p = up;
+      continue;
+    }
+    if (!st.isDirectory()) return p === path ? 'is a file, not a directory' : `${p} is a file, not a directory`;
+    const writable = await access(p, fsc.W_OK).then(() => true, () => false);
+    return writable ? undefined : `${p} is not writable`;
   }
 }

@@ -25,6 +25,7 @@ import { ARCHIVE_TRAILER, exportSnapshot, importArchive, type TrailerMember } fr
 import { checksumDir, HASH_ALGORITHM } from './checksums.js';
 import type { SnapshotManifest } from './manifest.js';
 import { Store } from './store.js';
+import { fakeManifest } from './testing-manifest.js';
 
 type MemberType = 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo';
 interface Member { name: string; type: MemberType; body: Buffer; linkname?: string }
@@ -43,7 +44,8 @@ async function makeSnapshot(store: Store, id: string, parent: string | undefined
   if (parent) await symlink(`../${parent}`, join(dir, 'parent'));
   const files = await checksumDir(dir);
   const manifest = {
-    format: 1, id, parent, tier: 'disk', createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString(),
+    // (a complete manifest: the store reads manifests through a schema, see layout.ts)
+    ...fakeManifest(id, 'disk'), parent, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString(),
     target: { kind: 'process', pid: 1, workload: undefined, command: ['x'], ownPidNamespace: true },
     bytes: Object.values(files).reduce((a, f) => a + f.size, 0), algorithm: HASH_ALGORITHM, files,
   } as unknown as SnapshotManifest;
@@ -170,7 +172,7 @@ describe('ferry import under fuzzing', () => {
       }, SOURCE, { ms: 10_000 });
       // Nothing outside the target store: the sandbox holds only the store (and the memory tier's dir).
       assert.deepEqual((await readdir(sandbox)).filter((x) => x !== 'store' && x !== 'mem'), []);
-      assert.deepEqual((await readdir(dst.root).catch(() => [])).filter((x) => x !== 'snapshots' && x !== 'workloads'), []);
+      assert.deepEqual((await readdir(dst.root).catch(() => [])).filter((x) => x !== 'snapshots' && x !== 'workloads' && x !== 'store.json' && x !== 'intents'), []);
       assert.deepEqual(await readdir(root).then((xs) => xs.filter((x) => /escape/.test(x))), []);
       await assert.rejects(lstat('/tmp/ferry-fuzz-escape'));
       const names = await readdir(dst.tierDir('disk')).catch(() => []);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { withTempDir } from '../testing/processes.js';
 import { isFerryError } from '../util/errors.js';
-import { memoryTierUsage, parseSize, placeSnapshot, readStoreConfig, resolveBudget, storedBytes } from './budget.js';
+import { defaultReserveBytes, memoryTierUsage, parseSize, placeSnapshot, readStoreConfig, resolveBudget, storedBytes } from './budget.js';
 import { Store } from './store.js';
 
 const MiB = 2 ** 20;
@@ -86,6 +86,43 @@ describe('memory tier budget', () => {
         });
       } finally {
         if (prev !== undefined) process.env['FERRY_MEMORY_BUDGET'] = prev;
+      }
+    });
+  });
+
+  it('placement counts the host: MemAvailable less the reserve, and the tmpfs\'s free space; spills or refuses with the numbers', async () => {
+    await withTempDir('budget', async (root) => {
+      const store = new Store({ root, memoryDir: join(root, 'mem') });
+      const host = { availableBytes: 1024 * MiB, totalBytes: 4096 * MiB, tmpfsFreeBytes: 2048 * MiB };
+      const prev = { b: process.env['FERRY_MEMORY_BUDGET'], r: process.env['FERRY_MEMORY_RESERVE'] };
+      delete process.env['FERRY_MEMORY_BUDGET'];
+      delete process.env['FERRY_MEMORY_RESERVE'];
+      try {
+        assert.equal(defaultReserveBytes(4096 * MiB), 256 * MiB, 'at least 256 MiB');
+        assert.equal(defaultReserveBytes(24 * 1024 * MiB), Math.floor(24 * 1024 * MiB * 0.05), '5 % of a large host');
+        const ok = await placeSnapshot(store, 'memory', 700 * MiB, {}, host);
+        assert.deepEqual([ok.tier, ok.host?.reserveBytes], ['memory', 256 * MiB]);
+        // 1 GiB asked, 1 GiB available: the host would run out (the 1 GiB dump of the bug report).
+        await assert.rejects(placeSnapshot(store, 'memory', 1024 * MiB, {}, host), (e) => {
+          assert.ok(isFerryError(e, 'ERR_HOST_MEMORY'), String(e));
+          assert.match(e.message, /1\.0 GiB of memory available; .* about 1\.0 GiB would leave less than the reserve of 256\.0 MiB/);
+          assert.match(e.detail ?? '', /MemAvailable 1073741824 bytes, reserve 268435456 bytes/);
+          return true;
+        });
+        const spill = await placeSnapshot(store, 'memory', 1024 * MiB, { spillToDisk: true }, host);
+        assert.deepEqual([spill.tier, spill.spilled], ['disk', true]);
+        // The reserve: option, FERRY_MEMORY_RESERVE, config.json.
+        assert.equal((await placeSnapshot(store, 'memory', 1000 * MiB, { memoryReserveBytes: 0 }, host)).tier, 'memory');
+        process.env['FERRY_MEMORY_RESERVE'] = '900M';
+        await assert.rejects(placeSnapshot(store, 'memory', 200 * MiB, {}, host), (e) => isFerryError(e, 'ERR_HOST_MEMORY'));
+        delete process.env['FERRY_MEMORY_RESERVE'];
+        await writeFile(join(root, 'config.json'), JSON.stringify({ memoryReserveBytes: '10M' }));
+        assert.equal((await placeSnapshot(store, 'memory', 1000 * MiB, {}, host)).host?.reserveBytes, 10 * MiB);
+        // A full tmpfs refuses even with memory to spare.
+        await assert.rejects(placeSnapshot(store, 'memory', 100 * MiB, {}, { ...host, tmpfsFreeBytes: 50 * MiB }), (e) =>
+          isFerryError(e, 'ERR_STORE_FULL') && /memory tier has 50 MiB free on its file system; this snapshot needs about 100\.0 MiB/.test(e.message));
+      } finally {
+        for (const [k, v] of [['FERRY_MEMORY_BUDGET', prev.b], ['FERRY_MEMORY_RESERVE', prev.r]] as const) if (v !== undefined) process.env[k] = v;
       }
     });
   });

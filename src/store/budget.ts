@@ -1,9 +1,14 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readMeminfo } from '../telemetry/proc.js';
 import { FerryError, errnoCode } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
+import { STORE_CONFIG_FILE, parseSize, readStoreConfig, type StoreConfig } from './config.js';
 import type { Tier } from './manifest.js';
 import type { Store } from './store.js';
+
+// The store's config moved to config.ts; these stay importable from here.
+export { STORE_CONFIG_FILE, parseSize, readStoreConfig, type StoreConfig };
 
 /**
  * The memory tier's budget: a size limit for the snapshots kept on tmpfs. A checkpoint that
@@ -14,19 +19,16 @@ import type { Store } from './store.js';
  * `--spill-to-disk` / `--no-spill`), the environment (`FERRY_MEMORY_BUDGET`,
  * `FERRY_SPILL_TO_DISK=1|0`), the store's `<store>/config.json`
  * (`{"memoryBudgetBytes": 1073741824, "spillToDisk": true}`). No limit anywhere: no budget.
+ *
+ * Whatever the budget, the host comes first: tmpfs pages are RAM that cannot be reclaimed (no
+ * swap here), so a memory-tier snapshot must leave the host's MemAvailable above a reserve
+ * (`FERRY_MEMORY_RESERVE`, config `memoryReserveBytes`; default the larger of 256 MiB and 5 %
+ * of MemTotal), and must fit the tmpfs's free space.
  */
-export const STORE_CONFIG_FILE = 'config.json';
-
-export interface StoreConfig {
-  /** Most bytes the memory tier may hold (undefined: no budget). */
-  memoryBudgetBytes?: number;
-  /** When the budget would be exceeded: true spills to the disk tier, false refuses. */
-  spillToDisk?: boolean;
-}
-
 export interface BudgetOverrides {
   memoryBudgetBytes?: number;
   spillToDisk?: boolean;
+  memoryReserveBytes?: number;
 }
 
 export interface MemoryBudget {
@@ -47,55 +49,8 @@ export interface TierPlacement {
   /** Bytes the memory tier held before this checkpoint (only measured for memory requests). */
   usedBytes: number | undefined;
   estimateBytes: number;
-}
-
-const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 2 ** 10, kb: 1e3, kib: 2 ** 10,
-  m: 2 ** 20, mb: 1e6, mib: 2 ** 20,
-  g: 2 ** 30, gb: 1e9, gib: 2 ** 30,
-  t: 2 ** 40, tb: 1e12, tib: 2 ** 40,
-};
-
-/** "512M", "1.5GiB", "2g", "1000000" → bytes. K/M/G/T alone are binary (as in `ls -h`). */
-export function parseSize(text: string, what = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const mult = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
-  if (!m || mult === undefined) {
-    throw new FerryError('ERR_USAGE', `${what} '${text}' is not a size`, { hint: 'write a number of bytes, or one with a unit: 512M, 2G, 1.5GiB, 500MB' });
-  }
-  return Math.floor(Number(m[1]) * mult);
-}
-
-/** Reads `<store>/config.json`; {} when there is none. A malformed file is an error, not ignored. */
-export async function readStoreConfig(root: string): Promise<StoreConfig> {
-  const path = join(root, STORE_CONFIG_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return {};
-    throw new FerryError('ERR_STORE_CONFIG', `cannot read the store's config ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const bad = (why: string) => new FerryError('ERR_STORE_CONFIG', `the store's config ${path} is invalid: ${why}`, {
-    hint: 'it is JSON like {"memoryBudgetBytes": 1073741824, "spillToDisk": true}; fix or remove it',
-  });
-  let raw: unknown;
-  try { raw = JSON.parse(text); } catch (err) { throw bad((err as Error).message); }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('not a JSON object');
-  const o = raw as Record<string, unknown>;
-  const out: StoreConfig = {};
-  if (o['memoryBudgetBytes'] !== undefined && o['memoryBudgetBytes'] !== null) {
-    const b = o['memoryBudgetBytes'];
-    if (typeof b === 'number' && Number.isSafeInteger(b) && b >= 0) out.memoryBudgetBytes = b;
-    else if (typeof b === 'string') out.memoryBudgetBytes = parseSize(b, 'memoryBudgetBytes');
-    else throw bad('memoryBudgetBytes must be a number of bytes (or a size such as "2G")');
-  }
-  if (o['spillToDisk'] !== undefined) {
-    if (typeof o['spillToDisk'] !== 'boolean') throw bad('spillToDisk must be true or false');
-    out.spillToDisk = o['spillToDisk'];
-  }
-  return out;
+  /** The host's memory as judged (memory requests): MemAvailable, the reserve kept, the tmpfs's free space. */
+  host: { availableBytes: number; reserveBytes: number; tmpfsFreeBytes: number | undefined } | undefined;
 }
 
 /** The budget in force: options, then environment, then the store's config. */
@@ -124,7 +79,7 @@ export async function storedBytes(dir: string): Promise<number> {
   let total = 0;
   let names: string[];
   try { names = await readdir(dir); } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return 0;
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0; // gone, or a file (the back-pointer)
     throw err;
   }
   for (const n of names) {
@@ -138,45 +93,111 @@ export async function storedBytes(dir: string): Promise<number> {
 }
 
 /**
- * Bytes the memory tier holds: every snapshot directory in it, including ones being written
- * (`.tmp-*`, so concurrent checkpoints count each other) but not ones being removed (`.rm-*`).
+ * Bytes this store's memory tier holds: every snapshot directory in it, including ones being
+ * written (`.tmp-*`, so concurrent checkpoints count each other) but not ones being removed
+ * (`.rm-*`). A leftover counts until gc removes it.
  */
 export async function memoryTierUsage(store: Store): Promise<number> {
+  const dir = store.existingMemoryDir();
+  if (dir === undefined) return 0;
   let names: string[];
-  try { names = await readdir(store.memoryDir); } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return 0;
+  try { names = await readdir(dir); } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0;
     throw err;
   }
   let total = 0;
-  for (const n of names) if (!n.startsWith('.rm-')) total += await storedBytes(join(store.memoryDir, n));
+  for (const n of names) if (!n.startsWith('.rm-')) total += await storedBytes(join(dir, n));
   return total;
+}
+
+/** What the host has for a memory-tier snapshot. */
+export interface HostMemory {
+  /** MemAvailable (what can be allocated without swapping or the OOM killer). */
+  availableBytes: number;
+  totalBytes: number;
+  /** Free bytes of the tmpfs the memory tier is on (undefined: unknown). */
+  tmpfsFreeBytes: number | undefined;
+}
+
+/** The larger of 256 MiB and 5 % of the host's memory. */
+export function defaultReserveBytes(totalBytes: number): number {
+  return Math.max(256 * 2 ** 20, Math.floor(totalBytes * 0.05));
+}
+
+/** The reserve in force: option, then FERRY_MEMORY_RESERVE, then config.json, then the default. */
+export async function resolveReserve(root: string, totalBytes: number, overrides: BudgetOverrides = {}, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (overrides.memoryReserveBytes !== undefined) return overrides.memoryReserveBytes;
+  const e = env['FERRY_MEMORY_RESERVE'];
+  if (e) return parseSize(e, 'FERRY_MEMORY_RESERVE');
+  return (await readStoreConfig(root)).memoryReserveBytes ?? defaultReserveBytes(totalBytes);
+}
+
+/** MemAvailable/MemTotal from /proc/meminfo, and the free space where the memory tier lives. */
+export async function readHostMemory(store: Store): Promise<HostMemory | undefined> {
+  const mi = readMeminfo();
+  if (!mi) return undefined;
+  let tmpfsFreeBytes: number | undefined;
+  for (const d of [store.existingMemoryDir(), store.memoryBase]) {
+    if (d === undefined) continue;
+    const fs = await statfs(d).catch(() => undefined);
+    if (fs) { tmpfsFreeBytes = fs.bavail * fs.bsize; break; }
+  }
+  return { availableBytes: mi.availableBytes, totalBytes: mi.totalBytes, tmpfsFreeBytes };
 }
 
 function sourceText(b: MemoryBudget): string {
   return b.source === 'option' ? '--memory-budget' : b.source === 'env' ? 'FERRY_MEMORY_BUDGET' : b.source === 'config' ? STORE_CONFIG_FILE : 'no budget';
 }
 
+const FREE_HINT = 'free memory-tier space (`ferry snapshots gc`, `ferry snapshots rm ID`), checkpoint to disk (--tier disk), ' +
+  `or allow spilling (--spill-to-disk, or "spillToDisk": true in <store>/${STORE_CONFIG_FILE})`;
+
 /**
  * Decides where a new snapshot of about `estimateBytes` goes. A disk request stays on disk; a
- * memory request stays in memory while the budget allows, spills to disk when it does not and
- * spilling is allowed, and is refused with ERR_MEMORY_BUDGET otherwise (nothing is written).
+ * memory request stays in memory while the budget, the host's available memory (less the
+ * reserve) and the tmpfs's free space allow; otherwise it spills to disk when spilling is
+ * allowed, and is refused otherwise (ERR_MEMORY_BUDGET, ERR_HOST_MEMORY, ERR_STORE_FULL;
+ * nothing is written). `host` is read from /proc/meminfo unless given (tests).
  */
-export async function placeSnapshot(store: Store, requested: Tier, estimateBytes: number, overrides: BudgetOverrides = {}): Promise<TierPlacement> {
+export async function placeSnapshot(store: Store, requested: Tier, estimateBytes: number, overrides: BudgetOverrides = {},
+  host?: HostMemory): Promise<TierPlacement> {
   const budget = await resolveBudget(store.root, overrides);
-  if (requested === 'disk' || budget.budgetBytes === undefined) {
-    return { tier: requested, spilled: false, reason: undefined, budget, usedBytes: undefined, estimateBytes };
+  if (requested === 'disk') {
+    return { tier: requested, spilled: false, reason: undefined, budget, usedBytes: undefined, estimateBytes, host: undefined };
   }
   const usedBytes = await memoryTierUsage(store);
-  if (usedBytes + estimateBytes <= budget.budgetBytes) {
-    return { tier: 'memory', spilled: false, reason: undefined, budget, usedBytes, estimateBytes };
+  const h = host ?? await readHostMemory(store);
+  const reserveBytes = h ? await resolveReserve(store.root, h.totalBytes, overrides) : 0;
+  const hostFacts = h ? { availableBytes: h.availableBytes, reserveBytes, tmpfsFreeBytes: h.tmpfsFreeBytes } : undefined;
+  const place = (tier: Tier, reason?: string): TierPlacement =>
+    ({ tier, spilled: tier !== requested, reason, budget, usedBytes, estimateBytes, host: hostFacts });
+
+  let code: string | undefined;
+  let over: string | undefined;
+  let detail = '';
+  if (budget.budgetBytes !== undefined && usedBytes + estimateBytes > budget.budgetBytes) {
+    code = 'ERR_MEMORY_BUDGET';
+    over = `the memory tier's budget of ${formatBytes(budget.budgetBytes)} (${sourceText(budget)}) would be exceeded: ` +
+      `${formatBytes(usedBytes)} in use + about ${formatBytes(estimateBytes)} for this snapshot`;
+    detail = `budget ${budget.budgetBytes} bytes, in use ${usedBytes} bytes, estimate ${estimateBytes} bytes (the tree's resident memory)`;
+  } else if (h && estimateBytes + reserveBytes > h.availableBytes) {
+    code = 'ERR_HOST_MEMORY';
+    over = `the host has ${formatBytes(h.availableBytes)} of memory available; a memory-tier snapshot of about ${formatBytes(estimateBytes)} ` +
+      `would leave less than the reserve of ${formatBytes(reserveBytes)}`;
+    detail = `MemAvailable ${h.availableBytes} bytes, reserve ${reserveBytes} bytes, estimate ${estimateBytes} bytes, memory tier in use ${usedBytes} bytes`;
+  } else if (h?.tmpfsFreeBytes !== undefined && estimateBytes > h.tmpfsFreeBytes) {
+    code = 'ERR_STORE_FULL';
+    over = `the memory tier has ${Math.round(h.tmpfsFreeBytes / 2 ** 20)} MiB free on its file system; this snapshot needs about ${formatBytes(estimateBytes)}`;
+    detail = `tmpfs free ${h.tmpfsFreeBytes} bytes, estimate ${estimateBytes} bytes`;
   }
-  const over = `the memory tier's budget of ${formatBytes(budget.budgetBytes)} (${sourceText(budget)}) would be exceeded: ` +
-    `${formatBytes(usedBytes)} in use + about ${formatBytes(estimateBytes)} for this snapshot`;
-  if (budget.spillToDisk) return { tier: 'disk', spilled: true, reason: over, budget, usedBytes, estimateBytes };
-  throw new FerryError('ERR_MEMORY_BUDGET', over, {
-    detail: `budget ${budget.budgetBytes} bytes, in use ${usedBytes} bytes, estimate ${estimateBytes} bytes (the tree's resident memory)`,
-    hint: 'free memory-tier space (`ferry snapshots gc`, `ferry snapshots rm ID`), raise the budget (--memory-budget SIZE, ' +
-      `FERRY_MEMORY_BUDGET, or memoryBudgetBytes in <store>/${STORE_CONFIG_FILE}), checkpoint to disk (--tier disk), ` +
-      `or allow spilling (--spill-to-disk, or "spillToDisk": true in <store>/${STORE_CONFIG_FILE})`,
+  if (code === undefined || over === undefined) return place('memory');
+  if (budget.spillToDisk) return place('disk', over);
+  throw new FerryError(code, over, {
+    detail,
+    hint: code === 'ERR_MEMORY_BUDGET'
+      ? `${FREE_HINT}, or raise the budget (--memory-budget SIZE, FERRY_MEMORY_BUDGET, or memoryBudgetBytes in <store>/${STORE_CONFIG_FILE})`
+      : code === 'ERR_HOST_MEMORY'
+        ? `${FREE_HINT}; the reserve is set by FERRY_MEMORY_RESERVE or memoryReserveBytes in <store>/${STORE_CONFIG_FILE}`
+        : FREE_HINT,
   });
 }

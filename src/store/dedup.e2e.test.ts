@@ -117,12 +117,13 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
 
     // A damaged link in the chain is refused before CRIU runs: a flipped byte in the newest's pages
     // (which the oldest reads through), then a parent link pointing elsewhere.
-    const newestDir = join(memTier, taken[3]!);
+    const memDir = (JSON.parse(await ok(['snapshots', 'ls', '--json'])) as { memoryTier: { dir: string } }).memoryTier.dir;
+    const newestDir = join(memDir, taken[3]!);
     const pagesFile = readdirSync(newestDir).find((n) => /^pages-\d+\.img$/.test(n))!;
     flipByte(join(newestDir, pagesFile), 4096 * 7 + 3);
     await refused(['restore', taken[0]!], new RegExp(`snapshot ${taken[3]} is damaged: ${pagesFile.replace('.', '\\.')} fails its checksum`));
     flipByte(join(newestDir, pagesFile), 4096 * 7 + 3);
-    const link = join(memTier, taken[1]!, 'parent');
+    const link = join(memDir, taken[1]!, 'parent');
     assert.equal(await readlink(link), `../${taken[2]}`);
     await rm(link);
     await symlink(`../${taken[3]}`, link);
@@ -141,7 +142,7 @@ void describe('page dedup chains (CLI, real CRIU)', { timeout: 600_000 }, () => 
     assert.deepEqual((await ls()).snapshots.map((s) => s.id).sort(), [taken[1], taken[2]].sort());
     await restoreAndCheck(inst, taken[1]!, 1);
     // nothing half-written; obsolete copies (.rm-*) are freed in the background
-    await waitFor(() => readdirSync(memTier).every((n) => !n.startsWith('.')), 10_000, 'background removals to finish');
+    await waitFor(() => readdirSync(memDir).every((n) => !n.startsWith('.') || n === '.ferry-store.json'), 10_000, 'background removals to finish');
     for (const id of [taken[1]!, taken[2]!]) await ok(['snapshots', 'rm', id]);
   });
 

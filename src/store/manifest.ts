@@ -1,4 +1,5 @@
 import type { DumpStats } from '../criu/images/stats.js';
+import { z } from 'zod';
 
 /** What ferry records about every snapshot, beside CRIU's images (manifest.json). */
 export interface SnapshotManifest {
@@ -97,3 +98,58 @@ export interface ContainerTarget {
   /** Bind mounts handed to CRIU as external: key (the destination, as runc names them) and host source. */
   externalMounts: { key: string; source: string }[];
 }
+
+/** Snapshot ids: also a safe single path component. */
+export const SNAPSHOT_ID_PATTERN = /^[0-9a-z][0-9a-z._-]{0,127}$/;
+
+const count = z.number().int().nonnegative();
+/** A file a manifest may checksum: one name in the snapshot's directory. */
+const fileName = z.string().refine((n) => n !== '' && n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0'), 'not a plain file name');
+
+const ProcessTargetSchema = z.looseObject({
+  kind: z.literal('process'),
+  pid: z.number().int().positive(),
+  workload: z.string().optional(),
+  command: z.array(z.string()),
+  ownPidNamespace: z.boolean(),
+});
+const ContainerTargetSchema = z.looseObject({
+  kind: z.literal('container'),
+  id: z.string(),
+  runtime: z.enum(['runc', 'crun']),
+  runtimeRoot: z.string(),
+  driver: z.enum(['runtime', 'ferry']),
+  bundle: z.string(),
+  rootfs: z.string(),
+  pid: z.number().int().positive(),
+  command: z.array(z.string()),
+  ownPidNamespace: z.boolean(),
+  namespaces: z.array(z.string()),
+  stdio: z.array(z.string()),
+  externalMounts: z.array(z.object({ key: z.string(), source: z.string() })),
+});
+
+/**
+ * What a manifest.json must hold to be used. Objects are loose: fields added later are kept,
+ * never stripped; fields ferry relies on are checked. (JSON drops `undefined`, so optional
+ * fields may be absent.)
+ */
+export const ManifestSchema = z.looseObject({
+  format: z.literal(1),
+  id: z.string().regex(SNAPSHOT_ID_PATTERN, 'not a snapshot id'),
+  name: z.string().optional(),
+  parent: z.string().regex(SNAPSHOT_ID_PATTERN, 'not a snapshot id').optional(),
+  logicalBytes: count.optional(),
+  tier: z.enum(['memory', 'disk']),
+  createdAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not a date'),
+  target: z.discriminatedUnion('kind', [ProcessTargetSchema, ContainerTargetSchema]),
+  host: z.looseObject({ hostname: z.string(), kernel: z.string(), arch: z.string(), cpuFlags: z.array(z.string()) }),
+  criu: z.looseObject({ version: z.string() }),
+  options: z.looseObject({ tcpEstablished: z.boolean(), extUnixSk: z.boolean(), fileLocks: z.boolean(), shellJob: z.boolean() }),
+  stats: z.record(z.string(), z.unknown()).nullish(),
+  timings: z.looseObject({ totalMs: z.number(), criuMs: z.number(), checksumMs: z.number() }),
+  bytes: count,
+  // Absent in manifests that predate the field (they are sha256).
+  algorithm: z.string().default('sha256'),
+  files: z.record(fileName, z.object({ size: count, hash: z.string().regex(/^[0-9a-f]+$/, 'not a hex hash') })),
+});

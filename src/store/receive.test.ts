@@ -11,6 +11,7 @@ import { checksumDir, HASH_ALGORITHM } from './checksums.js';
 import { beginReceive, beginSnapshotReceive, parseReceivedManifest } from './receive.js';
 import { planSnapshot, resolveChain } from './send.js';
 import { Store } from './store.js';
+import { fakeManifest } from './testing-manifest.js';
 
 async function makeSnapshot(store: Store, id: string, parent?: string, seed = 1): Promise<void> {
   const dir = join(store.tierDir('disk'), id);
@@ -20,7 +21,8 @@ async function makeSnapshot(store: Store, id: string, parent?: string, seed = 1)
   await writeFile(join(dir, 'dump.log'), `log of ${id}\n`);
   if (parent) await symlink(`../${parent}`, join(dir, 'parent'));
   const files = await checksumDir(dir);
-  const manifest = { format: 1, id, parent, tier: 'disk', createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString(), algorithm: HASH_ALGORITHM, files, bytes: 0 };
+  // (a complete manifest: the store reads manifests through a schema, see layout.ts)
+  const manifest = { ...fakeManifest(id, 'disk'), parent, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString(), algorithm: HASH_ALGORITHM, files, bytes: 0 };
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
 }
 

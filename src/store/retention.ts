@@ -1,11 +1,25 @@
 /**
  * Removing snapshots without breaking chains, retention policies, and the garbage collector.
  */
-import { readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FerryError, errnoCode, isFerryError } from '../util/errors.js';
+import { storedBytes } from './budget.js';
 import { ancestors, children, foldInto } from './chain.js';
+import { readStoreConfig } from './config.js';
+import { readIntents, ownerAlive } from './intents.js';
+import { BACK_POINTER_FILE, MANIFEST_FILE, STORE_FILE, logsDir, readBackPointer, readIdentity } from './layout.js';
 import type { SnapshotManifest } from './manifest.js';
-import type { Store, StoredSnapshot } from './store.js';
+import type { DamagedSnapshot, Leftover, Store, StoredSnapshot } from './store.js';
+
+/** Leftovers no intent record explains are swept once unchanged this long (`gc --stale-after`). */
+export const DEFAULT_STALE_AFTER_MS = 10 * 60_000;
+/** Operation logs (`<store>/logs/*`) are kept this long ... */
+export const DEFAULT_LOGS_MAX_AGE_MS = 14 * 86_400_000;
+/** ... and at most this many (the newest). */
+export const DEFAULT_LOGS_KEEP = 200;
+/** A log touched more recently than this is never swept (its operation may still run). */
+const LOG_GRACE_MS = 10 * 60_000;
 
 export interface RemoveResult {
   removed: string;
@@ -18,7 +32,22 @@ export interface RemoveResult {
  * nothing that depended on it breaks; if a fold fails, nothing is removed.
  */
 export async function removeSnapshot(store: Store, id: string, all?: StoredSnapshot[]): Promise<RemoveResult> {
-  const s = await store.get(id);
+  let s: StoredSnapshot;
+  try {
+    s = await store.get(id);
+  } catch (err) {
+    if (!isFerryError(err, 'ERR_SNAPSHOT_CORRUPT')) throw err;
+    // A damaged snapshot's pages cannot be folded into anything; removing it is fine unless
+    // others read through it (they would break silently: refuse, naming them).
+    const kids = (all ?? await store.list()).filter((k) => k.manifest.parent === id).map((k) => k.manifest.id);
+    if (kids.length) {
+      throw new FerryError('ERR_SNAPSHOT_CORRUPT', `${err.message}; ${kids.join(', ')} build${kids.length === 1 ? 's' : ''} on it`, {
+        cause: err, hint: `they cannot be restored without it either; remove them first (\`ferry snapshots rm ${kids[0]!}\`), then ${id}`,
+      });
+    }
+    await store.remove(id);
+    return { removed: id, compacted: [] };
+  }
   const kids = await children(store, s.manifest.id, all);
   const compacted: string[] = [];
   for (const k of kids) {
@@ -38,8 +67,12 @@ export interface RetentionPolicy {
   maxDepth?: number;
   /** Make snapshots older than this many ms flat (fold their whole chain into them). */
   flattenOlderThanMs?: number;
-  /** Leftovers of interrupted operations (.tmp-*, .rm-*, .fold-*) older than this are swept. */
+  /** Leftovers no intent record explains (.tmp-*, .rm-*, .fold-*) unchanged this long are swept. */
   staleMs?: number;
+  /** Operation logs older than this are swept. */
+  logsMaxAgeMs?: number;
+  /** At most this many operation logs are kept. */
+  logsKeep?: number;
 }
 
 export interface GcPlan {
@@ -49,10 +82,34 @@ export interface GcPlan {
   fold: { id: string; levels: number }[];
 }
 
+/** A memory-tier directory whose store is gone (deleted, or given a new identity). */
+export interface OrphanMemoryDir {
+  dir: string;
+  storeId: string | undefined;
+  /** The store it belonged to, per its back-pointer. */
+  root: string | undefined;
+  bytes: number;
+  reason: string;
+}
+
 export interface GcResult extends GcPlan {
   compacted: string[];
+  /** Paths of leftovers removed (or, dry run, to remove). */
   swept: string[];
+  /** Leftovers removed (or to remove): owner gone, or no owner and stale. */
+  leftovers: Leftover[];
+  /** Leftovers kept: their owner still runs, or they are younger than the stale threshold. */
+  keptLeftovers: Leftover[];
+  /** Operation log directories removed (or to remove). */
+  logs: string[];
+  /** Memory-tier directories of stores that no longer exist, removed (or to remove). */
+  orphans: OrphanMemoryDir[];
+  /** Damaged snapshots: never removed by gc (`snapshots rm ID` does). */
+  damaged: DamagedSnapshot[];
+  /** Bytes of snapshots removed. */
   freedBytes: number;
+  /** Bytes of leftovers and orphans removed. */
+  sweptBytes: number;
   dryRun: boolean;
 }
 
@@ -102,15 +159,24 @@ export async function planGc(store: Store, policy: RetentionPolicy, all?: Stored
   return { remove, keep: [...keep], fold };
 }
 
-/** Applies a retention policy: removes (folding dependants first), folds deep chains, sweeps leftovers. */
+/** Applies a retention policy: removes (folding dependants first), folds deep chains, sweeps leftovers, logs and orphans. */
 export async function gc(store: Store, policy: RetentionPolicy, dryRun = false): Promise<GcResult> {
-  const all = await store.list();
+  const scan = await store.scan();
+  const all = scan.snapshots;
   const plan = await planGc(store, policy, all);
-  const result: GcResult = { ...plan, compacted: [], swept: [], freedBytes: 0, dryRun };
+  const config = await readStoreConfig(store.root);
+  const staleMs = policy.staleMs ?? config.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  const { remove: leftovers, keep: keptLeftovers } = classifyLeftovers(scan.leftovers, staleMs);
+  const orphans = await orphanMemoryDirs(store);
+  const result: GcResult = {
+    ...plan, compacted: [], swept: leftovers.map((l) => l.dir ?? l.intentPath ?? l.id), leftovers, keptLeftovers, logs: [], orphans,
+    damaged: scan.damaged, freedBytes: 0, sweptBytes: [...leftovers, ...orphans].reduce((a, l) => a + l.bytes, 0), dryRun,
+  };
   const sizeOf = new Map(all.map((s) => [s.manifest.id, s.manifest.bytes]));
   const createdAt = new Map(all.map((s) => [s.manifest.id, s.manifest.createdAt]));
   if (dryRun) {
     result.freedBytes = plan.remove.reduce((a, id) => a + (sizeOf.get(id) ?? 0), 0);
+    result.logs = await sweepLogs(store, policy, [], true);
     return result;
   }
   // Oldest first: each removal folds into the next survivor of the chain.
@@ -133,25 +199,110 @@ export async function gc(store: Store, policy: RetentionPolicy, dryRun = false):
     }
   }
   result.compacted = [...new Set(result.compacted)];
-  result.swept = await sweep(store, policy.staleMs ?? 3_600_000);
+  for (const l of leftovers) await store.removeLeftover(l);
+  for (const o of orphans) await rm(o.dir, { recursive: true, force: true });
+  result.logs = await sweepLogs(store, policy);
   return result;
 }
 
-/** Removes leftovers of interrupted operations, older than `staleMs`. */
+/**
+ * Which leftovers gc removes: those whose owner is gone, and those no record explains once
+ * unchanged for `staleMs`. A leftover whose owner still runs is always kept.
+ */
+export function classifyLeftovers(all: Leftover[], staleMs: number): { remove: Leftover[]; keep: Leftover[] } {
+  const remove: Leftover[] = [];
+  const keep: Leftover[] = [];
+  for (const l of all) {
+    const gone = l.ownerAlive === false || (l.ownerAlive === undefined && l.ageMs >= staleMs);
+    (gone ? remove : keep).push(l);
+  }
+  return { remove, keep };
+}
+
+/**
+ * Removes leftovers of interrupted operations (see classifyLeftovers); returns their paths.
+ * Kept for callers of the old API.
+ */
 export async function sweep(store: Store, staleMs: number): Promise<string[]> {
+  const { remove } = classifyLeftovers(await store.leftovers(), staleMs);
+  for (const l of remove) await store.removeLeftover(l);
+  return remove.map((l) => l.dir ?? l.intentPath ?? l.id);
+}
+
+/**
+ * Sweeps operation logs (`<store>/logs/*`): older than the max age, or beyond the newest
+ * `keep`. Never one touched in the last ten minutes, one named in `protect`, or one of an
+ * operation whose owner still runs. Returns what it removed (dry run: would remove).
+ */
+export async function sweepLogs(store: Store, policy: Pick<RetentionPolicy, 'logsMaxAgeMs' | 'logsKeep'> = {}, protect: string[] = [], dryRun = false): Promise<string[]> {
+  const dir = logsDir(store.root);
+  let names: string[];
+  try { names = await readdir(dir); } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return [];
+    throw err;
+  }
+  const config = await readStoreConfig(store.root);
+  const maxAge = policy.logsMaxAgeMs ?? config.logsMaxAgeMs ?? DEFAULT_LOGS_MAX_AGE_MS;
+  const keep = policy.logsKeep ?? config.logsKeep ?? DEFAULT_LOGS_KEEP;
+  if (names.length <= keep && maxAge === Infinity) return [];
+  const live = new Set((await readIntents(store.root)).flatMap((f) => (f.intent && ownerAlive(f.intent) ? [f.intent.id] : [])));
+  const now = Date.now();
+  const entries: { path: string; mtimeMs: number; name: string }[] = [];
+  for (const n of names) {
+    const st = await lstat(join(dir, n)).catch(() => undefined);
+    if (st) entries.push({ path: join(dir, n), mtimeMs: st.mtimeMs, name: n });
+  }
+  entries.sort((a, b) => b.mtimeMs - a.mtimeMs);
   const out: string[] = [];
-  for (const tier of ['memory', 'disk'] as const) {
-    const base = store.tierDir(tier);
-    let names: string[];
-    try { names = await readdir(base); } catch { continue; }
-    for (const n of names) {
-      if (!/^\.(tmp|rm|fold|tmp-import)-/.test(n)) continue;
-      const p = join(base, n);
-      const st = await stat(p).catch(() => undefined);
-      if (!st || Date.now() - st.mtimeMs < staleMs) continue;
-      await rm(p, { recursive: true, force: true });
-      out.push(p);
+  entries.forEach((e, i) => {
+    if (i < keep && now - e.mtimeMs <= maxAge) return;
+    if (now - e.mtimeMs < LOG_GRACE_MS || protect.includes(e.path)) return;
+    if ([...live].some((id) => e.name.endsWith(`-${id}`) || e.name.includes(`-${id}-`))) return;
+    out.push(e.path);
+  });
+  if (!dryRun) for (const p of out) await rm(p, { recursive: true, force: true });
+  return out;
+}
+
+/**
+ * Memory-tier directories under this store's base whose store is gone: the back-pointer names a
+ * store root whose store.json is missing or has another id. (Deleting a store directory used to
+ * leave its RAM snapshots behind forever.) Directories without a back-pointer are not touched.
+ */
+export async function orphanMemoryDirs(store: Store): Promise<OrphanMemoryDir[]> {
+  const base = store.memoryBase;
+  let names: string[];
+  try { names = await readdir(base); } catch { return []; }
+  const out: OrphanMemoryDir[] = [];
+  for (const n of names) {
+    const dir = join(base, n);
+    const bp = readBackPointer(dir);
+    if (!bp) continue;
+    let reason: string | undefined;
+    try {
+      const id = readIdentity(bp.root);
+      if (!id) reason = `its store ${bp.root} no longer exists (no ${join(bp.root, STORE_FILE)})`;
+      else if (id.id !== bp.storeId) reason = `its store ${bp.root} now has another identity (${id.id})`;
+    } catch {
+      continue; // a damaged store.json: not proof that the store is gone
     }
+    if (reason) out.push({ dir, storeId: bp.storeId, root: bp.root, bytes: await storedBytes(dir).catch(() => 0), reason });
   }
   return out;
+}
+
+/** Bytes every store's memory tier holds under this store's base (all stores on this host using it). */
+export async function memoryBaseUsage(store: Store): Promise<{ base: string; bytes: number; stores: number }> {
+  const base = store.memoryBase;
+  let names: string[];
+  try { names = await readdir(base); } catch { return { base, bytes: 0, stores: 0 }; }
+  let bytes = 0;
+  let stores = 0;
+  for (const n of names) {
+    const dir = join(base, n);
+    if (await lstat(join(dir, BACK_POINTER_FILE)).then(() => true, () => false)) stores++;
+    else if (!await lstat(join(dir, MANIFEST_FILE)).then(() => true, () => false)) continue;
+    bytes += await storedBytes(dir).catch(() => 0);
+  }
+  return { base, bytes, stores };
 }

@@ -30,12 +30,23 @@ interface LsJson { snapshots: { id: string; tier: string; parent: string | null;
 const ls = async (store: string): Promise<LsJson> => JSON.parse(await ok(store, ['snapshots', 'ls', '--json'])) as LsJson;
 const ids = async (store: string): Promise<string[]> => (await ls(store)).snapshots.map((s) => s.id).sort();
 
+/** A store's own memory-tier directory: `<FERRY_MEMORY_TIER>/<store id>` (undefined before it has an identity). */
+function memDirOf(store: string): string | undefined {
+  const f = join(store, 'store.json');
+  return existsSync(f) ? join(memTier, (JSON.parse(readFileSync(f, 'utf8')) as { id: string }).id) : undefined;
+}
+/** What a store's memory tier holds (its back-pointer file aside). */
+const memEntriesOf = (store: string): string[] => {
+  const d = memDirOf(store);
+  return d && existsSync(d) ? readdirSync(d).filter((n) => n !== '.ferry-store.json') : [];
+};
+
 /** No `.tmp-*` or `.rm-*` left anywhere in a store's tiers. */
 function noLeftovers(store: string): void {
-  for (const d of [join(store, 'snapshots'), memTier]) {
+  for (const d of [join(store, 'snapshots'), memDirOf(store) ?? join(memTier, 'none')]) {
     const names = existsSync(d) ? readdirSync(d) : [];
     // (`.rm-*`: obsolete copies being freed in the background, not half-written snapshots)
-    assert.deepEqual(names.filter((n) => n.startsWith('.') && !n.startsWith('.rm-')), [], `nothing half-written in ${d}`);
+    assert.deepEqual(names.filter((n) => n.startsWith('.') && !n.startsWith('.rm-') && n !== '.ferry-store.json'), [], `nothing half-written in ${d}`);
   }
 }
 
@@ -205,7 +216,7 @@ describe('snapshot store: export/import, chains, memory budget (CLI, real CRIU)'
     const storeM = () => join(base, 'store-m');
     before(async () => { wl = await startMemcheck(storeM(), 64, 14); });
     // (wl is killed with the file's other pids, by start time: its pid may be reused meanwhile)
-    const memEntries = () => (existsSync(memTier) ? readdirSync(memTier) : []);
+    const memEntries = () => memEntriesOf(storeM());
 
     it('over budget without spilling: refused before CRIU runs, with the numbers and remedies; the workload keeps running', async () => {
       const logs = join(storeM(), 'logs');

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { treePids } from '../telemetry/proc.js';
+import { statFields, treePids } from '../telemetry/proc.js';
 import { FerryError } from '../util/errors.js';
 
 /** Facts about a live process, read from /proc. */
@@ -16,13 +16,8 @@ export interface ProcessInfo {
 
 const PF_KTHREAD = 0x00200000;
 
-/**
- * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses):
- * [0] state, [1] ppid, [3] session, [6] flags, [19] starttime (clock ticks since boot).
- */
-export function statFields(stat: string): string[] {
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-}
+// The /proc/PID/stat parser lives in telemetry (the store needs it too, for intents' owners).
+export { statFields } from '../telemetry/proc.js';
 
 export async function processInfo(pid: number): Promise<ProcessInfo | undefined> {
   let stat: string;

@@ -52,6 +52,24 @@ function read(path: string): string | undefined {
 export const readCpuTimes = (): CpuTimes | undefined => parseProcStat(read('/proc/stat') ?? '');
 export const readMeminfo = (): MemInfo | undefined => parseMeminfo(read('/proc/meminfo') ?? '');
 
+/**
+ * The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses):
+ * [0] state, [1] ppid, [3] session, [6] flags, [19] starttime (clock ticks since boot).
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * A process's start time (field 22 of /proc/PID/stat, clock ticks since boot), or undefined when
+ * it is gone. A pid with a different start time is another process (pids are reused).
+ */
+export function processStartTime(pid: number): string | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const stat = read(`/proc/${pid}/stat`);
+  return stat === undefined ? undefined : statFields(stat)[19];
+}
+
 const PAGE_SIZE = 4096;
 
 /** Pids of the tree rooted at `pid` (via /proc/<pid>/task/<tid>/children); [] when it is gone. */

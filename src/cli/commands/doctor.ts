@@ -1,4 +1,7 @@
-import { runDoctor } from '../../doctor/doctor.js';
+import { runDoctor, type MemoryTierFacts } from '../../doctor/doctor.js';
+import { memoryTierUsage, readHostMemory, resolveReserve } from '../../store/budget.js';
+import { memoryBaseUsage, orphanMemoryDirs } from '../../store/retention.js';
+import { Store } from '../../store/store.js';
 import type { DoctorCheck } from '../../doctor/report.js';
 import { parse, type Command } from '../command.js';
 import { printJson, style } from '../output.js';
@@ -12,7 +15,7 @@ export const command: Command = {
   usage: 'ferry doctor [--quick] [--json]\n\n  --quick   skip the checkpoint/restore of a test process',
   async run(argv, ctx) {
     const { values } = parse(argv, { quick: { type: 'boolean' } }, 'doctor', false);
-    const report = await runDoctor({ storeDir: ctx.store, skipSelfTest: values.quick === true });
+    const report = await runDoctor({ storeDir: ctx.store, skipSelfTest: values.quick === true, ...await memoryTierFacts(ctx.store) });
     if (ctx.json) {
       printJson(report);
     } else {
@@ -29,3 +32,20 @@ export const command: Command = {
     return report.ok ? 0 : 1;
   },
 };
+
+/** The store's memory tier, for the doctor; nothing when the store cannot be read (the doctor says why). */
+async function memoryTierFacts(root: string): Promise<{ memoryTier?: MemoryTierFacts }> {
+  try {
+    const store = new Store({ root });
+    const [usedBytes, base, orphans, host] = await Promise.all([memoryTierUsage(store), memoryBaseUsage(store), orphanMemoryDirs(store), readHostMemory(store)]);
+    return {
+      memoryTier: {
+        dir: store.existingMemoryDir() ?? null, usedBytes, base: base.base, allStoresBytes: base.bytes,
+        orphans: orphans.length, orphanBytes: orphans.reduce((a, o) => a + o.bytes, 0),
+        hostAvailableBytes: host?.availableBytes ?? null, reserveBytes: host ? await resolveReserve(root, host.totalBytes) : null,
+      },
+    };
+  } catch {
+    return {};
+  }
+}

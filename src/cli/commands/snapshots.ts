@@ -1,5 +1,6 @@
-import { memoryTierUsage, resolveBudget, storedBytes } from '../../store/budget.js';
-import { Store } from '../../store/store.js';
+import { memoryTierUsage, readHostMemory, resolveBudget, resolveReserve, storedBytes } from '../../store/budget.js';
+import { parseDuration } from '../../store/config.js';
+import { Store, type Leftover } from '../../store/store.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, positiveInt, type Command } from '../command.js';
@@ -8,12 +9,18 @@ import { printJson } from '../output.js';
 export const command: Command = {
   summary: 'List, inspect, remove, compact and garbage-collect snapshots.',
   usage: 'ferry snapshots [ls | inspect ID | rm ID | compact ID [--levels N] | gc [--keep-last N] [--keep-every DUR]\n' +
-    '                 [--max-depth N] [--flatten-older-than DUR] [--dry-run]] [--json]\n' +
-    '  rm: snapshots that build on ID (dedup chains) first take over its pages, so they keep working.\n' +
+    '                 [--max-depth N] [--flatten-older-than DUR] [--stale-after DUR] [--logs-max-age DUR] [--logs-keep N]\n' +
+    '                 [--dry-run]] [--json]\n' +
+    '  ls: valid snapshots, damaged ones (with the reason), and leftovers of interrupted or running operations.\n' +
+    '  rm: snapshots that build on ID (dedup chains) first take over its pages, so they keep working. A damaged\n' +
+    '      snapshot can be removed too.\n' +
     '  compact: fold ID\'s chain into it (all of it, or the nearest N levels); its content is checked against its page index.\n' +
     '  gc: per workload, keep the newest N and/or the newest of every DUR (e.g. 1h, 30m, 1d); fold chains deeper\n' +
-    '      than --max-depth, and make snapshots older than --flatten-older-than flat; sweep leftovers of\n' +
-    '      interrupted operations. --dry-run shows the plan.',
+    '      than --max-depth (0: make every snapshot whole), and make snapshots older than --flatten-older-than flat;\n' +
+    '      remove leftovers whose operation\'s process is gone, and unexplained ones unchanged for --stale-after\n' +
+    '      (default 10m); sweep operation logs past --logs-max-age (14d) / beyond the newest --logs-keep (200);\n' +
+    '      remove memory-tier directories of stores that no longer exist. Damaged snapshots are kept (rm them).\n' +
+    '      --dry-run shows the plan.',
   async run(argv, ctx) {
     const { positionals, values } = parse(argv, {
       levels: { type: 'string' },
@@ -21,6 +28,9 @@ export const command: Command = {
       'keep-every': { type: 'string' },
       'max-depth': { type: 'string' },
       'flatten-older-than': { type: 'string' },
+      'stale-after': { type: 'string' },
+      'logs-max-age': { type: 'string' },
+      'logs-keep': { type: 'string' },
       'dry-run': { type: 'boolean' },
     }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
@@ -31,8 +41,8 @@ export const command: Command = {
     };
     switch (sub) {
       case 'ls': {
-        const all = await store.list();
-        const rows = await Promise.all(all.map(async ({ manifest: m, dir }) => ({
+        const scan = await store.scan();
+        const rows = await Promise.all(scan.snapshots.map(async ({ manifest: m, dir }) => ({
           id: m.id, createdAt: m.createdAt, tier: m.tier, parent: m.parent ?? null, pid: m.target.pid, workload: m.target.workload ?? null,
           command: m.target.command, bytes: m.bytes,
           // What a restore materialises (deduped snapshots record it) vs what its own files occupy.
@@ -40,24 +50,56 @@ export const command: Command = {
           storedBytes: await storedBytes(dir),
           criu: m.criu.version,
         })));
+        const damaged = scan.damaged.map((d) => ({ id: d.id, tier: d.tier, dir: d.dir, reason: d.reason, storedBytes: d.bytes }));
+        const leftovers = scan.leftovers.map(leftoverRow);
         const budget = await resolveBudget(store.root);
-        const memoryTier = { dir: store.memoryDir, usedBytes: await memoryTierUsage(store), budgetBytes: budget.budgetBytes ?? null, spillToDisk: budget.spillToDisk };
+        const { memoryBaseUsage, orphanMemoryDirs } = await import('../../store/retention.js');
+        const host = await readHostMemory(store);
+        const base = await memoryBaseUsage(store);
+        const memoryTier = {
+          dir: store.existingMemoryDir() ?? null, base: base.base, usedBytes: await memoryTierUsage(store),
+          budgetBytes: budget.budgetBytes ?? null, spillToDisk: budget.spillToDisk,
+          // Every store's memory tier under the same base, and what the host has left.
+          allStoresBytes: base.bytes, stores: base.stores,
+          hostAvailableBytes: host?.availableBytes ?? null, reserveBytes: host ? await resolveReserve(store.root, host.totalBytes) : null,
+          orphans: (await orphanMemoryDirs(store)).map((o) => ({ dir: o.dir, root: o.root ?? null, bytes: o.bytes, reason: o.reason })),
+        };
         const totals = {
           totalBytes: rows.reduce((a, r) => a + r.bytes, 0),
           totalLogicalBytes: rows.reduce((a, r) => a + r.logicalBytes, 0),
           totalStoredBytes: rows.reduce((a, r) => a + r.storedBytes, 0),
         };
-        if (ctx.json) printJson({ snapshots: rows, ...totals, memoryTier });
-        else if (!rows.length) process.stdout.write('no snapshots\n');
+        if (ctx.json) { printJson({ snapshots: rows, damaged, leftovers, ...totals, memoryTier }); return 0; }
+        const out: string[] = [];
+        if (!rows.length) out.push('no snapshots');
         else {
-          process.stdout.write(`${'ID'.padEnd(22)}  ${'CREATED'.padEnd(24)}  TIER    ${'LOGICAL'.padStart(9)}  ${'STORED'.padStart(9)}  WHAT\n`);
+          out.push(`${'ID'.padEnd(22)}  ${'CREATED'.padEnd(24)}  TIER    ${'LOGICAL'.padStart(9)}  ${'STORED'.padStart(9)}  WHAT`);
           for (const r of rows) {
-            process.stdout.write(`${r.id.padEnd(22)}  ${r.createdAt.padEnd(24)}  ${r.tier.padEnd(6)}  ${formatBytes(r.logicalBytes).padStart(9)}  ${formatBytes(r.storedBytes).padStart(9)}  ` +
-              `${r.workload ?? `pid ${r.pid}`}  ${r.command.join(' ').slice(0, 50)}${r.parent ? `  (parent ${r.parent})` : ''}\n`);
+            out.push(`${r.id.padEnd(22)}  ${r.createdAt.padEnd(24)}  ${r.tier.padEnd(6)}  ${formatBytes(r.logicalBytes).padStart(9)}  ${formatBytes(r.storedBytes).padStart(9)}  ` +
+              `${r.workload ?? `pid ${r.pid}`}  ${r.command.join(' ').slice(0, 50)}${r.parent ? `  (parent ${r.parent})` : ''}`);
           }
-          process.stdout.write(`${rows.length} snapshot(s): ${formatBytes(totals.totalLogicalBytes)} logical, ${formatBytes(totals.totalStoredBytes)} stored; ` +
-            `memory tier ${formatBytes(memoryTier.usedBytes)} used${memoryTier.budgetBytes !== null ? ` of a ${formatBytes(memoryTier.budgetBytes)} budget` : ''}\n`);
         }
+        if (damaged.length) {
+          out.push('', `DAMAGED (cannot be restored; \`ferry snapshots rm ID\` removes one):`);
+          for (const d of damaged) out.push(`${d.id.padEnd(22)}  ${d.tier.padEnd(6)}  ${formatBytes(d.storedBytes).padStart(9)}  ${d.reason}`);
+        }
+        if (leftovers.length) {
+          out.push('', 'LEFTOVERS of interrupted or running operations (`ferry snapshots gc` removes those whose process is gone):');
+          for (const l of leftovers) {
+            out.push(`${l.id.padEnd(22)}  ${(l.tier ?? '-').padEnd(6)}  ${formatBytes(l.bytes).padStart(9)}  ${formatAge(l.ageMs).padStart(6)} old  ` +
+              `${l.ownerAlive === true ? `running (${l.op ?? '?'}, ${l.phase ?? '?'})` : l.ownerAlive === false ? `interrupted: its process is gone (${l.op ?? '?'}, ${l.phase ?? '?'})` : l.damaged ? `unreadable intent record: ${l.damaged}` : `${l.kind}, no intent record`}`);
+          }
+        }
+        out.push(`${rows.length} snapshot(s): ${formatBytes(totals.totalLogicalBytes)} logical, ${formatBytes(totals.totalStoredBytes)} stored; ` +
+          `memory tier ${formatBytes(memoryTier.usedBytes)} used${memoryTier.budgetBytes !== null ? ` of a ${formatBytes(memoryTier.budgetBytes)} budget` : ''}` +
+          ` (all stores under ${memoryTier.base}: ${formatBytes(memoryTier.allStoresBytes)}` +
+          `${memoryTier.hostAvailableBytes !== null ? `; host memory available ${formatBytes(memoryTier.hostAvailableBytes)}, reserve ${formatBytes(memoryTier.reserveBytes ?? 0)}` : ''})`);
+        if (memoryTier.orphans.length) {
+          out.push(`${memoryTier.orphans.length} memory-tier director${memoryTier.orphans.length === 1 ? 'y' : 'ies'} of deleted stores hold ` +
+            `${formatBytes(memoryTier.orphans.reduce((a, o) => a + o.bytes, 0))} of RAM (\`ferry snapshots gc\` removes them): ` +
+            memoryTier.orphans.map((o) => o.dir).join(', '));
+        }
+        process.stdout.write(out.join('\n') + '\n');
         return 0;
       }
       case 'inspect': {
@@ -112,18 +154,31 @@ export const command: Command = {
         const { gc } = await import('../../store/retention.js');
         const policy = {
           ...(values['keep-last'] !== undefined ? { keepLast: positiveInt(values['keep-last'], '--keep-last', 'snapshots gc') } : {}),
-          ...(values['keep-every'] !== undefined ? { keepEveryMs: parseDuration(values['keep-every'], '--keep-every') } : {}),
-          ...(values['max-depth'] !== undefined ? { maxDepth: positiveInt(values['max-depth'], '--max-depth', 'snapshots gc') } : {}),
-          ...(values['flatten-older-than'] !== undefined ? { flattenOlderThanMs: parseDuration(values['flatten-older-than'], '--flatten-older-than') } : {}),
+          ...(values['keep-every'] !== undefined ? { keepEveryMs: positiveDuration(values['keep-every'], '--keep-every') } : {}),
+          ...(values['max-depth'] !== undefined ? { maxDepth: wholeNumber(values['max-depth'], '--max-depth') } : {}),
+          ...(values['flatten-older-than'] !== undefined ? { flattenOlderThanMs: positiveDuration(values['flatten-older-than'], '--flatten-older-than') } : {}),
+          ...(values['stale-after'] !== undefined ? { staleMs: parseDuration(values['stale-after'], '--stale-after') } : {}),
+          ...(values['logs-max-age'] !== undefined ? { logsMaxAgeMs: parseDuration(values['logs-max-age'], '--logs-max-age') } : {}),
+          ...(values['logs-keep'] !== undefined ? { logsKeep: wholeNumber(values['logs-keep'], '--logs-keep') } : {}),
         };
         const r = await gc(store, policy, values['dry-run'] === true);
-        if (ctx.json) printJson(r);
-        else {
-          const verb = r.dryRun ? 'would remove' : 'removed';
-          process.stdout.write(`${verb} ${r.remove.length} snapshot(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''}; kept ${r.keep.length}; ` +
-            `${r.dryRun ? 'would fold' : 'folded'} ${r.dryRun ? r.fold.length : r.compacted.length} chain(s); ${formatBytes(r.freedBytes)} of snapshots ${r.dryRun ? 'to free' : 'freed'}` +
-            `${r.swept.length ? `; swept ${r.swept.length} leftover(s)` : ''}\n`);
+        if (ctx.json) { printJson({ ...r, leftovers: r.leftovers.map(leftoverRow), keptLeftovers: r.keptLeftovers.map(leftoverRow) }); return 0; }
+        const would = (done: string, plan: string): string => (r.dryRun ? plan : done);
+        const lines = [
+          `${would('removed', 'would remove')} ${r.remove.length} snapshot(s)${r.remove.length ? `: ${r.remove.join(', ')}` : ''}; kept ${r.keep.length}; ` +
+          `${would('folded', 'would fold')} ${r.dryRun ? r.fold.length : r.compacted.length} chain(s); ${formatBytes(r.freedBytes)} of snapshots ${would('freed', 'to free')}`,
+        ];
+        for (const l of r.leftovers) {
+          lines.push(`${would('removed', 'would remove')} leftover ${l.id} (${l.tier ?? 'store'}, ${formatBytes(l.bytes)}, ${formatAge(l.ageMs)} old): ` +
+            `${l.ownerAlive === false ? `its ${l.op ?? 'operation'}'s process is gone` : l.damaged ? `unreadable intent record (${l.damaged})` : 'no operation owns it'}`);
         }
+        for (const l of r.keptLeftovers) {
+          lines.push(`kept leftover ${l.id} (${formatBytes(l.bytes)}): ${l.ownerAlive === true ? `its ${l.op ?? 'operation'} is still running` : `younger than --stale-after (${formatAge(l.ageMs)} old)`}`);
+        }
+        for (const o of r.orphans) lines.push(`${would('removed', 'would remove')} ${o.dir} (${formatBytes(o.bytes)} of RAM): ${o.reason}`);
+        if (r.logs.length) lines.push(`${would('removed', 'would remove')} ${r.logs.length} old operation log(s)`);
+        for (const d of r.damaged) lines.push(`damaged snapshot ${d.id} kept (${d.reason}); \`ferry snapshots rm ${d.id}\` removes it`);
+        process.stdout.write(lines.join('\n') + '\n');
         return 0;
       }
       default:
@@ -132,12 +187,27 @@ export const command: Command = {
   },
 };
 
-/** "90s", "30m", "1h", "2d" or plain milliseconds. */
-function parseDuration(v: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw new FerryError('ERR_USAGE', `${flag}: '${v}' is not a duration`, { hint: 'use e.g. 90s, 30m, 1h or 2d' });
-  const mult = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h' | 'd'];
-  const ms = Number(m[1]) * mult;
+/** A duration that must be more than zero. */
+function positiveDuration(v: string, flag: string): number {
+  const ms = parseDuration(v, flag);
   if (!(ms > 0)) throw new FerryError('ERR_USAGE', `${flag} must be more than zero`, { hint: 'use e.g. 1h' });
   return ms;
+}
+
+/** 0, 1, 2 ... (as checkpoint's --max-depth: 0 means every snapshot whole). */
+function wholeNumber(v: string, flag: string): number {
+  if (!/^\d+$/.test(v)) throw new FerryError('ERR_USAGE', `snapshots gc: ${flag} must be a whole number, not '${v}'`, { hint: `e.g. ${flag} 2${flag === '--max-depth' ? ' (0: every snapshot whole)' : ''}` });
+  return Number(v);
+}
+
+function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+}
+
+function leftoverRow(l: Leftover) {
+  return {
+    id: l.id, kind: l.kind, tier: l.tier ?? null, dir: l.dir ?? null, intent: l.intentPath ?? null, op: l.op ?? null, phase: l.phase ?? null,
+    bytes: l.bytes, ageMs: Math.round(l.ageMs), ownerAlive: l.ownerAlive ?? null, ...(l.damaged ? { damaged: l.damaged } : {}),
+  };
 }
