@@ -1,4 +1,5 @@
 import { FerryError } from '../util/errors.js';
+import { engineChannels, type RecoveredEvent } from '../engine/channels.js';
 import { processOutput, type Command, type CommandContext } from './command.js';
 import { reportError } from './output.js';
 
@@ -63,6 +64,13 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
 
 export async function main(argv: string[]): Promise<number> {
   let ctx: CommandContext = { json: argv.includes('--json'), debug: argv.includes('--debug'), store: '', out: processOutput };
+  // Checkpoints an earlier ferry was killed in the middle of are finished before a command
+  // runs; each is announced (on stderr: stdout stays the command's own).
+  const onRecovered = (m: unknown) => {
+    const e = m as RecoveredEvent;
+    ctx.out.stderr(`ferry: interrupted checkpoint ${e.snapshot} ${e.action === 'committed' ? 'committed' : e.action === 'removed' ? 'removed' : 'kept'}: ${e.reason}\n`);
+  };
+  engineChannels.recovered.subscribe(onRecovered);
   try {
     const split = splitGlobals(argv);
     ctx = split.ctx;

@@ -36,6 +36,7 @@ export interface CriticalEvent {
 
 export interface RecoveredEvent {
   snapshot: string;
-  action: 'committed' | 'removed';
+  /** committed: now a visible snapshot; removed: the workload runs on; kept: left for the user, with the reason. */
+  action: 'committed' | 'removed' | 'kept';
   reason: string;
 }

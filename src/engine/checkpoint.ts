@@ -47,6 +47,21 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
 
 export type DedupMode = 'newest-flat' | 'forward';
 
+/** What a checkpoint's intent record carries, for engine/recover.ts. */
+export interface CheckpointIntent {
+  driver: string;
+  label: string;
+  rootPid: number;
+  /** The root's start time: with the pid, it tells the original from a reused pid. */
+  rootStartTime: number | null;
+  leaveRunning: boolean;
+  target: SnapshotManifest['target'];
+  options: RecordedOptions;
+  criuVersion: string;
+  name: string | null;
+  startedAt: number;
+}
+
 export interface CheckpointResult {
   snapshot: string;
   dir: string;
@@ -90,7 +105,13 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
     const tier = placement.tier;
     if (placement.spilled) await store.ensure(tier);
     throwIfInterrupted(req.interrupt, `nothing was checkpointed; ${live.label} runs on`);
-    const pending = await store.begin(tier, req.name);
+    // The intent record (written before CRIU starts) lets the next command finish or undo this
+    // checkpoint if ferry dies: engine/recover.ts reads what is recorded here.
+    const payload: CheckpointIntent = {
+      driver: driver.name, label: live.label, rootPid: live.rootPid, rootStartTime: await liveStartTime(live.rootPid) ?? null,
+      leaveRunning: req.leaveRunning === true, target: live.record, options, criuVersion: version.text, name: req.name ?? null, startedAt: started,
+    };
+    const pending = await store.begin(tier, req.name, { op: 'checkpoint', payload: { ...payload } });
     let critical = false;
     try {
       const fs = await statfs(pending.dir);
@@ -121,19 +142,25 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const handlers: NotifyHandlers = {
         // The commit point of a dump: everything is written; answering failure makes CRIU
         // resume the tree, answering success lets it kill the tree (unless --leave-running).
-        'post-dump': () => {
+        'post-dump': async () => {
           throwIfInterrupted(req.interrupt, 'stopped before the commit point');
           watchdog?.disarm();
           enterCritical();
+          // Recorded before CRIU hears the answer: from here on, its images are complete.
+          await pending.updateIntent({ phase: 'dumped' });
         },
       };
+      await pending.updateIntent({ phase: 'dumping' });
       const follower = mode === 'off' ? undefined : new FollowingHasher(pending.dir).start();
       let prehashed: Prehashed | undefined;
       try {
         await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
         // runc runs CRIU itself: once it reports the dump complete, without --leave-running the
         // container is gone and its images are all that is left.
-        if (!driver.ownsCriu) enterCritical();
+        if (!driver.ownsCriu) {
+          enterCritical();
+          await pending.updateIntent({ phase: 'dumped' });
+        }
       } catch (err) {
         if (req.interrupt?.aborted && !critical) {
           throw interruptedError(req.interrupt, `CRIU resumed ${live.label}, which runs on; the partial snapshot was removed`);

@@ -5,11 +5,13 @@ import type { StoredSnapshot } from '../store/store.js';
 import { removeSnapshot, type RemoveResult } from '../store/retention.js';
 import { Store } from '../store/store.js';
 import { checkpoint, type CheckpointRequest, type CheckpointResult } from './checkpoint.js';
+import { recoverInterrupted } from './recover.js';
 import { restore, type RestoreRequest, type RestoreResult } from './restore.js';
 
 /**
  * ferry's one engine interface: what the CLI, the agent and the library call, for processes and
- * containers alike. `createEngine` gives the local implementation (this host's store and CRIU);
+ * containers alike. Every operation that reads or writes snapshots first finishes or undoes
+ * checkpoints an earlier ferry was killed in the middle of (engine/recover.ts). `createEngine` gives the local implementation (this host's store and CRIU);
  * the agent's client will give a remote one with the same shape.
  */
 export interface Engine {
@@ -49,9 +51,18 @@ export function createEngine(options: EngineOptions): Engine {
   const client = () => (criu ??= new CriuClient());
   return {
     store,
-    checkpoint: (req) => checkpoint(store, req, client()),
-    restore: (req) => restore(store, req, client()),
-    list: () => store.list(),
+    async checkpoint(req) {
+      await recoverInterrupted(store);
+      return checkpoint(store, req, client());
+    },
+    async restore(req) {
+      await recoverInterrupted(store);
+      return restore(store, req, client());
+    },
+    async list() {
+      await recoverInterrupted(store);
+      return store.list();
+    },
     inspect: (id) => store.get(id),
     async remove(ids) {
       const out: RemoveOutcome[] = [];

@@ -147,6 +147,39 @@ describe('interrupted checkpoints never lose the workload', { concurrency: false
     });
   }
 
+  for (const point of ['dumping', 'sealing'] as const) {
+    it(`SIGKILL while ${point}: the next command ${point === 'sealing' ? 'commits the complete snapshot, which restores' : 'removes the partial snapshot; the workload runs on'}`, async () => {
+      const name = `kill9-${point}`;
+      const pid = await run(name);
+      const cp = checkpointProcess([name]);
+      await reached(point);
+      process.kill(cp.pid, 'SIGKILL');
+      const r = await cp.done;
+      assert.equal(r.signal, 'SIGKILL');
+      // The next command on the store finishes or undoes what the killed ferry left.
+      const ls = await ferry(['snapshots', 'ls', '--json']);
+      assert.equal(ls.code, 0, ls.stderr);
+      const listed = (JSON.parse(ls.stdout) as { snapshots: { id: string }[] }).snapshots.map((x) => x.id);
+      assert.deepEqual(readdirSync(snapshotsDir()).filter((n) => n.startsWith('.tmp-')), [], 'no .tmp-* remains after the next command');
+      if (point === 'sealing') {
+        assert.match(ls.stderr, /^ferry: interrupted checkpoint \S+ committed: /m);
+        assert.equal(listed.length, 1, ls.stderr);
+        await waitFor(() => !isAlive(pid), 10_000, 'the dumped workload to be gone');
+        const restored = JSON.parse(await ok(['restore', listed[0]!, '--json'])) as { pid: number };
+        pids.add(restored.pid);
+        await inst.verify(restored.pid);
+        killQuietly(restored.pid);
+        await ok(['snapshots', 'rm', listed[0]!]);
+      } else {
+        assert.match(ls.stderr, /^ferry: interrupted checkpoint \S+ removed: /m);
+        assert.deepEqual(listed, []);
+        await waitFor(() => isAlive(pid), 10_000, 'the workload to run');
+        await inst.verify(pid);
+        killQuietly(pid);
+      }
+    });
+  }
+
   it('two checkpoints of one workload at once: one snapshot and one clear "already running" refusal', async () => {
     const pid = await run('twice');
     const [a, b] = await Promise.all([ferry(['checkpoint', 'twice', '--leave-running']), ferry(['checkpoint', 'twice', '--leave-running'])]);

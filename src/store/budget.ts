@@ -2,6 +2,7 @@ import { lstat, readdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readMeminfo } from '../telemetry/proc.js';
 import { FerryError, errnoCode } from '../util/errors.js';
+import type { ErrorCode } from '../util/error-codes.js';
 import { formatBytes } from '../util/format.js';
 import { STORE_CONFIG_FILE, parseSize, readStoreConfig, type StoreConfig } from './config.js';
 import type { Tier } from './manifest.js';
@@ -172,7 +173,7 @@ export async function placeSnapshot(store: Store, requested: Tier, estimateBytes
   const place = (tier: Tier, reason?: string): TierPlacement =>
     ({ tier, spilled: tier !== requested, reason, budget, usedBytes, estimateBytes, host: hostFacts });
 
-  let code: string | undefined;
+  let code: ErrorCode | undefined;
   let over: string | undefined;
   let detail = '';
   if (budget.budgetBytes !== undefined && usedBytes + estimateBytes > budget.budgetBytes) {

@@ -228,7 +228,7 @@ export class Store {
     if (await this.exists(id)) throw new FerryError('ERR_SNAPSHOT_EXISTS', `a snapshot named '${id}' already exists`, { hint: 'pick another --name, or remove it with `ferry snapshots rm`' });
     const base = this.tierDir(tier);
     const dir = pendingDir(base, id);
-    let intent = newIntent(id, tier, dir, what.op ?? 'checkpoint', what.payload ?? {});
+    const intent = newIntent(id, tier, dir, what.op ?? 'checkpoint', what.payload ?? {});
     await this.makeDir(intentsDir(this.root));
     await writeIntent(this.root, intent);
     try {
@@ -242,6 +242,23 @@ export class Store {
       }
       throw unwritable(dir, err);
     }
+    return this.pendingHandle(intent, base);
+  }
+
+  /**
+   * Takes over the pending snapshot of an interrupted operation (its owner is gone), to commit
+   * or abandon it: the intent record passes to this process.
+   */
+  async adopt(found: Intent): Promise<PendingSnapshot> {
+    const base = found.tier === 'memory' ? this.memoryDir : snapshotsDir(this.root);
+    const mine = { ...newIntent(found.id, found.tier, found.dir, found.op, found.payload), phase: found.phase, createdAt: found.createdAt };
+    await writeIntent(this.root, mine);
+    return this.pendingHandle(mine, base);
+  }
+
+  private pendingHandle(first: Intent, base: string): PendingSnapshot {
+    let intent = first;
+    const { id, tier, dir } = intent;
     let writes: Promise<void> = Promise.resolve();
     const root = this.root;
     return {

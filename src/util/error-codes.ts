@@ -77,6 +77,8 @@ export const ERROR_CODES = {
   ERR_STORE_CONFIG: failed(500, "the store's config file is unreadable or invalid"),
   ERR_STORE_FULL: failed(507, 'the tier has too little free space for the checkpoint'),
   ERR_MEMORY_BUDGET: failed(507, "the checkpoint would exceed the memory tier's budget"),
+  ERR_HOST_MEMORY: failed(507, "a memory-tier snapshot would leave the host less available memory than its reserve"),
+  ERR_STORE_CORRUPT: failed(500, "the store's identity file (store.json) is unreadable or invalid"),
 
   // Archives
   ERR_FILE_EXISTS: failed(409, 'the output file already exists; ferry does not overwrite it'),

@@ -1,5 +1,6 @@
 import { memoryTierUsage, readHostMemory, resolveBudget, resolveReserve, storedBytes } from '../../store/budget.js';
 import { parseDuration } from '../../store/config.js';
+import { recoverInterrupted } from '../../engine/recover.js';
 import { Store, type Leftover } from '../../store/store.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
@@ -35,6 +36,8 @@ export const command: Command = {
     }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
     const store = new Store({ root: ctx.store });
+    // Interrupted checkpoints are finished (committed) or undone before anything is listed.
+    if (sub === 'ls' || sub === 'gc') await recoverInterrupted(store);
     const needId = (): string => {
       if (!id || extra.length) throw new FerryError('ERR_USAGE', `snapshots ${sub}: give exactly one snapshot id`, { hint: 'list them with `ferry snapshots ls`' });
       return id;
