@@ -215,6 +215,23 @@ describe('interrupted checkpoints never lose the workload', { concurrency: false
     await ok(['snapshots', 'rm', id]);
   });
 
+  it('a memory-tier checkpoint that would not fit in the host\'s available memory is refused before CRIU runs, or spills to disk', async () => {
+    const pid = await run('nomem');
+    // A reserve larger than the machine: no memory-tier snapshot fits beside it.
+    const env = { FERRY_MEMORY_RESERVE: '100T' };
+    const r = await ferry(['checkpoint', 'nomem', '--tier', 'memory'], env);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^ferry: error: the host has .* of memory available; a memory-tier snapshot of about .* would leave less than the reserve/m);
+    assert.ok(isAlive(pid), 'refused before CRIU ran: the workload was never stopped');
+    await inst.verify(pid);
+    assert.equal(existsSync(join(store, 'logs', 'checkpoint-')), false);
+    const spilled = JSON.parse((await ferry(['checkpoint', 'nomem', '--tier', 'memory', '--spill-to-disk', '--leave-running', '--json'], env)).stdout) as { snapshot: string; tier: string; spilled: boolean };
+    assert.equal(spilled.tier, 'disk');
+    assert.equal(spilled.spilled, true);
+    await ok(['snapshots', 'rm', spilled.snapshot]);
+    killQuietly(pid);
+  });
+
   it('a workload killed in the middle of its dump: the checkpoint fails within seconds, naming the cause; nothing partial stays', async () => {
     const pid = await run('killed');
     const cp = checkpointProcess(['killed']);
