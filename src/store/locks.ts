@@ -63,3 +63,13 @@ export async function acquireLock(root: string, key: string, what: string): Prom
   }
   throw new FerryError('ERR_ALREADY_RUNNING', `could not take the lock ${key}: another ferry keeps taking it`, { hint: 'try again' });
 }
+
+/** Runs `fn` holding the snapshot's lock (restores and rewrites of one snapshot never overlap). */
+export async function withSnapshotLock<T>(root: string, id: string, what: string, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireLock(root, `snapshot-${id}`, what);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

@@ -134,7 +134,8 @@ export const command: Command = {
       case 'rm': {
         const target = needId();
         const { removeSnapshot } = await import('../../store/retention.js');
-        const r = await removeSnapshot(store, target);
+        const { withSnapshotLock } = await import('../../store/locks.js');
+        const r = await withSnapshotLock(store.root, target, `a change of snapshot ${target}`, () => removeSnapshot(store, target));
         if (ctx.json) printJson(r);
         else process.stdout.write(`removed ${target}${r.compacted.length ? ` (its pages were folded into ${r.compacted.join(', ')}, which built on it)` : ''}\n`);
         return 0;
@@ -145,7 +146,8 @@ export const command: Command = {
         const { foldInto } = await import('../../store/chain.js');
         const started = Date.now();
         const before = (await store.get(target)).manifest;
-        const m = await foldInto(store, await store.get(target), levels);
+        const { withSnapshotLock } = await import('../../store/locks.js');
+        const m = await withSnapshotLock(store.root, target, `a change of snapshot ${target}`, async () => foldInto(store, await store.get(target), levels));
         const result = { snapshot: target, parentBefore: before.parent ?? null, parent: m.parent ?? null, bytesBefore: before.bytes, bytes: m.bytes, ms: Date.now() - started };
         if (ctx.json) printJson(result);
         else process.stdout.write(before.parent === undefined ? `${target} is already flat\n`
