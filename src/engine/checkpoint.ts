@@ -5,7 +5,7 @@ import { placeSnapshot, type BudgetOverrides, type TierPlacement } from '../stor
 import { DEFAULT_POLICY, dependentDepth, findParent, newestOf } from '../store/chain.js';
 import { checksumDir, FollowingHasher, type Prehashed } from '../store/checksums.js';
 import { rebaseOnto, storeImages } from '../store/dedup.js';
-import { acquireLock } from '../store/locks.js';
+import { acquireLock, withSnapshotLock } from '../store/locks.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
 import { sealSnapshot } from '../store/seal.js';
 import type { Store } from '../store/store.js';
@@ -198,7 +198,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const deepest = previous && Number.isFinite(policy.maxDepth) ? await dependentDepth(store, previous.manifest.id, await allP).catch(() => Infinity) : 0;
       if (previous && deepest + 1 <= policy.maxDepth) {
         try {
-          const m = await rebaseOnto(previous, { manifest, dir });
+          const m = await withSnapshotLock(store.root, previous.manifest.id, `a rewrite of snapshot ${previous.manifest.id}`, () => rebaseOnto(previous, { manifest, dir }));
           if (m?.dedup) rebased = { id: previous.manifest.id, savedBytes: m.dedup.savedBytes, inParent: m.dedup.inParent, pages: m.dedup.pages, ms: m.dedup.ms };
         } catch (e) {
           rebased = { id: previous.manifest.id, error: e instanceof Error ? e.message : String(e) };
