@@ -6,6 +6,8 @@ import { reportError } from './output.js';
 /** Verbs, loaded only when used (keeps start-up lean). */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   run: () => import('./commands/run.js'),
+  ps: () => import('./commands/ps.js'),
+  stop: () => import('./commands/stop.js'),
   checkpoint: () => import('./commands/checkpoint.js'),
   restore: () => import('./commands/restore.js'),
   snapshots: () => import('./commands/snapshots.js'),
@@ -24,6 +26,8 @@ usage: ferry <command> [options]
 
 commands:
   run               start a program in its own pid namespace, detached (ferry run --name N -- CMD…)
+  ps                list the workloads ferry started: state, pid, command, logs
+  stop              end a workload ferry started: SIGTERM, then SIGKILL after --timeout
   checkpoint        checkpoint a pid or workload into the store; prints the snapshot id
   restore           restore a snapshot (checksums and host checks first); prints the new pid
   snapshots         ls | inspect ID | rm ID

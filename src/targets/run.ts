@@ -1,51 +1,56 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { mkdir, open, readFile, readlink, realpath, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, errnoCode } from '../util/errors.js';
-import { processInfo } from './process.js';
+import { FerryError } from '../util/errors.js';
+import { findOnPath } from '../util/path.js';
+import { resolveExecutable } from './exec-path.js';
+import { readWorkload, recordWorkload, validWorkloadName, workloadIsRunning, type WorkloadRecord } from './workload-record.js';
 
-/** A program started by `ferry run`, remembered by name. */
-export interface WorkloadRecord {
-  name: string;
-  /** Host pid of the workload's root (pid 1 of its own pid namespace). */
-  pid: number;
-  command: string[];
-  stdout: string;
-  stderr: string;
-  startedAt: string;
-  /** Set when the current pid comes from a restore. */
-  restoredFrom?: string;
+export { readWorkload, writeWorkload, validWorkloadName, recordWorkload, workloadIsRunning, listWorkloads } from './workload-record.js';
+export type { WorkloadRecord } from './workload-record.js';
+
+/** How long run waits for the namespace's init to exec the command (it takes milliseconds). */
+const EXEC_WATCHDOG_MS = 5000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function launcherBinaries(): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const b of ['unshare', 'setsid']) {
+    const p = findOnPath(b);
+    if (p) out.add(await realpath(p).catch(() => p));
+  }
+  return out;
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-export function validWorkloadName(name: string): boolean {
-  return NAME_RE.test(name);
-}
-
-export async function readWorkload(dir: string, name: string): Promise<WorkloadRecord | undefined> {
-  if (!validWorkloadName(name)) return undefined;
+/** The bytes appended to `path` since it had `from` bytes (the launcher's own complaint). */
+async function tail(path: string, from: number): Promise<string> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return '';
   try {
-    return JSON.parse(await readFile(join(dir, name, 'workload.json'), 'utf8')) as WorkloadRecord;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
-    throw err;
+    const buf = Buffer.alloc(8192);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+    return buf.subarray(0, bytesRead).toString('utf8').trim();
+  } finally {
+    await fh.close();
   }
 }
 
-export async function writeWorkload(dir: string, rec: WorkloadRecord): Promise<void> {
-  await mkdir(join(dir, rec.name), { recursive: true, mode: 0o700 });
-  const p = join(dir, rec.name, 'workload.json');
-  await writeFile(`${p}.tmp`, JSON.stringify(rec, null, 2) + '\n');
-  await rename(`${p}.tmp`, p);
+function execFailed(command: string[], path: string, errno: string, why: string, detail?: string): FerryError {
+  return new FerryError('ERR_RUN_EXEC', `cannot run ${command[0] ?? ''}: ${why} [${errno}]`, {
+    ...(detail ? { detail } : {}),
+    hint: errno === 'EACCES'
+      ? `make ${path} executable (chmod +x) or run it through its interpreter (e.g. ferry run -- sh ${path})`
+      : `check the path (or PATH: ${process.env['PATH'] ?? ''}); give an absolute path, e.g. ferry run -- /usr/bin/CMD`,
+  });
 }
 
 /**
  * Starts `command` detached as pid 1 and session leader of its own pid namespace
  * (`unshare --pid --fork setsid`), stdin from /dev/null, stdout/stderr appended to log files
  * (O_APPEND|O_WRONLY: CRIU does not pin the size of such files, so logs may grow between a
- * checkpoint and a restore). Resolves once the namespace's init is running.
+ * checkpoint and a restore). Resolves once the namespace's init has exec'd the command; a
+ * command that cannot be executed is refused (ERR_RUN_EXEC) and leaves no record.
  * (No `--kill-child`: it sets a parent-death signal, which CRIU faithfully restores — and the
  * restored workload's parent is CRIU, which exits right after the restore.)
  */
@@ -55,42 +60,79 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
   }
   if (command.length === 0) throw new FerryError('ERR_USAGE', 'run: no command given', { hint: 'ferry run [--name NAME] -- CMD ARGS…' });
   const existing = await readWorkload(workloadsDir, name);
-  if (existing && (await processInfo(existing.pid))) {
-    throw new FerryError('ERR_WORKLOAD_EXISTS', `a workload named '${name}' is already running (pid ${existing.pid})`, { hint: 'pick another --name' });
+  if (existing && (await workloadIsRunning(existing))) {
+    throw new FerryError('ERR_WORKLOAD_EXISTS', `a workload named '${name}' is already running (pid ${existing.pid})`, { hint: `pick another --name, or end it first with \`ferry stop ${name}\`` });
   }
+  // Refused before anything starts: what execvp would not find or may not execute.
+  const resolved = await resolveExecutable(command[0] ?? '');
+  if (!resolved.ok) throw execFailed(command, resolved.path, resolved.errno, resolved.why);
+
   const dir = join(workloadsDir, name);
+  const dirExisted = await stat(dir).then(() => true, () => false);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const stdout = join(dir, 'stdout.log');
   const stderr = join(dir, 'stderr.log');
   const out = openSync(stdout, 'a', 0o600);
   const err = openSync(stderr, 'a', 0o600);
+  const stderrFrom = fstatSync(err).size;
   const child = spawn('unshare', ['--pid', '--fork', 'setsid', '--', ...command], {
     detached: true,
     stdio: ['ignore', out, err],
   });
   closeSync(out);
   closeSync(err);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (e) => reject(new FerryError('ERR_RUN', `could not start unshare: ${e.message}`, { cause: e, hint: 'apt-get install util-linux' })));
   });
   child.unref();
   const launcher = child.pid!;
-  // The namespace's init is unshare's only child.
+  const launchers = await launcherBinaries();
+  const cleanupFailed = async (): Promise<void> => {
+    if (!dirExisted) await rm(dir, { recursive: true, force: true });
+  };
+
+  // The namespace's init is unshare's only child; it is setsid until it execs the command.
+  // unshare --fork exits with the init's status, so 126/127 is setsid's failed exec.
+  const deadline = Date.now() + EXEC_WATCHDOG_MS;
   let pid: number | undefined;
-  const until = Date.now() + 5000;
-  while (pid === undefined && Date.now() < until) {
-    const kids = await readFile(`/proc/${launcher}/task/${launcher}/children`, 'utf8').catch(() => '');
-    const first = kids.trim().split(/\s+/)[0];
-    if (first) pid = Number(first);
-    else if (child.exitCode !== null) break;
-    else await new Promise((r) => setTimeout(r, 10));
+  let execd = launchers.has(resolved.path) || launchers.has(await realpath(resolved.path).catch(() => resolved.path));
+  while (Date.now() < deadline) {
+    if (pid === undefined) {
+      pid = await initOf(launcher);
+    }
+    if (pid !== undefined && !execd) {
+      const exe = await readlink(`/proc/${pid}/exe`).catch(() => undefined);
+      if (exe !== undefined && !launchers.has(exe)) execd = true;
+    }
+    if (pid !== undefined && execd) break;
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    await sleep(2);
   }
-  if (pid === undefined) {
-    const log = await readFile(stderr, 'utf8').catch(() => '');
-    throw new FerryError('ERR_RUN', `the workload did not start: ${command.join(' ')}`, { detail: log.split('\n').slice(-5).join('\n'), hint: `see ${stderr}` });
+  if (pid === undefined || !execd) {
+    const code = await Promise.race([exited, sleep(500).then(() => undefined)]);
+    const said = await tail(stderr, stderrFrom);
+    if (code === undefined) {
+      // Still not exec'd after the watchdog: end what was started rather than leave it half-way.
+      try { process.kill(-launcher, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    await cleanupFailed();
+    if (code === 126 || code === 127) {
+      const errno = code === 126 ? 'EACCES' : 'ENOENT';
+      throw execFailed(command, resolved.path, errno, said.replace(/^setsid: /, '') || `the command could not be executed (status ${code})`);
+    }
+    throw new FerryError('ERR_RUN', `the workload did not start: ${command.join(' ')}`, {
+      detail: said ? said.split('\n').slice(-5).join('\n') : `the launcher ${code === undefined ? `did not exec the command within ${EXEC_WATCHDOG_MS} ms` : `exited with status ${code}`}`,
+      hint: 'check the command runs on its own, e.g. with `unshare --pid --fork setsid -- CMD`',
+    });
   }
-  const rec: WorkloadRecord = { name, pid, command, stdout, stderr, startedAt: new Date().toISOString() };
-  await writeWorkload(workloadsDir, rec);
-  return rec;
+  return recordWorkload(workloadsDir, { name, pid, command, stdout, stderr, startedAt: new Date().toISOString() });
+}
+
+/** unshare's only child: the namespace's init. */
+async function initOf(launcher: number): Promise<number | undefined> {
+  const kids = await readFile(`/proc/${launcher}/task/${launcher}/children`, 'utf8').catch(() => '');
+  const first = kids.trim().split(/\s+/)[0];
+  return first ? Number(first) : undefined;
 }
