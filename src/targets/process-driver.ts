@@ -3,7 +3,8 @@ import { FerryError } from '../util/errors.js';
 import type { DumpCall, LiveTarget, RestoreCall, RestoredTarget, TargetDriver, TargetRef, DriverPaths } from './driver.js';
 import { checkCheckpointable, processInfo } from './process.js';
 import { dumpCriuOptions, restoreCriuOptions, type RecordedOptions } from './recorded-options.js';
-import { readWorkload, writeWorkload, type WorkloadRecord } from './run.js';
+import { readWorkload, recordWorkload, type WorkloadRecord } from './run.js';
+import { workloadRestoreFds } from './workload-files.js';
 
 /** What resolving a process tree found: its `ferry run` record, when it is one. */
 interface ProcessFacts { workload: WorkloadRecord | undefined }
@@ -66,24 +67,28 @@ export const processDriver: TargetDriver<ProcessFacts> = {
   async restore(call: RestoreCall): Promise<RestoredTarget> {
     const t = call.manifest.target;
     if (t.kind !== 'process') throw new FerryError('ERR_USAGE', `snapshot ${call.manifest.id} is not of a process`);
+    const name = call.as ?? t.workload;
+    // A `ferry run` workload's logs are this store's (under the restored name), handed to CRIU
+    // in place of the recorded paths, which need not exist here (another store or host).
+    const logs = await workloadRestoreFds(call.paths.workloadsDir, t, call.dir, name);
     const r = await call.criu.restore({
       imagesDir: call.dir,
       workDir: call.workDir,
       ...restoreCriuOptions(call.manifest.options, call.extra),
-    }, call.handlers, call.control);
-    const name = call.as ?? t.workload;
+      ...(logs.inheritFds.length ? { inheritFds: logs.inheritFds } : {}),
+    }, call.handlers, call.control).finally(() => logs.close());
     if (name !== undefined) {
       const old = t.workload !== undefined ? await readWorkload(call.paths.workloadsDir, t.workload) : undefined;
-      const rec: WorkloadRecord = {
+      await recordWorkload(call.paths.workloadsDir, {
         name,
         pid: r.pid,
         command: old?.command ?? t.command,
-        stdout: old?.stdout ?? '',
-        stderr: old?.stderr ?? '',
-        startedAt: old?.startedAt ?? new Date().toISOString(),
+        stdout: logs.stdout ?? old?.stdout ?? '',
+        stderr: logs.stderr ?? old?.stderr ?? '',
+        startedAt: old?.startedAt ?? call.manifest.createdAt,
         restoredFrom: call.manifest.id,
-      };
-      await writeWorkload(call.paths.workloadsDir, rec);
+        restoredAt: new Date().toISOString(),
+      });
     }
     return { pid: r.pid, logPath: r.logPath, stats: await readRestoreStats(call.workDir), name };
   },
