@@ -42,6 +42,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const add = (c: DoctorCheck): DoctorCheck => { checks.push(c); return c; };
   const report: DoctorReport = {
     ok: false,
+    selfTest: 'not-run',
     host: { hostname: hostname(), kernel: release(), arch: arch() },
     criu: { path: null, source: null, version: null },
     checks,
@@ -204,7 +205,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     try {
       const r = await selfTest(client);
       add({ id: 'self-test', title: 'checkpoint/restore of a test process', status: 'ok', value: `works (dump ${r.dumpMs} ms, restore ${r.restoreMs} ms)` });
+      report.selfTest = 'passed';
     } catch (err) {
+      report.selfTest = 'failed';
       add({
         id: 'self-test', title: 'checkpoint/restore of a test process', status: 'fail',
         value: err instanceof FerryError ? err.message : String(err),
@@ -214,6 +217,14 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     }
   }
 
+  if (options.skipSelfTest) {
+    report.selfTest = 'skipped';
+    add({
+      id: 'self-test', title: 'checkpoint/restore of a test process', status: 'warn', value: 'skipped (--quick): not tried',
+      consequence: 'the checks above say what is present, not that checkpoint/restore works',
+      remedy: 'run `ferry doctor` without --quick to checkpoint and restore a test process',
+    });
+  }
   report.ok = !checks.some((c) => c.status === 'fail');
   return report;
 }

@@ -13,8 +13,13 @@ export interface DoctorCheck {
 }
 
 export interface DoctorReport {
-  /** True when checkpoint/restore of a process works on this host. */
+  /**
+   * True when no check failed. Only with `selfTest: 'passed'` does that mean checkpoint/restore
+   * of a process was shown to work here; with 'skipped' (--quick) it was not tried.
+   */
   ok: boolean;
+  /** The real checkpoint/restore of a test process: passed, failed, skipped (--quick) or not run (an earlier check failed). */
+  selfTest: 'passed' | 'failed' | 'skipped' | 'not-run';
   host: { hostname: string; kernel: string; arch: string };
   criu: { path: string | null; source: string | null; version: string | null };
   checks: DoctorCheck[];
