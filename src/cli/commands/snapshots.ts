@@ -9,10 +9,11 @@ import { printJson } from '../output.js';
 
 export const command: Command = {
   summary: 'List, inspect, remove, compact and garbage-collect snapshots.',
-  usage: 'ferry snapshots [ls | inspect ID | rm ID | compact ID [--levels N] | gc [--keep-last N] [--keep-every DUR]\n' +
+  usage: 'ferry snapshots [ls | inspect ID [--show-env] | rm ID | compact ID [--levels N] | gc [--keep-last N] [--keep-every DUR]\n' +
     '                 [--max-depth N] [--flatten-older-than DUR] [--stale-after DUR] [--logs-max-age DUR] [--logs-keep N]\n' +
     '                 [--dry-run]] [--json]\n' +
     '  ls: valid snapshots, damaged ones (with the reason), and leftovers of interrupted or running operations.\n' +
+    '  inspect: the environment recovered from memory may hold secrets: names only unless --show-env.\n' +
     '  rm: snapshots that build on ID (dedup chains) first take over its pages, so they keep working. A damaged\n' +
     '      snapshot can be removed too.\n' +
     '  compact: fold ID\'s chain into it (all of it, or the nearest N levels); its content is checked against its page index.\n' +
@@ -33,6 +34,7 @@ export const command: Command = {
       'logs-max-age': { type: 'string' },
       'logs-keep': { type: 'string' },
       'dry-run': { type: 'boolean' },
+      'show-env': { type: 'boolean' },
     }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
     const store = new Store({ root: ctx.store });
@@ -109,8 +111,11 @@ export const command: Command = {
         const s = await store.get(needId());
         // Loaded only here: the image decoders are the heaviest modules of the CLI.
         const { inspectImages } = await import('../../criu/images/inspect.js');
-        const images = await inspectImages(s.dir);
-        if (ctx.json) { printJson({ manifest: { ...s.manifest, files: undefined }, images }); return 0; }
+        // The environment recovered from memory may hold secrets: names only unless --show-env.
+        const showEnv = values['show-env'] === true;
+        const images = await inspectImages(s.dir, { environment: showEnv ? 'full' : 'names' });
+        const environmentValues = showEnv ? 'shown' : 'hidden (names only; --show-env shows values)';
+        if (ctx.json) { printJson({ manifest: { ...s.manifest, files: undefined }, environmentValues, images }); return 0; }
         const m = s.manifest;
         const lines = [
           `snapshot ${m.id}  (${m.tier} tier, ${formatBytes(m.bytes)}, taken ${m.createdAt} on ${m.host.hostname}, CRIU ${m.criu.version})`,
@@ -120,7 +125,12 @@ export const command: Command = {
             ...m.target.externalMounts.map((e) => `  external mount ${e.key} <- ${e.source}`),
           ] : []),
           'processes:',
-          ...images.processes.map((p) => `  ${p.pid} (ppid ${p.ppid}) ${p.threads.length} thread(s)  ${p.commandLine.join(' ').slice(0, 100)}`),
+          ...images.processes.flatMap((p) => [
+            `  ${p.pid} (ppid ${p.ppid}) ${p.threads.length} thread(s)  ${p.commandLine.join(' ').slice(0, 100)}`,
+            ...(p.environment === undefined ? [] : showEnv
+              ? [`    environment (${p.environment.length}):`, ...p.environment.map((v) => `      ${v}`)]
+              : [`    environment (${p.environment.length} variables, values hidden; --show-env shows them): ${p.environment.join(' ')}`]),
+          ]),
           'memory:',
           ...images.memory.map((mm) => `  pid ${mm.pid}: ${formatBytes(mm.mappedBytes)} mapped, ${formatBytes(mm.anonPrivateBytes)} anonymous, ${formatBytes(mm.pages?.presentBytes ?? 0)} in images, ${mm.vmaCount} mappings`),
           'open files:',
