@@ -122,7 +122,9 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
       const errno = code === 126 ? 'EACCES' : 'ENOENT';
       throw execFailed(command, resolved.path, errno, said.replace(/^setsid: /, '') || `the command could not be executed (status ${code})`);
     }
-    throw new FerryError('ERR_RUN', `the workload did not start: ${command.join(' ')}`, {
+    throw new FerryError('ERR_RUN', code === undefined || code === null
+      ? `the workload did not start: ${command.join(' ')}`
+      : `${command.join(' ')} exited right after it started (status ${code})`, {
       detail: said ? said.split('\n').slice(-5).join('\n') : `the launcher ${code === undefined ? `did not exec the command within ${EXEC_WATCHDOG_MS} ms` : `exited with status ${code}`}`,
       hint: 'check the command runs on its own, e.g. with `unshare --pid --fork setsid -- CMD`',
     });
