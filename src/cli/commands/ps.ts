@@ -1,8 +1,7 @@
 import { Store } from '../../store/store.js';
 import { listWorkloads } from '../../targets/workload-record.js';
 import { workloadStatus } from '../../targets/workload-status.js';
-import { parse, type Command } from '../command.js';
-import { printJson } from '../output.js';
+import { emitJson, parse, type Command } from '../command.js';
 
 export const command: Command = {
   summary: 'List the workloads ferry started (`ferry run`) in this store, with their state: running (the\n' +
@@ -15,24 +14,24 @@ export const command: Command = {
     const snapshots = records.length ? (await store.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
     const rows = await Promise.all(records.map((r) => workloadStatus(r, snapshots)));
     if (ctx.json) {
-      printJson({ workloads: rows });
+      emitJson(ctx.out, { workloads: rows });
       return 0;
     }
     if (!rows.length) {
-      process.stdout.write(`no workloads in ${store.workloadsDir} (start one with \`ferry run --name NAME -- CMD\`)\n`);
+      ctx.out.stdout(`no workloads in ${store.workloadsDir} (start one with \`ferry run --name NAME -- CMD\`)\n`);
       return 0;
     }
     const w = Math.max(4, ...rows.map((r) => r.name.length));
-    process.stdout.write(`${'NAME'.padEnd(w)}  ${'PID'.padStart(7)}  ${'STATE'.padEnd(7)}  ${'STARTED'.padEnd(24)}  COMMAND\n`);
+    ctx.out.stdout(`${'NAME'.padEnd(w)}  ${'PID'.padStart(7)}  ${'STATE'.padEnd(7)}  ${'STARTED'.padEnd(24)}  COMMAND\n`);
     for (const r of rows) {
-      process.stdout.write(`${r.name.padEnd(w)}  ${String(r.pid).padStart(7)}  ${r.state.padEnd(7)}  ${r.startedAt.padEnd(24)}  ${r.command.join(' ').slice(0, 60)}\n`);
+      ctx.out.stdout(`${r.name.padEnd(w)}  ${String(r.pid).padStart(7)}  ${r.state.padEnd(7)}  ${r.startedAt.padEnd(24)}  ${r.command.join(' ').slice(0, 60)}\n`);
       const notes = [
         r.restoredFrom ? `restored from ${r.restoredFrom} at ${r.restoredAt ?? '?'}` : '',
         r.stoppedAt && r.state === 'stopped' ? `stopped at ${r.stoppedAt}` : '',
         r.lastSnapshot && r.state !== 'running' ? `last snapshot ${r.lastSnapshot}` : '',
       ].filter(Boolean);
-      if (notes.length) process.stdout.write(`${''.padEnd(w)}  ${notes.join('; ')}\n`);
-      process.stdout.write(`${''.padEnd(w)}  logs: ${r.stdout}, ${r.stderr}\n`);
+      if (notes.length) ctx.out.stdout(`${''.padEnd(w)}  ${notes.join('; ')}\n`);
+      ctx.out.stdout(`${''.padEnd(w)}  logs: ${r.stdout}, ${r.stderr}\n`);
     }
     return 0;
   },

@@ -1,8 +1,7 @@
 import { Store } from '../../store/store.js';
 import { stopWorkload } from '../../targets/workload-stop.js';
 import { FerryError } from '../../util/errors.js';
-import { parse, type Command } from '../command.js';
-import { printJson } from '../output.js';
+import { emitJson, parse, type Command } from '../command.js';
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -27,14 +26,14 @@ export const command: Command = {
     const store = new Store({ root: ctx.store });
     const r = await stopWorkload(store.workloadsDir, name, timeoutMs);
     if (ctx.json) {
-      printJson(r);
+      emitJson(ctx.out, r);
       return 0;
     }
     const how = r.outcome === 'terminated'
       ? `exited after SIGTERM (sent to ${r.sigtermSent} process(es))`
       : `killed: SIGKILL to its init${r.sigtermSent ? ` after SIGTERM to ${r.sigtermSent} process(es)` : ''}` +
         (r.initHandlesSigterm ? ' (it did not exit within --timeout)' : ' (the init has no SIGTERM handler, so it ignores SIGTERM)');
-    process.stdout.write(`stopped '${r.name}' (pid ${r.pid}) in ${r.durationMs} ms: ${how}\n`);
+    ctx.out.stdout(`stopped '${r.name}' (pid ${r.pid}) in ${r.durationMs} ms: ${how}\n`);
     return 0;
   },
 };
