@@ -77,6 +77,7 @@ describe('ferry run / ps / stop (real processes, real CRIU)', () => {
     assert.equal(row?.state, 'exited');
     assert.equal(row?.lastSnapshot, snap);
     await ferryRefused(store, ['stop', 'mc'], /workload 'mc' is not running/);
+    await ferryRefused(store, ['checkpoint', 'mc'], /workload 'mc' is not running .*has exited/);
 
     const restored = (JSON.parse(await ferryOk(store, ['restore', snap, '--json'])) as { pid: number }).pid;
     pids.add(restored);
@@ -110,6 +111,8 @@ describe('ferry run / ps / stop (real processes, real CRIU)', () => {
     await writeFile(recPath, JSON.stringify({ ...rec, pid: process.pid, stoppedAt: undefined }));
     assert.equal((await ps(store))[0]?.state, 'exited', 'same pid, other start time: not running');
     await ferryRefused(store, ['stop', 'trap'], /is not running/);
+    // Nor is that pid checkpointed in the workload's name.
+    await ferryRefused(store, ['checkpoint', 'trap'], /workload 'trap' is not running/);
     assert.ok(isAlive(process.pid));
   });
 

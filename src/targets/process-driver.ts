@@ -3,7 +3,7 @@ import { FerryError } from '../util/errors.js';
 import type { DumpCall, LiveTarget, RestoreCall, RestoredTarget, TargetDriver, TargetRef, DriverPaths } from './driver.js';
 import { checkCheckpointable, processInfo } from './process.js';
 import { dumpCriuOptions, restoreCriuOptions, type RecordedOptions } from './recorded-options.js';
-import { readWorkload, recordWorkload, type WorkloadRecord } from './run.js';
+import { readWorkload, recordWorkload, workloadIsRunning, type WorkloadRecord } from './run.js';
 import { workloadRestoreFds } from './workload-files.js';
 
 /** What resolving a process tree found: its `ferry run` record, when it is one. */
@@ -23,6 +23,13 @@ export const processDriver: TargetDriver<ProcessFacts> = {
       workload = await readWorkload(paths.workloadsDir, ref.name);
       if (!workload) {
         throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${ref.name}'`, { hint: 'give a pid, or the name of a workload started with `ferry run` (`ferry ps` lists them)' });
+      }
+      // The recorded pid, only while it is still the recorded process (pid_max wraps: a later
+      // process may have the pid, and must not be frozen in the workload's name).
+      if (!(await workloadIsRunning(workload))) {
+        throw new FerryError('ERR_WORKLOAD_NOT_RUNNING', `workload '${ref.name}' is not running (its process ${workload.pid} ${workload.stoppedAt ? `was stopped at ${workload.stoppedAt}` : 'has exited'})`, {
+          hint: `\`ferry ps\` shows its state; restore one of its snapshots (\`ferry snapshots ls\`) or start it again with \`ferry run --name ${ref.name} -- …\``,
+        });
       }
       pid = workload.pid;
     } else {
