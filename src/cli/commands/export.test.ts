@@ -20,7 +20,7 @@ describe('export: whose fault', () => {
     assert.match((blame(sysErr('EPIPE'), chain, '-') as Error).message, /cannot write stdout/);
   });
   it('ferry\'s own errors (a damaged or missing snapshot) pass through unchanged', () => {
-    for (const code of ['ERR_SNAPSHOT_CORRUPT', 'ERR_NO_SNAPSHOT']) {
+    for (const code of ['ERR_SNAPSHOT_CORRUPT', 'ERR_NO_SNAPSHOT'] as const) {
       const err = new FerryError(code, 'x');
       assert.equal(blame(err, chain, '/out/x.ferry'), err);
     }
