@@ -1,7 +1,7 @@
 import { readRestoreStats } from '../criu/images/stats.js';
 import { FerryError } from '../util/errors.js';
 import type { DumpCall, LiveTarget, RestoreCall, RestoredTarget, TargetDriver, TargetRef, DriverPaths } from './driver.js';
-import { checkCheckpointable, processInfo } from './process.js';
+import { checkCheckpointable } from './process.js';
 import { dumpCriuOptions, restoreCriuOptions, type RecordedOptions } from './recorded-options.js';
 import { readWorkload, recordWorkload, workloadIsRunning, type WorkloadRecord } from './run.js';
 import { workloadRestoreFds } from './workload-files.js';
@@ -64,7 +64,7 @@ export const processDriver: TargetDriver<ProcessFacts> = {
     const name = call.as ?? t.workload;
     if (name === undefined) return;
     const rec = await readWorkload(call.paths.workloadsDir, name);
-    if (rec && (await processInfo(rec.pid)) && await sameCommand(rec)) {
+    if (rec && await workloadIsRunning(rec)) {
       throw new FerryError('ERR_WORKLOAD_RUNNING', `workload '${name}' is still running (pid ${rec.pid}); restoring ${call.manifest.id} would start a second copy`, {
         hint: call.as !== undefined ? `pick another name with --as NAME, or stop '${name}' first (\`ferry stop ${name}\`)` : `stop it first (\`ferry stop ${name}\`), or restore the copy under a new name with --as NAME (or --clone)`,
       });
@@ -100,10 +100,3 @@ export const processDriver: TargetDriver<ProcessFacts> = {
     return { pid: r.pid, logPath: r.logPath, stats: await readRestoreStats(call.workDir), name };
   },
 };
-
-/** The recorded pid still runs the recorded program (not a reused pid). */
-async function sameCommand(rec: WorkloadRecord): Promise<boolean> {
-  const info = await processInfo(rec.pid);
-  if (!info) return false;
-  return rec.command.length === 0 || info.command.join('\0') === rec.command.join('\0') || info.command[0] === rec.command[0];
-}
