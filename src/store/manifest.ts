@@ -121,7 +121,8 @@ const ContainerTargetSchema = z.looseObject({
   driver: z.enum(['runtime', 'ferry']),
   bundle: z.string(),
   rootfs: z.string(),
-  pid: z.number().int().positive(),
+  // 0 for a container imported from a runtime's archive, which does not record the pid.
+  pid: z.number().int().nonnegative(),
   command: z.array(z.string()),
   ownPidNamespace: z.boolean(),
   namespaces: z.array(z.string()),

@@ -435,6 +435,9 @@ export function redisWorkload(): WorkloadSpec {
       let runId: string | undefined;
       const redis = async (args: string[], input?: string): Promise<string> => {
         const p = run(cli, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000, maxBuffer: 16 * 1024 * 1024 });
+        // redis-cli may exit (e.g. the server is not up yet) before it reads its input: the
+        // command's own failure is the error to report, not the EPIPE of writing to it.
+        p.child.stdin?.on('error', () => undefined);
         p.child.stdin?.end(input ?? '');
         return (await p).stdout;
       };
