@@ -1,0 +1,13 @@
+/**
+ * `ferry/errors`: the errors ferry raises, without loading the engine. Match on `code` (stable),
+ * never on the message; `hint` says what to do about it.
+ */
+
+/** Every error ferry raises: a stable `code`, a message saying what was wrong and why, a `hint`. */
+export { FerryError, type FerryErrorOptions } from './util/errors.js';
+/** True when a value is a FerryError (from any copy of ferry), optionally with the given code. */
+export { isFerryError } from './util/errors.js';
+/** CRIU answered "no" (code ERR_CRIU_OPERATION): errno, CRIU's first real error, a log excerpt and path. */
+export { CriuOperationError } from './criu/errors.js';
+/** The conversation with CRIU broke (code ERR_CRIU_TRANSPORT): exit code, signal, stderr. */
+export { CriuTransportError } from './criu/errors.js';
