@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT, resolveCriuBinary } from './criu/binary.js';
 import { killQuietly, withTempDir } from './testing/processes.js';
@@ -76,8 +76,20 @@ describe('ferry as a library (packed, installed, typed)', () => {
         'dist/engine/engine.d.ts', 'dist/cli/main.js', 'bin/ferry', 'native/binding.gyp', 'native/ferry_native.c', 'scripts/build-native.mjs']) {
         assert.ok(files.includes(f), `the tarball holds ${f}`);
       }
-      const unwanted = files.filter((f) => /\.test\.(js|d\.ts)$|\.map$|^src\/|^native\/build\/|^dist\/(testing|bundle)\/|^test\/|^\.deps\//.test(f));
-      assert.deepEqual(unwanted, [], 'no tests, source maps, sources, build output of the addon or test helpers');
+      const unwanted = files.filter((f) => /\.test\.(js|d\.ts)$|\.map$|^src\/|^native\/build\/|^dist\/bundle\/|^test\/|^\.deps\//.test(f));
+      assert.deepEqual(unwanted, [], 'no tests, source maps, sources, the CLI bundle or the addon\'s build output');
+      // Every relative import of a packed module (and declaration) is packed too.
+      const packedSet = new Set(files);
+      const dangling: string[] = [];
+      for (const f of files.filter((p) => /\.(js|d\.ts)$/.test(p) && p.startsWith('dist/'))) {
+        const text = readFileSync(join(PROJECT_ROOT, f), 'utf8');
+        for (const m of text.matchAll(/(?:from\s+|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+          const target = posix.join(posix.dirname(f), m[1] ?? '');
+          const wanted = f.endsWith('.d.ts') ? target.replace(/\.js$/, '.d.ts') : target;
+          if (!packedSet.has(wanted)) dangling.push(`${f} → ${m[1] ?? ''}`);
+        }
+      }
+      assert.deepEqual(dangling, [], 'imports of files the package does not hold');
       const tarball = join(tmp, packed.filename);
 
       // ---- a scratch project that depends on the tarball, installed offline
