@@ -140,9 +140,9 @@ describe('ferry as a library (packed, installed, typed)', () => {
       for (const name of ['createEngine', 'Store', 'CriuClient', 'FerryError', 'isFerryError', 'engineChannels', 'CriuOperationError']) {
         assert.ok(loaded.main.includes(name), `'ferry' exports ${name}`);
       }
-      assert.deepEqual(loaded.errors, ['CriuOperationError', 'CriuTransportError', 'FerryError', 'isFerryError']);
+      assert.deepEqual(loaded.errors, ['CriuOperationError', 'CriuTransportError', 'ERROR_CODES', 'FerryError', 'InterruptedError', 'errorCodeOf', 'isErrorCode', 'isFerryError']);
       assert.ok(loaded.same, 'one FerryError behind both entries');
-      assert.equal(loaded.deep, 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+      assert.match(loaded.deep, /^ERR_PACKAGE_PATH_NOT_EXPORTED$/, 'deep imports are refused'); // (Node's code, not ferry's)
 
       // ---- type-check the README's example against the installed package's declarations
       const exampleSource = readFileSync(join(PROJECT_ROOT, 'examples', 'library.ts'), 'utf8');
