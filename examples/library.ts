@@ -1,11 +1,12 @@
 /**
  * ferry as a library: checkpoint a running process, restore it, check that it goes on where it
- * stopped, and clean up. Runs as root, with CRIU >= 4.2 ($FERRY_CRIU, or `criu` on $PATH).
+ * stopped, export the snapshot and import it back, list and remove, clean up. Runs as root, with CRIU >= 4.2 ($FERRY_CRIU, or `criu` on $PATH).
  *   node library.js STORE_DIR
  * (src/library.e2e.test.ts installs the packed package and type-checks and runs this very file.)
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -44,9 +45,15 @@ try {
   if (!(after > before)) throw new Error(`the counter went from ${before} to ${after}: not restored`);
   console.log(`restored ${cp.snapshot} as pid ${restored.pid}; the counter went on from ${before} to ${after}`);
 
+  // A snapshot travels as one archive (tar + zstd): export it, and import it back as a copy.
+  const archive = join(storeDir, 'counter.tar.zst');
+  const exported = await engine.export(cp.snapshot, createWriteStream(archive));
+  const imported = await engine.import(createReadStream(archive), { as: 'counter-copy' });
+  console.log(`exported ${exported.archiveBytes} bytes; imported as ${imported.snapshot}`);
+
   const listed = (await engine.list()).map((s) => s.manifest.id);
-  const [removed] = await engine.remove([cp.snapshot]);
-  console.log(JSON.stringify({ ok: true, pid, restoredPid: restored.pid, before, after, listed, removed: removed?.ok }));
+  const removed = await engine.remove(listed);
+  console.log(JSON.stringify({ ok: true, pid, restoredPid: restored.pid, before, after, listed, removed: removed.every((r) => r.ok) }));
 } catch (err) {
   // Every error ferry raises is a FerryError: a stable code, what went wrong, and what to do.
   if (isFerryError(err)) console.error(`${err.code}: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ''}`);
