@@ -33,9 +33,11 @@ export interface Command {
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+/** What `parse` returns (named here: @types/node does not export its own name for it, which declarations need). */
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>>;
 
 /** parseArgs with errors that say what was wrong and how to ask for help. */
-export function parse<O extends Options>(argv: string[], options: O, command: string, allowPositionals = true) {
+export function parse<O extends Options>(argv: string[], options: O, command: string, allowPositionals = true): Parsed<O> {
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {

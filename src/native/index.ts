@@ -26,7 +26,7 @@ interface NativeBinding {
 
 /** Relative to the compiled file, dist/native/index.js. */
 const ADDON_PATH = '../../native/build/Release/ferry_native.node';
-const BUILD_HINT = 'ferry\'s setup builds it (scripts/setup.sh)';
+const BUILD_HINT = 'ferry\'s setup builds it (scripts/setup.sh); where ferry is installed as a package, `npm rebuild ferry` does';
 
 let loaded: NativeBinding | undefined;
 

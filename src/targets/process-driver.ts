@@ -7,7 +7,7 @@ import { readWorkload, recordWorkload, workloadIsRunning, type WorkloadRecord } 
 import { workloadRestoreFds } from './workload-files.js';
 
 /** What resolving a process tree found: its `ferry run` record, when it is one. */
-interface ProcessFacts { workload: WorkloadRecord | undefined }
+export interface ProcessFacts { workload: WorkloadRecord | undefined }
 
 /** A process tree by pid, or a workload started with `ferry run`; ferry drives CRIU itself. */
 export const processDriver: TargetDriver<ProcessFacts> = {
