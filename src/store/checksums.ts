@@ -32,8 +32,16 @@ const NOT_CHECKSUMMED = /^(manifest\.json|.*\.log)$/;
  */
 export type Prehashed = Map<string, { ino: number; ranges: Map<number, Buffer> }>;
 
+/** How hashFiles runs besides its defaults. */
+export interface HashOptions {
+  /** Stops between 64 MiB ranges once aborted (a range in flight runs to its end). */
+  signal?: AbortSignal;
+  /** Hash at the lowest CPU priority (beside a running CRIU). */
+  background?: boolean;
+}
+
 /** Hashes several files (and ranges of large ones) at once, with at most `parallel` jobs in flight. */
-async function hashFiles(paths: string[], parallel = Math.max(2, availableParallelism()), pre?: Prehashed): Promise<{ size: number; blocks: Buffer }[]> {
+async function hashFiles(paths: string[], parallel = Math.max(2, availableParallelism()), pre?: Prehashed, how: HashOptions = {}): Promise<{ size: number; blocks: Buffer }[]> {
   const handles = await Promise.all(paths.map(async (p) => {
     const fh = await open(p, 'r');
     const st = await fh.stat();
@@ -50,13 +58,18 @@ async function hashFiles(paths: string[], parallel = Math.max(2, availableParall
         const len = Math.min(RANGE, h.size - off);
         const have = ranges?.get(k);
         if (have && have.length === Math.ceil(len / BLOCK) * 16) { parts[fi]![k] = have; continue; }
-        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK, h.mapped); } });
+        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK, h.mapped, how.background === true); } });
       }
     });
     // Big jobs first, so the last one to finish is a small one.
     jobs.sort((a, b) => b.len - a.len);
     let next = 0;
-    const worker = async () => { while (next < jobs.length) await jobs[next++]!.run(); };
+    const worker = async () => {
+      while (next < jobs.length) {
+        how.signal?.throwIfAborted();
+        await jobs[next++]!.run();
+      }
+    };
     await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, worker));
     return handles.map((h, fi) => ({ size: h.size, blocks: parts[fi]!.length === 1 ? parts[fi]![0]! : Buffer.concat(parts[fi]!) }));
   } finally {
@@ -75,8 +88,14 @@ export async function hashFile(path: string): Promise<{ size: number; hash: stri
   return { size: r!.size, hash: digestOfBlocks(r!.blocks), blocks: r!.blocks };
 }
 
+/** Size and hash (HASH_ALGORITHM) of each of `paths`, in order; `parallel` jobs at most. */
+export async function checksumFiles(paths: string[], parallel?: number, how: HashOptions = {}): Promise<{ size: number; hash: string }[]> {
+  const results = await hashFiles(paths, parallel, undefined, how);
+  return results.map((r) => ({ size: r.size, hash: digestOfBlocks(r.blocks) }));
+}
+
 /** The image files of a snapshot directory (regular files, not the manifest or logs; the `parent` link is a directory), sorted. */
-async function imageFiles(dir: string): Promise<string[]> {
+export async function imageFiles(dir: string): Promise<string[]> {
   const names = (await readdir(dir)).filter((n) => !NOT_CHECKSUMMED.test(n)).sort();
   const out: string[] = [];
   for (const name of names) if ((await stat(join(dir, name)).catch(() => undefined))?.isFile()) out.push(name);
@@ -105,24 +124,39 @@ export async function checksumDir(dir: string): Promise<FileSums> {
   return (await checksumDirWithBlocks(dir)).sums;
 }
 
-/** Throws ERR_SNAPSHOT_CORRUPT naming the first file that differs from the manifest. */
-export async function verifyChecksums(dir: string, expected: FileSums, id: string, algorithm: string = HASH_ALGORITHM): Promise<void> {
-  const corrupt = (what: string) => new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} is damaged: ${what}`, {
+/** The error for a snapshot whose images differ from its manifest (`what` names the file). */
+export function snapshotDamaged(id: string, what: string): FerryError {
+  return new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} is damaged: ${what}`, {
     hint: 'the images changed after the checkpoint; restore another snapshot, or take a new one',
   });
+}
+
+/** Refuses a snapshot checksummed with another algorithm than this ferry's. */
+export function requireAlgorithm(id: string, algorithm: string): void {
   if (algorithm !== HASH_ALGORITHM) {
     throw new FerryError('ERR_SNAPSHOT_INCOMPATIBLE', `snapshot ${id} was checksummed with ${algorithm}; this ferry checks ${HASH_ALGORITHM}`, {
       hint: 'take a new snapshot with this version of ferry',
     });
   }
+}
+
+/** What is wrong with one file (its size and hash against the manifest's), or undefined. */
+export function fileMismatch(name: string, actual: { size: number; hash: string } | undefined, expected: { size: number; hash: string }): string | undefined {
+  if (!actual) return `${name} is missing`;
+  if (actual.size !== expected.size) return `${name} has ${actual.size} bytes, expected ${expected.size}`;
+  if (actual.hash !== expected.hash) return `${name} fails its checksum (${HASH_ALGORITHM} ${actual.hash.slice(0, 12)}…, expected ${String(expected.hash).slice(0, 12)}…)`;
+  return undefined;
+}
+
+/** Throws ERR_SNAPSHOT_CORRUPT naming the first file that differs from the manifest. */
+export async function verifyChecksums(dir: string, expected: FileSums, id: string, algorithm: string = HASH_ALGORITHM): Promise<void> {
+  requireAlgorithm(id, algorithm);
   const actual = await checksumDir(dir);
   for (const [name, e] of Object.entries(expected)) {
-    const a = actual[name];
-    if (!a) throw corrupt(`${name} is missing`);
-    if (a.size !== e.size) throw corrupt(`${name} has ${a.size} bytes, expected ${e.size}`);
-    if (a.hash !== e.hash) throw corrupt(`${name} fails its checksum (${HASH_ALGORITHM} ${a.hash.slice(0, 12)}…, expected ${String(e.hash).slice(0, 12)}…)`);
+    const bad = fileMismatch(name, actual[name], e);
+    if (bad) throw snapshotDamaged(id, bad);
   }
-  for (const name of Object.keys(actual)) if (!(name in expected)) throw corrupt(`${name} was added after the checkpoint`);
+  for (const name of Object.keys(actual)) if (!(name in expected)) throw snapshotDamaged(id, `${name} was added after the checkpoint`);
 }
 
 /**

@@ -1,0 +1,170 @@
+/**
+ * Verification for a restore, split along what CRIU does with the images. What ferry guarantees
+ * is that no restored process ever runs on memory that was not verified, not that CRIU never
+ * starts before the last byte is hashed:
+ *   small: every image CRIU parses (everything but the pages images) of every snapshot of the
+ *          chain, hashed and compared before CRIU starts; and, cheaply, that the pages images
+ *          are all there with their sizes and nothing was added;
+ *   pages: the pages images (raw memory, which CRIU copies into the tasks without parsing),
+ *          hashed concurrently with CRIU's restore. The engine answers CRIU's post-restore
+ *          notification (memory restored, tasks still parked in CRIU's restorer) only once this
+ *          has resolved; a damaged file answers failure and CRIU kills the restored tasks.
+ * The pages of a deduped snapshot come from its whole chain, so every snapshot of it is verified.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../util/errors.js';
+import { checksumFiles, fileMismatch, imageFiles, requireAlgorithm, snapshotDamaged, type FileSums } from './checksums.js';
+
+/** A snapshot as far as verification needs it (StoredSnapshot fits). */
+export interface VerifiableSnapshot {
+  dir: string;
+  manifest: { id: string; files: FileSums; algorithm?: string };
+}
+
+/** The images CRIU reads as raw memory (`pages-<id>.img`), hashed beside the restore. */
+export const PAGES_IMAGE = /^pages-\d+\.img$/;
+
+export interface VerifyOptions {
+  /**
+   * Watchdog of each phase (ms): a phase that has not finished by then fails (ERR_VERIFY_TIMEOUT)
+   * instead of keeping CRIU's tasks parked forever. Default: 60 s plus 1 s per 20 MiB it hashes.
+   */
+  timeoutMs?: number;
+  /** Hashing jobs in flight for the pages images (default: every core; they run at the lowest priority). */
+  parallel?: number;
+}
+
+/** One file to check: where it is, whose it is, what the manifest says. */
+interface Item { snapshot: string; name: string; path: string; expected: { size: number; hash: string } }
+
+/** Wall times of the two phases, once they have finished. */
+export interface VerifyTimings { smallMs?: number; pagesMs?: number }
+
+/**
+ * A running verification. `small` and `pages` start at once; both always settle (watchdog).
+ * Call `cancel()` when the restore ends for any reason (a no-op once both are done).
+ */
+export class RestoreVerification {
+  readonly small: Promise<void>;
+  readonly pages: Promise<void>;
+  readonly timings: VerifyTimings = {};
+  readonly #abort = new AbortController();
+  #pagesError: unknown;
+
+  constructor(chain: readonly VerifiableSnapshot[], opts: VerifyOptions = {}) {
+    const started = Date.now();
+    const smallItems: Item[] = [];
+    const pageItems: Item[] = [];
+    for (const s of chain) {
+      for (const [name, expected] of Object.entries(s.manifest.files)) {
+        (PAGES_IMAGE.test(name) ? pageItems : smallItems).push({ snapshot: s.manifest.id, name, path: join(s.dir, name), expected });
+      }
+    }
+    const deadline = (items: Item[]) => opts.timeoutMs ?? 60_000 + Math.ceil(items.reduce((a, i) => a + i.expected.size, 0) / (20 << 20)) * 1000;
+    this.small = this.#watch('small images', deadline(smallItems), (async () => {
+      for (const s of chain) await checkListing(s);
+      await checkFiles(smallItems, { signal: this.#abort.signal });
+    })()).then(() => { this.timings.smallMs = Date.now() - started; }, (err: unknown) => {
+      // The restore is refused: the pages need not be hashed any more.
+      this.#abort.abort(err);
+      throw err;
+    });
+    // One file after the other (each in parallel ranges): the nearest snapshot's first, and a
+    // file that cannot be read is named without hashing the others again.
+    this.pages = this.#watch('pages images', deadline(pageItems), (async () => {
+      for (const item of pageItems) {
+        await checkFiles([item], { signal: this.#abort.signal, background: true, ...(opts.parallel !== undefined ? { parallel: opts.parallel } : {}) });
+      }
+    })()).then(() => { this.timings.pagesMs = Date.now() - started; }, (err: unknown) => {
+      this.#pagesError = err;
+      this.#abort.abort(err);
+      throw err;
+    });
+    // Whoever uses them awaits them; a restore refused early must not leave an unhandled rejection.
+    this.small.catch(() => undefined);
+    this.pages.catch(() => undefined);
+  }
+
+  /** Stops hashing (the restore is over). Pending phases reject with ERR_VERIFY_CANCELLED. */
+  cancel(): void {
+    if (!this.#abort.signal.aborted) this.#abort.abort(new FerryError('ERR_VERIFY_CANCELLED', 'the restore ended before the images were verified'));
+  }
+
+  /**
+   * The error a failed restore should report: the pages images' own (the damaged file, not
+   * CRIU's "post-restore handler failed") when they failed, else `err` unchanged.
+   */
+  explain(err: unknown): unknown {
+    const mine = this.#pagesError;
+    return mine instanceof FerryError && mine.code !== 'ERR_VERIFY_CANCELLED' ? mine : err;
+  }
+
+  /** `p`, or ERR_VERIFY_TIMEOUT after `ms` (hashing stops then too). */
+  #watch(what: string, ms: number, p: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new FerryError('ERR_VERIFY_TIMEOUT', `verifying the ${what} did not finish within ${Math.round(ms / 1000)} s`, {
+          hint: 'the store\'s storage is stalled or very slow; check it, then restore again',
+        });
+        this.#abort.abort(err);
+        reject(err);
+      }, ms);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** Starts verifying `chain` (the snapshot to restore first, then its ancestors). */
+export function verifyForRestore(chain: readonly VerifiableSnapshot[], opts: VerifyOptions = {}): RestoreVerification {
+  return new RestoreVerification(chain, opts);
+}
+
+/**
+ * Cheap checks on one snapshot directory, no hashing: the algorithm is this ferry's, every image
+ * file of the manifest is there (pages images with their recorded sizes), nothing was added.
+ */
+async function checkListing(s: VerifiableSnapshot): Promise<void> {
+  const id = s.manifest.id;
+  // Manifests older than the xxh3 tree named no algorithm: they were sha256.
+  requireAlgorithm(id, s.manifest.algorithm ?? 'sha256');
+  const present = new Set(await imageFiles(s.dir));
+  for (const name of present) if (!(name in s.manifest.files)) throw snapshotDamaged(id, `${name} was added after the checkpoint`);
+  for (const [name, e] of Object.entries(s.manifest.files)) {
+    if (!present.has(name)) throw snapshotDamaged(id, `${name} is missing`);
+    if (!PAGES_IMAGE.test(name)) continue;
+    const size = (await stat(join(s.dir, name))).size;
+    if (size !== e.size) throw snapshotDamaged(id, `${name} has ${size} bytes, expected ${e.size}`);
+  }
+}
+
+/** Hashes `items` together and names the first that differs (in chain order) or cannot be read. */
+async function checkFiles(items: Item[], how: { signal: AbortSignal; background?: boolean; parallel?: number }): Promise<void> {
+  if (!items.length) return;
+  let sums: { size: number; hash: string }[];
+  try {
+    sums = await checksumFiles(items.map((i) => i.path), how.parallel, { signal: how.signal, ...(how.background ? { background: true } : {}) });
+  } catch (err) {
+    if (how.signal.aborted) throw how.signal.reason;
+    if (items.length === 1) throw unreadable(items[0]!, err);
+    // Which one failed: the first that cannot be read on its own (these are the small files).
+    for (const i of items) {
+      const readable = await checksumFiles([i.path], 1, { signal: how.signal }).then(() => true, () => false);
+      if (!readable) throw unreadable(i, err);
+    }
+    throw err;
+  }
+  items.forEach((i, k) => {
+    const bad = fileMismatch(i.name, sums[k], i.expected);
+    if (bad) throw snapshotDamaged(i.snapshot, bad);
+  });
+}
+
+function unreadable(i: Item, err: unknown): FerryError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${i.snapshot} is damaged: ${i.name} cannot be read (${why})`, {
+    hint: 'the store\'s storage failed or the file was removed; restore another snapshot, or take a new one',
+    cause: err,
+  });
+}
