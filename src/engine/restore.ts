@@ -3,6 +3,7 @@ import type { RestoreStats } from '../criu/images/stats.js';
 import type { NotifyHandlers } from '../criu/notify.js';
 import { ancestors, checkParentLink } from '../store/chain.js';
 import { verifyChecksums } from '../store/checksums.js';
+import { verifyForRestore } from '../store/verify.js';
 import { acquireLock } from '../store/locks.js';
 import type { Store } from '../store/store.js';
 import { OperationRecorder, type OperationTelemetry } from '../telemetry/operation.js';
@@ -50,9 +51,13 @@ export interface RestoreResult {
 }
 
 /**
- * Restores a snapshot (a process tree or a container), detached. Before CRIU runs: the images'
- * checksums, the CRIU line, the CPU features, the pids and the target's own conditions (a
- * workload or container id still in use) are checked; each refusal says why and what to do.
+ * Restores a snapshot (a process tree or a container), detached. Before CRIU runs: the checksums
+ * of the images CRIU parses, the CRIU line, the CPU features, the pids and the target's own
+ * conditions (a workload or container id still in use) are checked; each refusal says why and
+ * what to do. The pages images are verified while CRIU restores, and CRIU's post-restore (memory
+ * in place, tasks still parked in CRIU's restorer, no program code run yet) is answered only once
+ * they have: a damaged one makes CRIU kill the restored tasks. runc runs CRIU itself and ferry
+ * cannot answer it: for runc every image is verified before it starts.
  */
 export async function restore(store: Store, req: RestoreRequest | string, criu = new CriuClient()): Promise<RestoreResult> {
   const r = typeof req === 'string' ? { snapshot: req } : req;
@@ -79,40 +84,57 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
     // The VERSION round trip with CRIU overlaps the checksum verification.
     const versionP = criu.requireVersion(CRIU_MIN.ferry, 'restores');
     versionP.catch(() => undefined);
-    // A deduped snapshot reads pages from its chain: every snapshot in it is checked.
-    const verifyMs = await phases.run('verify', async () => {
-      const t0 = Date.now();
-      const chain = [self, ...await ancestors(store, self)];
-      for (const s of chain) await checkParentLink(s);
-      await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, s.manifest.algorithm)));
-      return Date.now() - t0;
-    });
-    const version = await versionP;
-    const workDir = await operationDir(store, 'restore', id);
-    const handlers: NotifyHandlers = {};
-    const call: RestoreCall = {
-      manifest, dir, workDir, criu, handlers, control: {},
-      ...(as !== undefined ? { as } : {}),
-      ...(req.bundle !== undefined ? { bundle: req.bundle } : {}),
-      ...(runtime !== undefined ? { runtime } : {}),
-      ...(req.runtimeRoot !== undefined ? { runtimeRoot: req.runtimeRoot } : {}),
-      extra: req.tcpClose ? { tcpClose: true } : {},
-      paths: driverPaths(store),
-    };
-    await phases.run('preflight', async () => {
-      await checkRestorable(manifest, version.text, { imagesDir: dir });
-      await driver.preflightRestore(call);
-    });
-    throwIfInterrupted(req.interrupt, `snapshot ${id} was not restored`);
-    const r = await phases.run('criu', () => driver.restore(call));
-    phases.rec.watch(r.pid);
-    const criuMs = phases.rec.phasesSoFar()['criu'] ?? 0;
-    const timings = { totalMs: Date.now() - started, verifyMs, criuMs };
-    const telemetry = phases.rec.finish({ ok: true, criu: r.stats, phasesMs: { total: timings.totalMs } });
-    return {
-      pid: r.pid, snapshot: id, kind: manifest.target.kind, name: r.name, stats: r.stats, timings, logPath: r.logPath, telemetry,
-      ...(r.container ? { container: r.container } : {}),
-    };
+    // A deduped snapshot reads pages from its chain: every snapshot in it is checked. Where ferry
+    // drives CRIU, the pages images are checked in the read path (store/verify.ts).
+    const chain = [self, ...await ancestors(store, self)];
+    for (const s of chain) await checkParentLink(s);
+    const v = driver.ownsCriu ? verifyForRestore(chain) : undefined;
+    try {
+      const verifyMs = await phases.run('verify', async () => {
+        const t0 = Date.now();
+        if (v) await v.small;
+        else await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, s.manifest.algorithm)));
+        return Date.now() - t0;
+      });
+      const version = await versionP;
+      const workDir = await operationDir(store, 'restore', id);
+      // The restored tasks stay parked in CRIU until the pages images verified; a damaged one fails this.
+      let pagesVerified = false;
+      const handlers: NotifyHandlers = v ? { 'post-restore': async () => { await v.pages; pagesVerified = true; } } : {};
+      const call: RestoreCall = {
+        manifest, dir, workDir, criu, handlers, control: {},
+        ...(as !== undefined ? { as } : {}),
+        ...(req.bundle !== undefined ? { bundle: req.bundle } : {}),
+        ...(runtime !== undefined ? { runtime } : {}),
+        ...(req.runtimeRoot !== undefined ? { runtimeRoot: req.runtimeRoot } : {}),
+        extra: req.tcpClose ? { tcpClose: true } : {},
+        paths: driverPaths(store),
+      };
+      await phases.run('preflight', async () => {
+        await checkRestorable(manifest, version.text, { imagesDir: dir });
+        await driver.preflightRestore(call);
+      });
+      throwIfInterrupted(req.interrupt, `snapshot ${id} was not restored`);
+      const r = await phases.run('criu', () => driver.restore(call));
+      if (v && !pagesVerified) {
+        // CRIU always sends it (restore_root_task); without it nothing held the tasks for the check.
+        try { process.kill(r.pid, 'SIGKILL'); } catch { /* gone */ }
+        throw new FerryError('ERR_INTERNAL', `CRIU resumed snapshot ${id} without answering post-restore, so its memory was not verified; ferry killed it`);
+      }
+      phases.rec.watch(r.pid);
+      const criuMs = phases.rec.phasesSoFar()['criu'] ?? 0;
+      const timings = { totalMs: Date.now() - started, verifyMs, criuMs };
+      const telemetry = phases.rec.finish({ ok: true, criu: r.stats, phasesMs: { total: timings.totalMs, ...(v?.timings.pagesMs !== undefined ? { verifyPages: v.timings.pagesMs } : {}) } });
+      return {
+        pid: r.pid, snapshot: id, kind: manifest.target.kind, name: r.name, stats: r.stats, timings, logPath: r.logPath, telemetry,
+        ...(r.container ? { container: r.container } : {}),
+      };
+    } catch (err) {
+      // A damaged pages image is the reason, not CRIU's "post-restore handler failed".
+      throw v ? v.explain(err) : err;
+    } finally {
+      v?.cancel();
+    }
   } finally {
     await lock.release();
   }
