@@ -27,6 +27,8 @@ describe('ferry bench overhead', () => {
       const num = (x: unknown, what: string): void => assert.ok(typeof x === 'number' && Number.isFinite(x), `${what} is ${String(x)}`);
       pos(r.results.engineDumpRatio, 'engineDumpRatio');
       pos(r.results.engineRestoreRatio, 'engineRestoreRatio');
+      pos(r.results.engineFrozenRatio, 'engineFrozenRatio');
+      pos(r.results.detail['engineRestoreVerifyPagesMs']?.median, 'engineRestoreVerifyPagesMs');
       pos(r.results.nodeStartupMs, 'nodeStartupMs');
       num(r.results.tinyFixedOverheadMs.dump, 'tinyFixedOverheadMs.dump');
       num(r.results.tinyFixedOverheadMs.restore, 'tinyFixedOverheadMs.restore');

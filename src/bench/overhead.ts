@@ -3,6 +3,7 @@ import { hostname, release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PROJECT_ROOT, resolveCriuBinary } from '../criu/binary.js';
+import { readDumpStats } from '../criu/images/stats.js';
 import { checkpoint } from '../engine/checkpoint.js';
 import { restore } from '../engine/restore.js';
 import { Store } from '../store/store.js';
@@ -15,8 +16,10 @@ import { round, roundSummary, summarize, type Summary } from './stats.js';
  * `ferry bench overhead`: what ferry adds on top of raw CRIU, in one run, on the same workload
  * into the same tmpfs.
  *   engine: ferry's engine in-process (checkpoint()/restore()) vs the `criu dump`/`criu restore -d`
- *           CLI spawned (timed spawn to exit), on a big memcheck workload → wall-time ratios;
- *           and on a tiny one → fixed overhead in ms.
+ *           CLI spawned (timed spawn to exit), on a big memcheck workload → wall-time ratios (the
+ *           restore with its verification: the images CRIU parses before it starts, the pages
+ *           images beside it, gating post-restore), and the time the tasks stayed frozen during
+ *           the dump (CRIU's frozen_time, both arms); and on a tiny one → fixed overhead in ms.
  *   cli:    `bin/ferry checkpoint`/`restore` vs the raw CLI → added ms, beside `node -e 0`.
  * Arms are interleaved pair by pair (A,B then B,A); every sample starts from a fresh workload.
  */
@@ -70,6 +73,8 @@ export interface OverheadReport {
   reps: { engine: number; tiny: number; cli: number };
   results: {
     engineDumpRatio: number;
+    /** Time the tasks stayed frozen (CRIU's frozen_time), ferry over raw, pair by pair. */
+    engineFrozenRatio: number;
     engineRestoreRatio: number;
     tinyFixedOverheadMs: { dump: number; restore: number };
     cliAddedMs: { dump: number; restore: number };
@@ -112,12 +117,18 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     const c = await checkpoint(store, { target: w.run.rootPid, tier: 'memory' });
     const dumpMs = performance.now() - t0;
     const t = c.manifest.timings;
-    samples.push({ phase, pair, arm: 'ferry', op: 'dump', ms: dumpMs, detail: { criuMs: t.criuMs, checksumMs: t.checksumMs, otherMs: round(dumpMs - t.criuMs - t.checksumMs) } });
+    const frozenMs = (c.manifest.stats?.frozen_time ?? NaN) / 1000;
+    samples.push({ phase, pair, arm: 'ferry', op: 'dump', ms: dumpMs, detail: { criuMs: t.criuMs, checksumMs: t.checksumMs, otherMs: round(dumpMs - t.criuMs - t.checksumMs), frozenMs } });
     await gone(w);
     t0 = performance.now();
     const r = await restore(store, c.snapshot);
     const restoreMs = performance.now() - t0;
-    samples.push({ phase, pair, arm: 'ferry', op: 'restore', ms: restoreMs, detail: { criuMs: r.timings.criuMs, verifyMs: r.timings.verifyMs, otherMs: round(restoreMs - r.timings.criuMs - r.timings.verifyMs) } });
+    // verifyMs: the images CRIU parses, before it starts; verifyPagesMs: the pages images, hashed
+    // while CRIU restores (from the same start, so not added to the others).
+    samples.push({ phase, pair, arm: 'ferry', op: 'restore', ms: restoreMs, detail: {
+      criuMs: r.timings.criuMs, verifyMs: r.timings.verifyMs, otherMs: round(restoreMs - r.timings.criuMs - r.timings.verifyMs),
+      verifyPagesMs: r.telemetry.phasesMs['verifyPages'] ?? NaN,
+    } });
     await killRestored(r.pid);
     await store.remove(c.snapshot);
     await w.inst.cleanup();
@@ -130,7 +141,7 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     await mkdir(dir);
     await warmTmpfs(base, warm);
     const d = await timedSpawn(criu.path, ['dump', '-t', String(w.run.rootPid), '-D', dir, '-v4', '-o', 'dump.log']);
-    samples.push({ phase, pair, arm: 'raw', op: 'dump', ms: d.ms });
+    samples.push({ phase, pair, arm: 'raw', op: 'dump', ms: d.ms, detail: { frozenMs: ((await readDumpStats(dir))?.frozen_time ?? NaN) / 1000 } });
     if (phase === 'engine') {
       // The physical floor of verifying before a restore: reading the pages image once (one core).
       const pages = (await readdir(dir)).filter((n) => /^pages-\d+\.img$/.test(n)).map((n) => join(dir, n));
@@ -208,10 +219,25 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   const detailOf = (phase: Phase, op: Op, key: string): Summary =>
     summarize(samples.filter((s) => s.phase === phase && s.arm === 'ferry' && s.op === op && s.detail?.[key] !== undefined).map((s) => s.detail![key]!));
   const ratio = (f: number, r: number): number => f / r;
+  /** A detail figure of both arms, pair by pair. */
+  const pairedDetail = (phase: Phase, op: Op, key: string, f: (ferry: number, raw: number) => number): Summary => {
+    const out: number[] = [];
+    for (const s of samples) {
+      if (s.phase !== phase || s.arm !== 'ferry' || s.op !== op || s.detail?.[key] === undefined) continue;
+      const raw = samples.find((x) => x.phase === phase && x.arm === 'raw' && x.op === op && x.pair === s.pair)?.detail?.[key];
+      if (raw !== undefined && Number.isFinite(raw) && Number.isFinite(s.detail[key])) out.push(f(s.detail[key], raw));
+    }
+    return summarize(out);
+  };
+  const rawDetailOf = (phase: Phase, op: Op, key: string): Summary =>
+    summarize(samples.filter((s) => s.phase === phase && s.arm === 'raw' && s.op === op && s.detail?.[key] !== undefined).map((s) => s.detail![key]!));
   const diff = (f: number, r: number): number => f - r;
 
   const detail: Record<string, Summary> = {
     engineDumpRatio: roundSummary(paired('engine', 'dump', ratio), 3),
+    engineFrozenRatio: roundSummary(pairedDetail('engine', 'dump', 'frozenMs', ratio), 3),
+    engineFerryFrozenMs: roundSummary(detailOf('engine', 'dump', 'frozenMs')),
+    engineRawFrozenMs: roundSummary(rawDetailOf('engine', 'dump', 'frozenMs')),
     engineRestoreRatio: roundSummary(paired('engine', 'restore', ratio), 3),
     engineDumpAddedMs: roundSummary(paired('engine', 'dump', diff)),
     engineRestoreAddedMs: roundSummary(paired('engine', 'restore', diff)),
@@ -227,6 +253,7 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     engineDumpOtherMs: roundSummary(detailOf('engine', 'dump', 'otherMs')),
     engineRestoreCriuMs: roundSummary(detailOf('engine', 'restore', 'criuMs')),
     engineRestoreVerifyMs: roundSummary(detailOf('engine', 'restore', 'verifyMs')),
+    engineRestoreVerifyPagesMs: roundSummary(detailOf('engine', 'restore', 'verifyPagesMs')),
     engineRestoreOtherMs: roundSummary(detailOf('engine', 'restore', 'otherMs')),
     tinyDumpAddedMs: roundSummary(paired('tiny', 'dump', diff)),
     tinyRestoreAddedMs: roundSummary(paired('tiny', 'restore', diff)),
@@ -258,6 +285,7 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
     reps: { engine: o.reps, tiny: o.tinyReps, cli: o.cliReps },
     results: {
       engineDumpRatio: med('engineDumpRatio'),
+      engineFrozenRatio: med('engineFrozenRatio'),
       engineRestoreRatio: med('engineRestoreRatio'),
       tinyFixedOverheadMs: { dump: med('tinyDumpAddedMs'), restore: med('tinyRestoreAddedMs') },
       cliAddedMs: { dump: med('cliDumpAddedMs'), restore: med('cliRestoreAddedMs') },
@@ -277,7 +305,8 @@ export function formatReport(r: OverheadReport): string {
   };
   const rows: [string, string, string, string][] = [
     [`engine, ${r.workloadMiB} MiB, dump`, f('engineFerryDumpMs'), f('engineRawDumpMs'), `×${f('engineDumpRatio', 3)}  +${f('engineDumpAddedMs')} ms`],
-    [`engine, ${r.workloadMiB} MiB, restore`, f('engineFerryRestoreMs'), f('engineRawRestoreMs'), `×${f('engineRestoreRatio', 3)}  +${f('engineRestoreAddedMs')} ms`],
+    [`engine, ${r.workloadMiB} MiB, dump: tasks frozen`, f('engineFerryFrozenMs'), f('engineRawFrozenMs'), `×${f('engineFrozenRatio', 3)}`],
+    [`engine, ${r.workloadMiB} MiB, restore (verified)`, f('engineFerryRestoreMs'), f('engineRawRestoreMs'), `×${f('engineRestoreRatio', 3)}  +${f('engineRestoreAddedMs')} ms`],
     [`engine, ${r.tinyMiB} MiB, dump`, f('tinyFerryDumpMs'), f('tinyRawDumpMs'), `+${f('tinyDumpAddedMs')} ms`],
     [`engine, ${r.tinyMiB} MiB, restore`, f('tinyFerryRestoreMs'), f('tinyRawRestoreMs'), `+${f('tinyRestoreAddedMs')} ms`],
     [`CLI, ${r.tinyMiB} MiB, dump`, f('cliFerryDumpMs'), f('cliRawDumpMs'), `+${f('cliDumpAddedMs')} ms`],
@@ -295,9 +324,10 @@ export function formatReport(r: OverheadReport): string {
     ...rows.map(line),
     '',
     `ferry's breakdown, ${r.workloadMiB} MiB: dump = CRIU ${f('engineDumpCriuMs')} + checksums ${f('engineDumpChecksumMs')} + other ${f('engineDumpOtherMs')} ms;`,
-    `  restore = verify ${f('engineRestoreVerifyMs')} + CRIU ${f('engineRestoreCriuMs')} + other ${f('engineRestoreOtherMs')} ms`,
-    `physical floor, ${r.workloadMiB} MiB: reading the pages image once (dd, one core) takes ${f('engineReadImagesMs')} ms = ` +
-      `×${f('engineReadOverRestore', 3)} of raw CRIU's restore: verifying before a restore costs at least half that with two cores`,
+    `  restore = verify the images CRIU parses ${f('engineRestoreVerifyMs')} + CRIU ${f('engineRestoreCriuMs')} + other ${f('engineRestoreOtherMs')} ms;`,
+    `  the pages images were verified ${f('engineRestoreVerifyPagesMs')} ms after the start, beside CRIU (its post-restore waits for them)`,
+    `for comparison, ${r.workloadMiB} MiB: reading the pages image once (dd, one core) takes ${f('engineReadImagesMs')} ms = ` +
+      `×${f('engineReadOverRestore', 3)} of raw CRIU's restore: what verifying before CRIU started used to cost at least`,
     `ferry's breakdown, ${r.tinyMiB} MiB: dump = CRIU ${f('tinyDumpCriuMs')} + other ${f('tinyDumpOtherMs')} ms; restore = CRIU ${f('tinyRestoreCriuMs')} + other ${f('tinyRestoreOtherMs')} ms`,
   ];
   return out.join('\n') + '\n';
