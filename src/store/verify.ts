@@ -12,6 +12,7 @@
  * The pages of a deduped snapshot come from its whole chain, so every snapshot of it is verified.
  */
 import { stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { FerryError } from '../util/errors.js';
 import { checksumFiles, fileMismatch, imageFiles, requireAlgorithm, snapshotDamaged, type FileSums } from './checksums.js';
@@ -31,7 +32,10 @@ export interface VerifyOptions {
    * instead of keeping CRIU's tasks parked forever. Default: 60 s plus 1 s per 20 MiB it hashes.
    */
   timeoutMs?: number;
-  /** Hashing jobs in flight for the pages images (default: every core; they run at the lowest priority). */
+  /**
+   * Hashing jobs in flight for the pages images (default: one core fewer than there are: CRIU
+   * fills the tasks' memory on one thread, and the hashing must not slow it down).
+   */
   parallel?: number;
 }
 
@@ -74,7 +78,7 @@ export class RestoreVerification {
     // file that cannot be read is named without hashing the others again.
     this.pages = this.#watch('pages images', deadline(pageItems), (async () => {
       for (const item of pageItems) {
-        await checkFiles([item], { signal: this.#abort.signal, background: true, ...(opts.parallel !== undefined ? { parallel: opts.parallel } : {}) });
+        await checkFiles([item], { signal: this.#abort.signal, background: true, parallel: opts.parallel ?? Math.max(1, availableParallelism() - 1) });
       }
     })()).then(() => { this.timings.pagesMs = Date.now() - started; }, (err: unknown) => {
       this.#pagesError = err;
