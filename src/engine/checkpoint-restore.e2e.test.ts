@@ -146,7 +146,8 @@ describe('ferry run / checkpoint / restore on real workloads', { concurrency: fa
       const buf = readFileSync(pages);
       buf[4096 * 3 + 17] = buf[4096 * 3 + 17]! ^ 0x01;
       writeFileSync(pages, buf);
-      await refused(['restore', snap], new RegExp(`pages-${pm.pagesId}\\.img fails its checksum`));
+      // (as a copy under another name: the original still runs)
+      await refused(['restore', snap, '--as', `${wl.name}-copy`], new RegExp(`pages-${pm.pagesId}\\.img fails its checksum`));
       // The pages images are verified while CRIU restores; its post-restore was answered with
       // failure, so CRIU killed the copy before it ran (restore-verify.e2e.test.ts proves it).
       const log = readdirSync(join(store, 'logs')).filter((d) => d.startsWith(`restore-${snap}-`)).sort().at(-1)!;

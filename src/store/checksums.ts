@@ -124,9 +124,12 @@ export async function checksumDir(dir: string): Promise<FileSums> {
   return (await checksumDirWithBlocks(dir)).sums;
 }
 
-/** The error for a snapshot whose images differ from its manifest (`what` names the file). */
-export function snapshotDamaged(id: string, what: string): FerryError {
-  return new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${id} is damaged: ${what}`, {
+/**
+ * The error for a snapshot whose images differ from its manifest (`what` names the file);
+ * ERR_SNAPSHOT_DAMAGED when a restore found it (nothing was restored).
+ */
+export function snapshotDamaged(id: string, what: string, code: 'ERR_SNAPSHOT_CORRUPT' | 'ERR_SNAPSHOT_DAMAGED' = 'ERR_SNAPSHOT_CORRUPT'): FerryError {
+  return new FerryError(code, `snapshot ${id} is damaged: ${what}`, {
     hint: 'the images changed after the checkpoint; restore another snapshot, or take a new one',
   });
 }

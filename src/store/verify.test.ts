@@ -36,7 +36,7 @@ async function flipByte(path: string, at: number): Promise<void> {
   }
 }
 
-const corrupt = (pattern: RegExp) => (e: unknown) => e instanceof FerryError && e.code === 'ERR_SNAPSHOT_CORRUPT' && pattern.test(e.message);
+const corrupt = (pattern: RegExp) => (e: unknown) => e instanceof FerryError && e.code === 'ERR_SNAPSHOT_DAMAGED' && pattern.test(e.message);
 
 async function tmp(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'ferry-verify-'));
@@ -65,9 +65,9 @@ test('one flipped byte in a pages image: the small images pass, the pages phase 
   await v.small;
   await assert.rejects(v.pages, corrupt(/^snapshot snap-a is damaged: pages-1\.img fails its checksum/));
   // The restore reports the damaged file, not the CRIU error it caused.
-  const criuSaid = new FerryError('ERR_CRIU_RESTORE', 'the post-restore handler failed');
+  const criuSaid = new FerryError('ERR_NOTIFY_HANDLER', 'the post-restore handler failed');
   const shown = v.explain(criuSaid);
-  assert.ok(shown instanceof FerryError && shown.code === 'ERR_SNAPSHOT_CORRUPT' && /pages-1\.img/.test(shown.message));
+  assert.ok(shown instanceof FerryError && shown.code === 'ERR_SNAPSHOT_DAMAGED' && /pages-1\.img/.test(shown.message));
 });
 
 test('a flipped byte in an image CRIU parses fails the small phase, before CRIU would start, and stops the pages phase', async (t) => {

@@ -17,6 +17,9 @@ import { join } from 'node:path';
 import { FerryError } from '../util/errors.js';
 import { checksumFiles, fileMismatch, imageFiles, requireAlgorithm, snapshotDamaged, type FileSums } from './checksums.js';
 
+/** What a restore's verification raises for a damaged file: nothing of the snapshot was restored (or ran). */
+const DAMAGED = 'ERR_SNAPSHOT_DAMAGED';
+
 /** A snapshot as far as verification needs it (StoredSnapshot fits). */
 export interface VerifiableSnapshot {
   dir: string;
@@ -134,12 +137,12 @@ async function checkListing(s: VerifiableSnapshot): Promise<void> {
   // Manifests older than the xxh3 tree named no algorithm: they were sha256.
   requireAlgorithm(id, s.manifest.algorithm ?? 'sha256');
   const present = new Set(await imageFiles(s.dir));
-  for (const name of present) if (!(name in s.manifest.files)) throw snapshotDamaged(id, `${name} was added after the checkpoint`);
+  for (const name of present) if (!(name in s.manifest.files)) throw snapshotDamaged(id, `${name} was added after the checkpoint`, DAMAGED);
   for (const [name, e] of Object.entries(s.manifest.files)) {
-    if (!present.has(name)) throw snapshotDamaged(id, `${name} is missing`);
+    if (!present.has(name)) throw snapshotDamaged(id, `${name} is missing`, DAMAGED);
     if (!PAGES_IMAGE.test(name)) continue;
     const size = (await stat(join(s.dir, name))).size;
-    if (size !== e.size) throw snapshotDamaged(id, `${name} has ${size} bytes, expected ${e.size}`);
+    if (size !== e.size) throw snapshotDamaged(id, `${name} has ${size} bytes, expected ${e.size}`, DAMAGED);
   }
 }
 
@@ -161,13 +164,13 @@ async function checkFiles(items: Item[], how: { signal: AbortSignal; background?
   }
   items.forEach((i, k) => {
     const bad = fileMismatch(i.name, sums[k], i.expected);
-    if (bad) throw snapshotDamaged(i.snapshot, bad);
+    if (bad) throw snapshotDamaged(i.snapshot, bad, DAMAGED);
   });
 }
 
 function unreadable(i: Item, err: unknown): FerryError {
   const why = err instanceof Error ? err.message : String(err);
-  return new FerryError('ERR_SNAPSHOT_CORRUPT', `snapshot ${i.snapshot} is damaged: ${i.name} cannot be read (${why})`, {
+  return new FerryError(DAMAGED, `snapshot ${i.snapshot} is damaged: ${i.name} cannot be read (${why})`, {
     hint: 'the store\'s storage failed or the file was removed; restore another snapshot, or take a new one',
     cause: err,
   });

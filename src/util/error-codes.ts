@@ -73,6 +73,8 @@ export const ERROR_CODES = {
   ERR_SNAPSHOT_CONFLICT: failed(409, 'the store already holds a different snapshot under the same id, or its copies disagree'),
   ERR_SNAPSHOT_CORRUPT: failed(422, "the snapshot's files disagree with its manifest, page index or parent chain"),
   ERR_SNAPSHOT_DAMAGED: failed(422, "a file of the snapshot failed its checksum during restore; nothing was restored"),
+  ERR_VERIFY_TIMEOUT: failed(504, "verifying the snapshot's images during a restore did not finish in time (stalled storage); nothing was restored"),
+  ERR_VERIFY_CANCELLED: failed(500, "the restore ended before its verification did (internal: the restore's own error is reported)"),
   ERR_SNAPSHOT_BROKEN_CHAIN: failed(422, 'the snapshot builds on a parent that is not in the store'),
   ERR_SNAPSHOT_INCOMPATIBLE: failed(422, "this host cannot restore the snapshot (CRIU line, architecture or CPU features differ)"),
   ERR_COMMIT_FAILED: failed(500, 'the dump finished but the snapshot could not be committed; its images are kept, and the next command on the store commits them'),
