@@ -36,8 +36,6 @@ export type Prehashed = Map<string, { ino: number; ranges: Map<number, Buffer> }
 export interface HashOptions {
   /** Stops between 64 MiB ranges once aborted (a range in flight runs to its end). */
   signal?: AbortSignal;
-  /** Hash at the lowest CPU priority (beside a running CRIU). */
-  background?: boolean;
 }
 
 /** Hashes several files (and ranges of large ones) at once, with at most `parallel` jobs in flight. */
@@ -58,7 +56,7 @@ async function hashFiles(paths: string[], parallel = Math.max(2, availableParall
         const len = Math.min(RANGE, h.size - off);
         const have = ranges?.get(k);
         if (have && have.length === Math.ceil(len / BLOCK) * 16) { parts[fi]![k] = have; continue; }
-        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK, h.mapped, how.background === true); } });
+        jobs.push({ len, run: async () => { parts[fi]![k] = await hashBlocks(h.fh.fd, off, len, BLOCK, h.mapped); } });
       }
     });
     // Big jobs first, so the last one to finish is a small one.
