@@ -114,7 +114,7 @@ export class RestoreVerification {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const err = new FerryError('ERR_VERIFY_TIMEOUT', `verifying the ${what} did not finish within ${Math.round(ms / 1000)} s`, {
+        const err = new FerryError('ERR_VERIFY_TIMEOUT', `verifying the ${what} did not finish within ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`, {
           hint: 'the store\'s storage is stalled or very slow; check it, then restore again',
         });
         this.#abort.abort(err);
