@@ -96,7 +96,8 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   const rawDir = join(base, 'raw');
   const wlDir = join(base, 'workloads');
   await Promise.all([mkdir(rawDir), mkdir(wlDir)]);
-  const store = new Store({ root: storeRoot, memoryDir });
+  // The CLI arm gets the same base through FERRY_MEMORY_TIER: both find the tier at <base>/<store-id>.
+  const store = new Store({ root: storeRoot, memoryBase: memoryDir });
   await store.ensure('memory');
   const ferryBin = join(PROJECT_ROOT, 'bin', 'ferry');
   const cliEnv = { ...process.env, FERRY_MEMORY_TIER: memoryDir, FERRY_CRIU: criu.path };
