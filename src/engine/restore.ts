@@ -100,7 +100,7 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
       const workDir = await operationDir(store, 'restore', id);
       // The restored tasks stay parked in CRIU until the pages images verified; a damaged one fails this.
       let pagesVerified = false;
-      const handlers: NotifyHandlers = v ? { 'post-restore': async () => { await v.pages; pagesVerified = true; } } : {};
+      const handlers: NotifyHandlers = v ? { 'post-restore': async () => { await v.postRestore(); pagesVerified = true; } } : {};
       const call: RestoreCall = {
         manifest, dir, workDir, criu, handlers, control: {},
         ...(as !== undefined ? { as } : {}),

@@ -57,15 +57,16 @@ test('an intact chain: both phases resolve and report their times', async (t) =>
 
 test('one flipped byte in a pages image: the small images pass, the pages phase names the file and the snapshot', async (t) => {
   const root = await tmp(t);
-  // (big enough that the small images are done long before the pages image: a pages failure
-  // first would, rightly, fail the small phase too, refusing before CRIU starts)
-  const s = await snapshot(root, 'snap-a', 96 << 20);
-  await flipByte(join(s.dir, 'pages-1.img'), (80 << 20) + 17);
+  // (a damaged pages image never fails the small phase, whichever finishes first)
+  const s = await snapshot(root, 'snap-a', 3 << 20);
+  await flipByte(join(s.dir, 'pages-1.img'), (2 << 20) + 17);
   const v = verifyForRestore([s]);
   await v.small;
   await assert.rejects(v.pages, corrupt(/^snapshot snap-a is damaged: pages-1\.img fails its checksum/));
-  // The restore reports the damaged file, not the CRIU error it caused.
   const criuSaid = new FerryError('ERR_NOTIFY_HANDLER', 'the post-restore handler failed');
+  assert.equal(v.explain(criuSaid), criuSaid, 'not the reason until post-restore was answered with it');
+  await assert.rejects(v.postRestore(), corrupt(/pages-1\.img/));
+  // The restore reports the damaged file, not the CRIU error it caused.
   const shown = v.explain(criuSaid);
   assert.ok(shown instanceof FerryError && shown.code === 'ERR_SNAPSHOT_DAMAGED' && /pages-1\.img/.test(shown.message));
 });
@@ -94,8 +95,8 @@ test('a truncated, missing or added file is refused by the small phase without h
 
 test('a chain: a damaged pages image of the parent is named with the parent\'s id', async (t) => {
   const root = await tmp(t);
-  const child = await snapshot(root, 'child', 64 << 20);
-  const parent = await snapshot(root, 'parent', 32 << 20);
+  const child = await snapshot(root, 'child', 2 << 20);
+  const parent = await snapshot(root, 'parent', 1 << 20);
   await flipByte(join(parent.dir, 'pages-1.img'), 4096 * 7);
   const v = verifyForRestore([child, parent]);
   await v.small;

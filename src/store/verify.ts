@@ -7,8 +7,10 @@
  *          are all there with their sizes and nothing was added;
  *   pages: the pages images (raw memory, which CRIU copies into the tasks without parsing),
  *          hashed concurrently with CRIU's restore. The engine answers CRIU's post-restore
- *          notification (memory restored, tasks still parked in CRIU's restorer) only once this
- *          has resolved; a damaged file answers failure and CRIU kills the restored tasks.
+ *          notification (memory restored, tasks still parked in CRIU's restorer) with
+ *          `postRestore()`, which waits for this; a damaged file answers failure and CRIU kills
+ *          the restored tasks. A damaged pages image never fails the small phase, so it is
+ *          always refused that way, whichever phase finishes first.
  * The pages of a deduped snapshot come from its whole chain, so every snapshot of it is verified.
  */
 import { stat } from 'node:fs/promises';
@@ -58,8 +60,12 @@ export class RestoreVerification {
   readonly small: Promise<void>;
   readonly pages: Promise<void>;
   readonly timings: VerifyTimings = {};
-  readonly #abort = new AbortController();
-  #pagesError: unknown;
+  // Separate, so that a damaged pages image never fails the small phase: which way a damaged
+  // snapshot is refused does not depend on which phase finishes first (always post-restore).
+  readonly #smallAbort = new AbortController();
+  readonly #pagesAbort = new AbortController();
+  /** The pages phase's failure, once it was the answer to CRIU's post-restore. */
+  #answered: unknown;
 
   constructor(chain: readonly VerifiableSnapshot[], opts: VerifyOptions = {}) {
     const started = Date.now();
@@ -71,53 +77,62 @@ export class RestoreVerification {
       }
     }
     const deadline = (items: Item[]) => opts.timeoutMs ?? 60_000 + Math.ceil(items.reduce((a, i) => a + i.expected.size, 0) / (20 << 20)) * 1000;
-    this.small = this.#watch('small images', deadline(smallItems), (async () => {
+    this.small = this.#watch('small images', deadline(smallItems), this.#smallAbort, (async () => {
       for (const s of chain) await checkListing(s);
-      await checkFiles(smallItems, { signal: this.#abort.signal });
+      await checkFiles(smallItems, { signal: this.#smallAbort.signal });
     })()).then(() => { this.timings.smallMs = Date.now() - started; }, (err: unknown) => {
       // The restore is refused: the pages need not be hashed any more.
-      this.#abort.abort(err);
+      this.#pagesAbort.abort(err);
       throw err;
     });
     // One file after the other (each in parallel ranges): the nearest snapshot's first, and a
     // file that cannot be read is named without hashing the others again.
-    this.pages = this.#watch('pages images', deadline(pageItems), (async () => {
+    this.pages = this.#watch('pages images', deadline(pageItems), this.#pagesAbort, (async () => {
       for (const item of pageItems) {
-        await checkFiles([item], { signal: this.#abort.signal, parallel: opts.parallel ?? availableParallelism() });
+        await checkFiles([item], { signal: this.#pagesAbort.signal, parallel: opts.parallel ?? availableParallelism() });
       }
-    })()).then(() => { this.timings.pagesMs = Date.now() - started; }, (err: unknown) => {
-      this.#pagesError = err;
-      this.#abort.abort(err);
-      throw err;
-    });
+    })()).then(() => { this.timings.pagesMs = Date.now() - started; });
     // Whoever uses them awaits them; a restore refused early must not leave an unhandled rejection.
     this.small.catch(() => undefined);
     this.pages.catch(() => undefined);
   }
 
+  /**
+   * The answer to CRIU's post-restore notification: resolves once every pages image verified,
+   * rejects (CRIU then kills the restored tasks) when one is damaged or unreadable.
+   */
+  async postRestore(): Promise<void> {
+    try {
+      await this.pages;
+    } catch (err) {
+      this.#answered = err;
+      throw err;
+    }
+  }
+
   /** Stops hashing (the restore is over). Pending phases reject with ERR_VERIFY_CANCELLED. */
   cancel(): void {
-    if (!this.#abort.signal.aborted) this.#abort.abort(new FerryError('ERR_VERIFY_CANCELLED', 'the restore ended before the images were verified'));
+    const why = new FerryError('ERR_VERIFY_CANCELLED', 'the restore ended before the images were verified');
+    for (const c of [this.#smallAbort, this.#pagesAbort]) if (!c.signal.aborted) c.abort(why);
   }
 
   /**
-   * The error a failed restore should report: the pages images' own (the damaged file, not
-   * CRIU's "post-restore handler failed") when they failed, else `err` unchanged.
+   * The error a failed restore should report: the damaged pages image (not CRIU's "post-restore
+   * handler failed") when that was what post-restore was answered with, else `err` unchanged.
    */
   explain(err: unknown): unknown {
-    const mine = this.#pagesError;
-    return mine instanceof FerryError && mine.code !== 'ERR_VERIFY_CANCELLED' ? mine : err;
+    return this.#answered instanceof FerryError ? this.#answered : err;
   }
 
   /** `p`, or ERR_VERIFY_TIMEOUT after `ms` (hashing stops then too). */
-  #watch(what: string, ms: number, p: Promise<void>): Promise<void> {
+  #watch(what: string, ms: number, abort: AbortController, p: Promise<void>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const err = new FerryError('ERR_VERIFY_TIMEOUT', `verifying the ${what} did not finish within ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`, {
           hint: 'the store\'s storage is stalled or very slow; check it, then restore again',
         });
-        this.#abort.abort(err);
+        abort.abort(err);
         reject(err);
       }, ms);
     });
