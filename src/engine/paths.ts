@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { OperationKind } from '../store/layout.js';
+import { sweepLogs } from '../store/retention.js';
 import type { Store } from '../store/store.js';
 import type { DriverPaths } from '../targets/driver.js';
 
@@ -8,7 +9,13 @@ export function driverPaths(store: Store): DriverPaths {
   return { workloadsDir: store.workloadsDir, containersDir: join(store.root, 'containers') };
 }
 
-/** A work directory for one operation's CRIU log and stats (outside any snapshot; swept by retention). */
-export function operationDir(store: Store, kind: OperationKind, id: string): Promise<string> {
-  return store.makeOperationDir(kind, kind === 'restore' ? `${id}-${Date.now()}` : id);
+/**
+ * A work directory for one operation's CRIU log and stats (outside any snapshot), after a cheap
+ * sweep of logs past the store's retention (one readdir and a stat per log; never fails the
+ * operation).
+ */
+export async function operationDir(store: Store, kind: OperationKind, id: string): Promise<string> {
+  const dir = await store.makeOperationDir(kind, kind === 'restore' ? `${id}-${Date.now()}` : id);
+  await sweepLogs(store, {}, [dir]).catch(() => undefined);
+  return dir;
 }

@@ -1,4 +1,4 @@
-import { lstat, readdir, statfs } from 'node:fs/promises';
+import { readdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readMeminfo } from '../telemetry/proc.js';
 import { FerryError, errnoCode } from '../util/errors.js';
@@ -75,23 +75,9 @@ export async function resolveBudget(root: string, overrides: BudgetOverrides = {
   return { budgetBytes, spillToDisk, source };
 }
 
-/** Bytes a directory's own entries occupy (st_blocks × 512, symlinks not followed, recursive). */
-export async function storedBytes(dir: string): Promise<number> {
-  let total = 0;
-  let names: string[];
-  try { names = await readdir(dir); } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0; // gone, or a file (the back-pointer)
-    throw err;
-  }
-  for (const n of names) {
-    const p = join(dir, n);
-    const st = await lstat(p).catch(() => undefined);
-    if (!st) continue; // removed meanwhile
-    total += st.blocks * 512;
-    if (st.isDirectory()) total += await storedBytes(p);
-  }
-  return total;
-}
+import { storedBytes } from './layout.js';
+
+export { storedBytes };
 
 /**
  * Bytes this store's memory tier holds: every snapshot directory in it, including ones being

@@ -18,7 +18,7 @@
  * with a readable reason, never cast.
  */
 import { closeSync, constants as fsc, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errnoCode } from '../util/errors.js';
@@ -240,4 +240,22 @@ export function randomHex(n: number): string {
     closeSync(fd);
   }
   return buf.toString('hex');
+}
+
+/** Bytes a directory's own entries occupy (st_blocks × 512, symlinks not followed, recursive). */
+export async function storedBytes(dir: string): Promise<number> {
+  let total = 0;
+  let names: string[];
+  try { names = await readdir(dir); } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0; // gone, or a file (the back-pointer)
+    throw err;
+  }
+  for (const n of names) {
+    const p = join(dir, n);
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) continue; // removed meanwhile
+    total += st.blocks * 512;
+    if (st.isDirectory()) total += await storedBytes(p);
+  }
+  return total;
 }

@@ -176,7 +176,7 @@ describe('store: isolation, damage, intents, retention (temp dirs, no CRIU)', ()
     assert.ok(!existsSync(old) && existsSync(fresh));
   });
 
-  it('operation logs: kept by count and age, never the one just made; makeOperationDir sweeps cheaply', async () => {
+  it('operation logs: kept by count and age, never the one just made (as engine/paths.ts sweeps after makeOperationDir)', async () => {
     const s = new Store({ root: join(dir, 's') });
     const logs = join(dir, 's', 'logs');
     await mkdir(logs, { recursive: true });
@@ -188,6 +188,7 @@ describe('store: isolation, damage, intents, retention (temp dirs, no CRIU)', ()
     assert.equal((await sweepLogs(s, { logsMaxAgeMs: 365 * 86_400_000, logsKeep: 3 }, [], true)).length, 2, 'beyond the newest 3');
     const made = await s.makeOperationDir('checkpoint', 'new-1');
     assert.equal(made, join(logs, 'checkpoint-new-1'));
+    await sweepLogs(s, {}, [made]);
     assert.deepEqual(await readdir(logs), ['checkpoint-new-1'], 'default retention (14 days) swept the 30-day-old ones');
     assert.deepEqual(await sweepLogs(s, { logsKeep: 0, logsMaxAgeMs: 0 }), [], 'a fresh log is never swept');
   });

@@ -2,12 +2,11 @@ import { constants as fsc } from 'node:fs';
 import { access, chmod, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, errnoCode } from '../util/errors.js';
-import { storedBytes } from './budget.js';
 import { readStoreConfigSync } from './config.js';
 import { newIntent, ownerAlive, patchIntent, readIntents, removeIntent, writeIntent, type Intent, type IntentPatch } from './intents.js';
 import {
   DEFAULT_MEMORY_BASE, intentsDir, LEFTOVER_RE, MANIFEST_FILE, PENDING_PREFIX, REMOVING_PREFIX, ensureIdentity, memoryDirFor, operationDir, parseManifestText,
-  pendingDir, randomHex, readIdentity, readManifest, snapshotsDir, workloadsDir, writeBackPointer, writeFileAtomic, type OperationKind, type StoreIdentity,
+  pendingDir, randomHex, readIdentity, readManifest, snapshotsDir, storedBytes, workloadsDir, writeBackPointer, writeFileAtomic, type OperationKind, type StoreIdentity,
 } from './layout.js';
 import { SNAPSHOT_ID_PATTERN, type SnapshotManifest, type Tier } from './manifest.js';
 
@@ -162,14 +161,12 @@ export class Store {
   }
 
   /**
-   * Creates an operation's work/log directory, and sweeps logs past the retention settings
-   * (cheap: one readdir and a stat per log; see retention.ts sweepLogs).
+   * Creates an operation's work/log directory (engine/paths.ts then sweeps logs past the
+   * retention settings: retention.ts sweepLogs).
    */
   async makeOperationDir(kind: OperationKind, id: string): Promise<string> {
     const dir = this.operationDir(kind, id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const { sweepLogs } = await import('./retention.js');
-    await sweepLogs(this, {}, [dir]).catch(() => undefined); // opportunistic: never fails the operation
     return dir;
   }
 

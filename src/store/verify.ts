@@ -103,6 +103,8 @@ export class RestoreVerification {
    */
   async postRestore(): Promise<void> {
     try {
+      // Both phases: an answer of success never follows a failed small phase.
+      await this.small;
       await this.pages;
     } catch (err) {
       this.#answered = err;
