@@ -25,7 +25,7 @@ const OLD = join(DIST, `.bundle-old-${process.pid}`);
 
 // Only pure-JS packages on the hot path are bundled; every other dependency (native addons,
 // big optional ones such as vega) stays an ordinary import from node_modules.
-const BUNDLED_PACKAGES = new Set(['@bufbuild/protobuf']);
+const BUNDLED_PACKAGES = new Set(['@bufbuild/protobuf', 'zod']);
 // Packages that are ES modules only (top-level await): the code import()s them where it needs them
 // (bench/report.ts), which stays an import() in the bundle; a static import would become require().
 const ESM_ONLY_PACKAGES = new Set(['vega', 'vega-lite']);

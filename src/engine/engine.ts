@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { CriuClient } from '../criu/client.js';
-import { exportSnapshot, importArchive, type ExportResult, type ImportOptions, type ImportResult } from '../store/archive.js';
+import type { ExportResult, ImportOptions, ImportResult } from '../store/archive.js';
 import type { StoredSnapshot } from '../store/store.js';
 import { removeSnapshot, type RemoveResult } from '../store/retention.js';
 import { Store } from '../store/store.js';
@@ -75,7 +75,8 @@ export function createEngine(options: EngineOptions): Engine {
       }
       return out;
     },
-    export: (id, out, opts = {}) => exportSnapshot(store, id, out, opts),
-    import: (input, opts = {}) => importArchive(store, input, opts),
+    // Archives load tar and zstd: only when asked for (a checkpoint's start-up does not pay for them).
+    export: async (id, out, opts = {}) => (await import('../store/archive.js')).exportSnapshot(store, id, out, opts),
+    import: async (input, opts = {}) => (await import('../store/archive.js')).importArchive(store, input, opts),
   };
 }
