@@ -20,12 +20,14 @@ interface Ran { code: number | null; signal: string | null; stdout: string; stde
 
 let store: string;
 let base: string;
+/** The memory tier's base for this test's store (removed afterwards: RAM is not left behind). */
+let memBase: string;
 const pids = new OwnedPids();
 
 function ferry(args: string[], env: Record<string, string> = {}): Promise<Ran> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    execFile(FERRY, ['--store', store, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 16 << 20 },
+    execFile(FERRY, ['--store', store, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, FERRY_MEMORY_TIER: memBase, ...env }, timeout: 120_000, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, signal: null, stdout, stderr, ms: Date.now() - t0 }));
   });
 }
@@ -39,7 +41,7 @@ async function ok(args: string[]): Promise<string> {
 /** Starts `ferry checkpoint` and resolves when it ends, with a hook to signal it at a point of its work. */
 function checkpointProcess(args: string[]): { pid: number; done: Promise<Ran> } {
   const t0 = Date.now();
-  const child = spawn(FERRY, ['--store', store, 'checkpoint', ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(FERRY, ['--store', store, 'checkpoint', ...args], { cwd: PROJECT_ROOT, env: { ...process.env, FERRY_MEMORY_TIER: memBase }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
@@ -76,11 +78,13 @@ describe('interrupted checkpoints never lose the workload', { concurrency: false
   before(async () => {
     store = await mkdtemp(join(tmpdir(), 'ferry-intr-'));
     base = await mkdtemp(join(tmpdir(), 'ferry-intr-wl-'));
+    memBase = await mkdtemp('/dev/shm/ferry-intr-mem-');
   });
   after(async () => {
     pids.killAll();
     await rm(base, { recursive: true, force: true });
     await rm(store, { recursive: true, force: true });
+    await rm(memBase, { recursive: true, force: true });
   });
 
   /** A fresh 200 MiB memcheck instance (its own status dir) started with `ferry run`. */
