@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { OperationKind } from '../store/layout.js';
-import { sweepLogs } from '../store/retention.js';
+import { sweepLogs } from '../store/log-retention.js';
 import type { Store } from '../store/store.js';
 import type { DriverPaths } from '../targets/driver.js';
 
@@ -10,12 +10,12 @@ export function driverPaths(store: Store): DriverPaths {
 }
 
 /**
- * A work directory for one operation's CRIU log and stats (outside any snapshot), after a cheap
- * sweep of logs past the store's retention (one readdir and a stat per log; never fails the
- * operation).
+ * A work directory for one operation's CRIU log and stats (outside any snapshot). Logs past the
+ * store's retention are swept meanwhile, beside the operation (one readdir and a stat per log;
+ * never awaited by it, never failing it).
  */
 export async function operationDir(store: Store, kind: OperationKind, id: string): Promise<string> {
   const dir = await store.makeOperationDir(kind, kind === 'restore' ? `${id}-${Date.now()}` : id);
-  await sweepLogs(store, {}, [dir]).catch(() => undefined);
+  void sweepLogs(store, {}, [dir]).catch(() => undefined);
   return dir;
 }

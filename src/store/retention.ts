@@ -3,23 +3,19 @@
  */
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, errnoCode, isFerryError } from '../util/errors.js';
+import { FerryError, isFerryError } from '../util/errors.js';
 import { storedBytes } from './budget.js';
 import { ancestors, children, foldInto } from './chain.js';
 import { readStoreConfig } from './config.js';
-import { readIntents, ownerAlive } from './intents.js';
-import { BACK_POINTER_FILE, MANIFEST_FILE, STORE_FILE, logsDir, readBackPointer, readIdentity } from './layout.js';
+import { BACK_POINTER_FILE, MANIFEST_FILE, STORE_FILE, readBackPointer, readIdentity } from './layout.js';
 import type { SnapshotManifest } from './manifest.js';
+import { DEFAULT_LOGS_KEEP, DEFAULT_LOGS_MAX_AGE_MS, sweepLogs } from './log-retention.js';
+
+export { DEFAULT_LOGS_KEEP, DEFAULT_LOGS_MAX_AGE_MS, sweepLogs };
 import type { DamagedSnapshot, Leftover, Store, StoredSnapshot } from './store.js';
 
 /** Leftovers no intent record explains are swept once unchanged this long (`gc --stale-after`). */
 export const DEFAULT_STALE_AFTER_MS = 10 * 60_000;
-/** Operation logs (`<store>/logs/*`) are kept this long ... */
-export const DEFAULT_LOGS_MAX_AGE_MS = 14 * 86_400_000;
-/** ... and at most this many (the newest). */
-export const DEFAULT_LOGS_KEEP = 200;
-/** A log touched more recently than this is never swept (its operation may still run). */
-const LOG_GRACE_MS = 10 * 60_000;
 
 export interface RemoveResult {
   removed: string;
@@ -229,40 +225,6 @@ export async function sweep(store: Store, staleMs: number): Promise<string[]> {
   return remove.map((l) => l.dir ?? l.intentPath ?? l.id);
 }
 
-/**
- * Sweeps operation logs (`<store>/logs/*`): older than the max age, or beyond the newest
- * `keep`. Never one touched in the last ten minutes, one named in `protect`, or one of an
- * operation whose owner still runs. Returns what it removed (dry run: would remove).
- */
-export async function sweepLogs(store: Store, policy: Pick<RetentionPolicy, 'logsMaxAgeMs' | 'logsKeep'> = {}, protect: string[] = [], dryRun = false): Promise<string[]> {
-  const dir = logsDir(store.root);
-  let names: string[];
-  try { names = await readdir(dir); } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return [];
-    throw err;
-  }
-  const config = await readStoreConfig(store.root);
-  const maxAge = policy.logsMaxAgeMs ?? config.logsMaxAgeMs ?? DEFAULT_LOGS_MAX_AGE_MS;
-  const keep = policy.logsKeep ?? config.logsKeep ?? DEFAULT_LOGS_KEEP;
-  if (names.length <= keep && maxAge === Infinity) return [];
-  const live = new Set((await readIntents(store.root)).flatMap((f) => (f.intent && ownerAlive(f.intent) ? [f.intent.id] : [])));
-  const now = Date.now();
-  const entries: { path: string; mtimeMs: number; name: string }[] = [];
-  for (const n of names) {
-    const st = await lstat(join(dir, n)).catch(() => undefined);
-    if (st) entries.push({ path: join(dir, n), mtimeMs: st.mtimeMs, name: n });
-  }
-  entries.sort((a, b) => b.mtimeMs - a.mtimeMs);
-  const out: string[] = [];
-  entries.forEach((e, i) => {
-    if (i < keep && now - e.mtimeMs <= maxAge) return;
-    if (now - e.mtimeMs < LOG_GRACE_MS || protect.includes(e.path)) return;
-    if ([...live].some((id) => e.name.endsWith(`-${id}`) || e.name.includes(`-${id}-`))) return;
-    out.push(e.path);
-  });
-  if (!dryRun) for (const p of out) await rm(p, { recursive: true, force: true });
-  return out;
-}
 
 /**
  * Memory-tier directories under this store's base whose store is gone: the back-pointer names a
