@@ -146,11 +146,14 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           throwIfInterrupted(req.interrupt, 'stopped before the commit point');
           watchdog?.disarm();
           enterCritical();
-          // Recorded before CRIU hears the answer: from here on, its images are complete.
-          await pending.updateIntent({ phase: 'dumped' });
+          // From here on the images are complete. Recorded beside the answer, not before it (the
+          // tree stays frozen until CRIU hears it): should ferry die before the record lands, the
+          // "Dumping finished successfully" CRIU then writes tells recovery the same.
+          void pending.updateIntent({ phase: 'dumped' }).catch(() => undefined);
         },
       };
-      await pending.updateIntent({ phase: 'dumping' });
+      // (Serialised with the later updates; CRIU need not wait for it.)
+      void pending.updateIntent({ phase: 'dumping' }).catch(() => undefined);
       const follower = mode === 'off' ? undefined : new FollowingHasher(pending.dir).start();
       let prehashed: Prehashed | undefined;
       try {
