@@ -154,7 +154,11 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       };
       // (Serialised with the later updates; CRIU need not wait for it.)
       void pending.updateIntent({ phase: 'dumping' }).catch(() => undefined);
-      const follower = mode === 'off' ? undefined : new FollowingHasher(pending.dir).start();
+      // With --leave-running the tree runs on after the dump: hashing beside CRIU would lengthen
+      // its pause (≈ ×1.10 of raw CRIU's frozen time at 1 GiB, against ×1.01 without), so its
+      // pages are hashed once it runs again. A stopped tree's pause is its end: there the hashing
+      // overlaps the dump, which seals sooner (≈ ×1.19 of raw `criu dump`, against ×1.39).
+      const follower = mode === 'off' || leaveRunning ? undefined : new FollowingHasher(pending.dir).start();
       let prehashed: Prehashed | undefined;
       try {
         await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
