@@ -142,7 +142,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const handlers: NotifyHandlers = {
         // The commit point of a dump: everything is written; answering failure makes CRIU
         // resume the tree, answering success lets it kill the tree (unless --leave-running).
-        'post-dump': async () => {
+        'post-dump': () => {
           throwIfInterrupted(req.interrupt, 'stopped before the commit point');
           watchdog?.disarm();
           enterCritical();
