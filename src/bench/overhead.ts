@@ -101,6 +101,14 @@ export async function runOverhead(o: OverheadOptions): Promise<OverheadReport> {
   await store.ensure('memory');
   const ferryBin = join(PROJECT_ROOT, 'bin', 'ferry');
   const cliEnv = { ...process.env, FERRY_MEMORY_TIER: memoryDir, FERRY_CRIU: criu.path };
+  // The CLI arm measures the bundle users run: a stale one makes bin/ferry fall back to tsc's
+  // output (≈ 100 ms slower), which would measure the fallback instead.
+  const build = (JSON.parse((await timedSpawn(ferryBin, ['version', '--json'])).stdout || '{}') as { build?: string }).build;
+  if (build !== 'bundle') {
+    throw new FerryError('ERR_BENCH', `bin/ferry runs its ${build ?? 'unknown'} build, not the CLI bundle, so the CLI arm would measure the fallback`, {
+      hint: 'rebuild the bundle (node scripts/build-cli.mjs), then run the benchmark again',
+    });
+  }
   const live = new Live();
   const samples: Sample[] = [];
   let seq = 0;
