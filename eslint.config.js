@@ -1,5 +1,5 @@
 // Type-aware lint. The layer rule keeps imports pointing downward (ARCHITECTURE.md):
-//   cli -> agent, bench -> engine -> migration/scheduler/doctor -> targets -> store -> telemetry -> criu -> native
+//   cli -> agent, bench -> engine -> migration -> scheduler -> targets -> store -> telemetry -> criu -> native (doctor beside scheduler)
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -10,7 +10,7 @@ const layers = {
   doctor: ['native', 'criu'],
   store: ['native', 'criu', 'telemetry'],
   targets: ['native', 'criu', 'telemetry', 'store'],
-  scheduler: ['native', 'criu', 'telemetry'],
+  scheduler: ['native', 'criu', 'telemetry', 'store', 'targets'],
   migration: ['native', 'criu', 'telemetry', 'store', 'targets', 'scheduler'],
   engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration'],
   cli: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'agent', 'bench'],

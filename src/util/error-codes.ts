@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   ERR_USAGE: usage('the command line or request is malformed: unknown command or option, missing or bad argument'),
   ERR_BAD_OPTION: usage('an option has a value that cannot work (e.g. a dump without a pid)'),
   ERR_INTERRUPTED: { meaning: 'a signal (SIGINT, SIGTERM, SIGHUP) interrupted the operation; exit 128 + the signal number: 130, 143, 129', exit: 130, http: 503 },
+  ERR_CANCELLED: failed(409, 'the job was cancelled (e.g. `DELETE /v1/jobs/ID`) while it waited in the scheduler\'s queue; nothing was done'),
   ERR_INTERNAL: failed(500, 'a bug in ferry: an error that is not a FerryError'),
 
   // Targets: processes, workloads, containers

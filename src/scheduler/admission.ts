@@ -1,0 +1,198 @@
+import { cpus } from 'node:os';
+import { defaultReserveBytes } from '../store/budget.js';
+import { readMeminfo } from '../telemetry/proc.js';
+import { FerryError, InterruptedError } from '../util/errors.js';
+
+/**
+ * Admission control for checkpoints (Han & Choi: concurrent dumps interfere — each workload stays
+ * frozen while the others compete for CPU, memory bandwidth and I/O). A request waits in a queue,
+ * *not frozen*, until the budgets allow it; only then does its CRIU dump (and so its freeze)
+ * start. Budgets:
+ * - `dumps`: CRIU dumps running at once;
+ * - `memoryBytes`: bytes in flight into the memory tier (the sum of the running requests'
+ *   estimates, e.g. the trees' resident memory);
+ * - `diskBytes` (optional): bytes in flight into the disk tier — the tier's write bandwidth times
+ *   the time one is willing to let a dump take.
+ *
+ * Order: higher `priority` first, FIFO within a priority. The head of the queue is never
+ * overtaken by a smaller request behind it (no backfilling), so a large request cannot starve.
+ * A request larger than a whole byte budget is admitted alone (when nothing else runs) rather
+ * than never. Releasing (the job ended, well or not) frees its share and admits the next ones.
+ */
+
+export type AdmissionTier = 'memory' | 'disk';
+
+export interface AdmissionRequest {
+  /** Bytes the dump will write (an estimate: the tree's resident memory). */
+  bytes: number;
+  tier: AdmissionTier;
+  /** Higher is admitted first; default 0. */
+  priority?: number;
+  /** Aborting it while the request waits removes it from the queue and rejects acquire(). */
+  signal?: AbortSignal;
+  /** A caller's id for queuePosition() and the snapshot (default: a generated one). */
+  id?: string;
+}
+
+export interface AdmissionBudgets {
+  /** CRIU dumps at once (≥ 1). */
+  dumps: number;
+  /** Bytes in flight into the memory tier. */
+  memoryBytes: number;
+  /** Bytes in flight into the disk tier; undefined: no limit. */
+  diskBytes?: number | undefined;
+}
+
+/** Frees the request's share of the budgets; calling it again does nothing. */
+export type Release = () => void;
+
+export interface QueueEntry { id: string; bytes: number; tier: AdmissionTier; priority: number; waitingMs: number; position: number }
+export interface RunningEntry { id: string; bytes: number; tier: AdmissionTier; priority: number; runningMs: number }
+export interface AdmissionSnapshot {
+  budgets: AdmissionBudgets;
+  inUse: { dumps: number; memoryBytes: number; diskBytes: number };
+  running: RunningEntry[];
+  queued: QueueEntry[];
+}
+
+interface Waiter {
+  id: string; bytes: number; tier: AdmissionTier; priority: number; seq: number; since: number;
+  admit: () => void; reject: (err: Error) => void; detach: () => void;
+}
+interface Holder { id: string; bytes: number; tier: AdmissionTier; priority: number; since: number }
+
+/**
+ * The default dumps budget: one at a time. Measured (README, "Concurrent checkpoints"): on
+ * this 2-core host, eight 256 MiB checkpoints one at a time finish as soon as all at once and
+ * each is frozen for a fraction of the time; more at once only lengthens every freeze.
+ */
+export const DEFAULT_DUMPS = 1;
+
+/** Budgets from the host: `dumps` (DEFAULT_DUMPS, at most the cores), memory = MemAvailable − reserve. */
+export function hostBudgets(overrides: Partial<AdmissionBudgets> = {}): AdmissionBudgets {
+  const mi = readMeminfo();
+  const memoryBytes = mi ? Math.max(0, mi.availableBytes - defaultReserveBytes(mi.totalBytes)) : 0;
+  return {
+    dumps: Math.min(DEFAULT_DUMPS, Math.max(1, cpus().length)),
+    memoryBytes,
+    ...overrides,
+  };
+}
+
+function checkBudgets(b: AdmissionBudgets): void {
+  const bad = (what: string) => new FerryError('ERR_BAD_OPTION', `the scheduler's ${what}`, { hint: 'give a dumps budget of at least 1 and byte budgets of 0 or more' });
+  if (!Number.isInteger(b.dumps) || b.dumps < 1) throw bad(`dumps budget must be a whole number ≥ 1, not ${b.dumps}`);
+  if (!(b.memoryBytes >= 0)) throw bad(`memory budget must be ≥ 0 bytes, not ${b.memoryBytes}`);
+  if (b.diskBytes !== undefined && !(b.diskBytes >= 0)) throw bad(`disk budget must be ≥ 0 bytes, not ${b.diskBytes}`);
+}
+
+export class Admission {
+  readonly budgets: AdmissionBudgets;
+  private readonly queue: Waiter[] = [];
+  private readonly running = new Map<string, Holder>();
+  private seq = 0;
+  private readonly now: () => number;
+
+  constructor(budgets: AdmissionBudgets, opts: { now?: () => number } = {}) {
+    checkBudgets(budgets);
+    this.budgets = { ...budgets };
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Waits until the budgets admit the request; resolves with its Release. */
+  acquire(req: AdmissionRequest): Promise<Release> {
+    if (!(req.bytes >= 0)) {
+      return Promise.reject(new FerryError('ERR_BAD_OPTION', `a scheduler request needs its bytes (0 or more), not ${req.bytes}`));
+    }
+    const id = req.id ?? `req-${++this.seq}`;
+    if (this.running.has(id) || this.queue.some((w) => w.id === id)) {
+      return Promise.reject(new FerryError('ERR_ALREADY_RUNNING', `a scheduler request with id '${id}' is already queued or running`));
+    }
+    const aborted = cancelledError(req.signal, id);
+    if (aborted) return Promise.reject(aborted);
+    return new Promise<Release>((resolve, reject) => {
+      const w: Waiter = {
+        id, bytes: req.bytes, tier: req.tier, priority: req.priority ?? 0, seq: ++this.seq, since: this.now(),
+        admit: () => {
+          w.detach();
+          this.running.set(id, { id, bytes: w.bytes, tier: w.tier, priority: w.priority, since: this.now() });
+          let done = false;
+          resolve(() => {
+            if (done) return;
+            done = true;
+            this.running.delete(id);
+            this.pump();
+          });
+        },
+        reject: (err) => { w.detach(); reject(err); },
+        detach: () => undefined,
+      };
+      if (req.signal) {
+        const signal = req.signal;
+        const onAbort = (): void => {
+          const i = this.queue.indexOf(w);
+          if (i < 0) return;
+          this.queue.splice(i, 1);
+          w.reject(cancelledError(signal, id)!);
+          this.pump(); // the head may have been what held the others back
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        w.detach = () => signal.removeEventListener('abort', onAbort);
+      }
+      // Insert keeping the order: priority descending, then arrival.
+      let i = this.queue.length;
+      while (i > 0 && this.queue[i - 1]!.priority < w.priority) i--;
+      this.queue.splice(i, 0, w);
+      this.pump();
+    });
+  }
+
+  /** 1-based place in the queue; 0 when admitted (running); undefined when unknown or gone. */
+  queuePosition(id: string): number | undefined {
+    if (this.running.has(id)) return 0;
+    const i = this.queue.findIndex((w) => w.id === id);
+    return i < 0 ? undefined : i + 1;
+  }
+
+  snapshot(): AdmissionSnapshot {
+    const t = this.now();
+    return {
+      budgets: { ...this.budgets },
+      inUse: this.inUse(),
+      running: [...this.running.values()].map((h) => ({ id: h.id, bytes: h.bytes, tier: h.tier, priority: h.priority, runningMs: t - h.since })),
+      queued: this.queue.map((w, i) => ({ id: w.id, bytes: w.bytes, tier: w.tier, priority: w.priority, waitingMs: t - w.since, position: i + 1 })),
+    };
+  }
+
+  private inUse(): AdmissionSnapshot['inUse'] {
+    let memoryBytes = 0;
+    let diskBytes = 0;
+    for (const h of this.running.values()) {
+      if (h.tier === 'memory') memoryBytes += h.bytes; else diskBytes += h.bytes;
+    }
+    return { dumps: this.running.size, memoryBytes, diskBytes };
+  }
+
+  private fits(w: Waiter): boolean {
+    const use = this.inUse();
+    if (use.dumps >= this.budgets.dumps) return false;
+    if (use.dumps === 0) return true; // alone, even a request larger than a byte budget runs
+    if (w.tier === 'memory') return use.memoryBytes + w.bytes <= this.budgets.memoryBytes;
+    return this.budgets.diskBytes === undefined || use.diskBytes + w.bytes <= this.budgets.diskBytes;
+  }
+
+  /** Admits from the head while the head fits. */
+  private pump(): void {
+    while (this.queue.length > 0 && this.fits(this.queue[0]!)) this.queue.shift()!.admit();
+  }
+}
+
+/** The error of a request whose signal aborted: ERR_INTERRUPTED for a signal's name (the CLI's), ERR_CANCELLED otherwise. */
+function cancelledError(signal: AbortSignal | undefined, id: string): FerryError | undefined {
+  if (!signal?.aborted) return undefined;
+  const what = `request '${id}' left the scheduler's queue before it ran; nothing was checkpointed`;
+  if (typeof signal.reason === 'string' && /^SIG[A-Z0-9]+$/.test(signal.reason)) {
+    return new InterruptedError(signal.reason as NodeJS.Signals, `interrupted by ${signal.reason}: ${what}`);
+  }
+  return new FerryError('ERR_CANCELLED', `cancelled: ${what}`);
+}
