@@ -2,15 +2,18 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkpoint, type CheckpointResult } from '../engine/checkpoint.js';
+import { Admission, DEFAULT_DUMPS, hostBudgets } from '../scheduler/admission.js';
 import { Store } from '../store/store.js';
+import { treeRssBytes } from '../targets/process.js';
 import type { IsolatedRun, WorkloadInstance } from '../testing/workloads.js';
 import { Live, mm, warmTmpfs, type BenchContext, type ExperimentResult } from './harness.js';
 import { round, summarize } from './stats.js';
 
 /**
- * `concurrency` (Han & Choi): N checkpoints of equal workloads started all at once vs one after
- * another — makespan, each job's frozen time (CRIU's frozen_time) and latency (request to
- * result). Arms are a list: the scheduler adds its own later.
+ * `concurrency` (Han & Choi): N checkpoint requests of equal workloads, all sent at once, run
+ * three ways — all at once, one after another, and through the scheduler's admission control
+ * (scheduler/admission.ts) — measured interleaved in one run: makespan, each job's frozen time
+ * (CRIU's frozen_time) and latency (request to sealed snapshot, waiting included).
  */
 
 export interface Job { index: number; pid: number }
@@ -22,8 +25,28 @@ export interface ConcurrencyArm {
   run(jobs: Job[], one: (job: Job) => Promise<JobResult>): Promise<JobResult[]>;
 }
 
+export const ALL_AT_ONCE = 'all at once';
+export const scheduledName = (dumps: number): string => `scheduled, ${dumps} dump${dumps === 1 ? '' : 's'} at once`;
+
+/**
+ * The scheduler's arm: every request goes to one Admission (budgets from the host, `dumps` CRIU
+ * dumps at once) with the tree's resident memory as its bytes; a job is frozen only once admitted.
+ */
+export function scheduledArm(dumps: number): ConcurrencyArm {
+  return {
+    name: scheduledName(dumps),
+    async run(jobs, one) {
+      const admission = new Admission(hostBudgets({ dumps }));
+      return Promise.all(jobs.map(async (job) => {
+        const release = await admission.acquire({ id: String(job.index), bytes: await treeRssBytes(job.pid), tier: 'memory' });
+        try { return await one(job); } finally { release(); }
+      }));
+    },
+  };
+}
+
 export const CONCURRENCY_ARMS: ConcurrencyArm[] = [
-  { name: 'all at once', run: (jobs, one) => Promise.all(jobs.map(one)) },
+  { name: ALL_AT_ONCE, run: (jobs, one) => Promise.all(jobs.map(one)) },
   {
     name: 'one after another',
     async run(jobs, one) {
@@ -32,20 +55,26 @@ export const CONCURRENCY_ARMS: ConcurrencyArm[] = [
       return out;
     },
   },
+  scheduledArm(DEFAULT_DUMPS),
 ];
+
+/** The full run also measures the other policies a 2-core host allows, to show the default is the best. */
+export const policyArms = (): ConcurrencyArm[] =>
+  [1, 2, 4].filter((d) => d !== DEFAULT_DUMPS).map(scheduledArm);
 
 export interface ConcurrencySample {
   arm: string;
   n: number;
   rep: number;
   makespanMs: number;
+  /** startMs: when the job's checkpoint began (after any wait); latencyMs: from the batch's start (every request is sent then) to its snapshot. */
   jobs: { index: number; latencyMs: number; startMs: number; endMs: number; frozenMs: number | undefined; criuMs: number | undefined }[];
 }
 
 export interface ConcurrencyOptions { counts: number[]; mib: number; reps: number; arms?: ConcurrencyArm[] }
 
 export const concurrencyDefaults = (quick: boolean): ConcurrencyOptions =>
-  quick ? { counts: [1, 2, 4], mib: 32, reps: 1 } : { counts: [1, 2, 4, 8], mib: 256, reps: 3 };
+  quick ? { counts: [1, 2, 4], mib: 32, reps: 1 } : { counts: [1, 2, 4, 8], mib: 256, reps: 3, arms: [...CONCURRENCY_ARMS, ...policyArms()] };
 
 export async function runConcurrency(ctx: BenchContext, o: ConcurrencyOptions = concurrencyDefaults(ctx.quick)): Promise<ExperimentResult> {
   const arms = o.arms ?? CONCURRENCY_ARMS;
@@ -69,7 +98,7 @@ export async function runConcurrency(ctx: BenchContext, o: ConcurrencyOptions = 
     samples.push({
       arm: arm.name, n, rep, makespanMs: round(makespanMs, 2),
       jobs: results.map((r) => ({
-        index: r.index, startMs: round(r.startMs, 2), endMs: round(r.endMs, 2), latencyMs: round(r.endMs - r.startMs, 2),
+        index: r.index, startMs: round(r.startMs, 2), endMs: round(r.endMs, 2), latencyMs: round(r.endMs, 2),
         frozenMs: r.result.manifest.stats ? round(r.result.manifest.stats.frozen_time / 1000, 2) : undefined,
         criuMs: r.result.telemetry.phasesMs['criu'],
       })),
@@ -112,10 +141,15 @@ export function summarizeConcurrency(samples: ConcurrencySample[], o: Concurrenc
       const js = jobs.filter((j) => j.arm === arm && j.n === n);
       if (!s.length) continue;
       const frozen = js.map((j) => j.frozenMs).filter((v): v is number => v !== undefined);
-      rows.push([n, arm, mm(s.map((x) => x.makespanMs)), mm(frozen), mm(js.map((j) => j.latencyMs))]);
-      summary[`${arm} N=${n}`] = { makespanMs: summarize(s.map((x) => x.makespanMs)), frozenMs: summarize(frozen), latencyMs: summarize(js.map((j) => j.latencyMs)) };
+      const latency = js.map((j) => j.latencyMs);
+      rows.push([n, arm, mm(s.map((x) => x.makespanMs)), mm(frozen), round(percentile(frozen, 0.95), 1), mm(latency), round(percentile(latency, 0.95), 1)]);
+      summary[`${arm} N=${n}`] = {
+        makespanMs: summarize(s.map((x) => x.makespanMs)), frozenMs: summarize(frozen), latencyMs: summarize(latency),
+        frozenP95Ms: round(percentile(frozen, 0.95), 2), latencyP95Ms: round(percentile(latency, 0.95), 2),
+      };
     }
   }
+  summary['targets'] = targets(samples, Math.max(...o.counts), armNames);
   const color = { field: 'arm', type: 'nominal', title: 'arm', scale: { domain: armNames } };
   const xN = { field: 'n', type: 'ordinal', title: 'concurrent checkpoints (N)' };
   return {
@@ -157,11 +191,40 @@ export function summarizeConcurrency(samples: ConcurrencySample[], o: Concurrenc
         },
       },
     ],
-    tables: [{ title: 'Per N and arm: median (min–max)', columns: ['N', 'arm', 'makespan ms', 'frozen ms per job', 'latency ms per job'], rows }],
+    tables: [{
+      title: 'Per N and arm: median (min–max) and 95th percentile over every job of every repetition',
+      columns: ['N', 'arm', 'makespan ms', 'frozen ms per job', 'frozen p95 ms', 'latency ms per job', 'latency p95 ms'], rows,
+    }],
     notes: [
       'All jobs are ferry engine checkpoints in one process (each its own CRIU), into the memory tier; each workload has its own working directory.',
-      'The arm order is rotated from one N to the next. A scheduler arm (admission control) plugs into the same list later.',
+      'The arm order is rotated from one N to the next. Every request of a batch is sent at its start, so latency includes waiting (one after another, scheduled).',
+      `The scheduled arms send all N requests at once through the admission controller (scheduler/admission.ts); "${scheduledName(DEFAULT_DUMPS)}" is the default policy. ` +
+        'Targets (issue 12), at the largest N: its median makespan ≤ 1.05× all at once, its 95th-percentile frozen time ≤ 0.3× all at once (summary.targets).',
     ],
     samples,
   };
+}
+
+/** The q-quantile (nearest rank) of the values; NaN when there are none. */
+export function percentile(values: number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+export interface TargetCheck { n: number; arm: string; makespanRatio: number; frozenP95Ratio: number; met: boolean }
+
+/** Each scheduled arm against all at once at N: median makespan ratio (≤ 1.05) and p95 frozen ratio (≤ 0.3). */
+export function targets(samples: ConcurrencySample[], n: number, armNames: string[]): TargetCheck[] {
+  const of = (arm: string) => samples.filter((s) => s.arm === arm && s.n === n);
+  const frozen = (arm: string) => of(arm).flatMap((s) => s.jobs.map((j) => j.frozenMs)).filter((v): v is number => v !== undefined);
+  const base = of(ALL_AT_ONCE);
+  if (!base.length) return [];
+  const baseMakespan = summarize(base.map((s) => s.makespanMs)).median;
+  const baseFrozen = percentile(frozen(ALL_AT_ONCE), 0.95);
+  return armNames.filter((a) => a.startsWith('scheduled') && of(a).length > 0).map((arm) => {
+    const makespanRatio = round(summarize(of(arm).map((s) => s.makespanMs)).median / baseMakespan, 3);
+    const frozenP95Ratio = round(percentile(frozen(arm), 0.95) / baseFrozen, 3);
+    return { n, arm, makespanRatio, frozenP95Ratio, met: makespanRatio <= 1.05 && frozenP95Ratio <= 0.3 };
+  });
 }
