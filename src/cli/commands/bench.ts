@@ -14,7 +14,7 @@ const USAGE = 'ferry bench memory|concurrency|warmstart|dedup|overhead|all [--qu
 export const command: Command = {
   summary: 'Benchmarks that reproduce the seed experiments, measured in one run with the arms interleaved:\n' +
     '  memory       checkpoint/restore time, image size, host CPU/RAM vs memory size (memory tier, disk tier, raw criu)\n' +
-    '  concurrency  N = 1, 2, 4, 8 checkpoints all at once vs one after another: makespan, frozen time, latency\n' +
+    '  concurrency  N = 1, 2, 4, 8 checkpoints all at once vs one after another vs through the scheduler: makespan, frozen time, latency\n' +
     '  warmstart    cold boot until ready vs restore of a snapshot taken at readiness (redis, a JVM)\n' +
     '  dedup        page dedup: checkpoint cost vs plain, bytes stored for N snapshots, restore time by chain depth vs flat\n' +
     '  overhead     ferry (engine, CLI) vs the raw criu CLI: ratios and added ms\n' +
