@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultDumps } from '../scheduler/admission.js';
-import { ALL_AT_ONCE, CONCURRENCY_ARMS, percentile, scheduledName, summarizeConcurrency, targets, type ConcurrencySample } from './concurrency.js';
+import { ALL_AT_ONCE, CONCURRENCY_ARMS, defaultPolicy, percentile, scheduledName, summarizeConcurrency, targets, type ConcurrencySample } from './concurrency.js';
 
 const sample = (arm: string, rep: number, makespanMs: number, frozen: number[]): ConcurrencySample => ({
   arm, n: 4, rep, makespanMs,
@@ -17,8 +16,8 @@ describe('bench concurrency: summary and targets', () => {
   });
 
   it('checks each scheduled arm against all at once: median makespan ratio ≤ 1.05 and p95 frozen ratio ≤ 0.3', () => {
-    const s1 = scheduledName(1);
-    const s2 = scheduledName(2);
+    const s1 = scheduledName({ dumps: 1 });
+    const s2 = scheduledName({ dumps: 2 });
     const samples = [
       sample(ALL_AT_ONCE, 0, 1000, [900, 950, 1000, 1000]),
       sample(ALL_AT_ONCE, 1, 1000, [900, 950, 1000, 1000]),
@@ -39,6 +38,6 @@ describe('bench concurrency: summary and targets', () => {
   });
 
   it('the default arms are all at once, one after another and the scheduled default', () => {
-    assert.deepEqual(CONCURRENCY_ARMS.map((a) => a.name), [ALL_AT_ONCE, 'one after another', scheduledName(defaultDumps())]);
+    assert.deepEqual(CONCURRENCY_ARMS.map((a) => a.name), [ALL_AT_ONCE, 'one after another', scheduledName(defaultPolicy())]);
   });
 });

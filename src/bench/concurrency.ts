@@ -1,8 +1,10 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import { checkpoint, type CheckpointResult } from '../engine/checkpoint.js';
-import { Admission, defaultDumps, hostBudgets } from '../scheduler/admission.js';
+import { Admission, hostBudgets } from '../scheduler/admission.js';
 import { Store } from '../store/store.js';
 import { treeRssBytes } from '../targets/process.js';
 import type { IsolatedRun, WorkloadInstance } from '../testing/workloads.js';
@@ -26,20 +28,57 @@ export interface ConcurrencyArm {
 }
 
 export const ALL_AT_ONCE = 'all at once';
-export const scheduledName = (dumps: number): string => `scheduled, ${dumps} dump${dumps === 1 ? '' : 's'} at once`;
+
+/**
+ * How long a scheduled job holds its slot: 'criu' until its CRIU dump ends (the tree is no longer
+ * frozen and its pages are written; ferry's seal — checksums, manifest, commit — runs outside the
+ * budget), 'job' until its snapshot is sealed.
+ */
+export type Hold = 'criu' | 'job';
+export const DEFAULT_HOLD: Hold = 'criu';
+
+export interface Policy { dumps: number; memoryBandwidth?: number; hold?: Hold }
+
+export const scheduledName = (p: Policy): string =>
+  `scheduled, ${p.dumps} dump${p.dumps === 1 ? '' : 's'} at once` +
+  (p.memoryBandwidth !== undefined ? `, paced ${round(p.memoryBandwidth / 2 ** 30, 2)} GiB/s` : '') +
+  ((p.hold ?? DEFAULT_HOLD) === 'job' ? ', slot until sealed' : '');
+
+/** The scheduler's defaults (hostBudgets), as the bench's default arm. */
+export const defaultPolicy = (): Policy => {
+  const b = hostBudgets();
+  return { dumps: b.dumps, ...(b.memoryBandwidth !== undefined ? { memoryBandwidth: b.memoryBandwidth } : {}) };
+};
+
+/** Which scheduled job an engine phase event belongs to: the job's early release, by async context. */
+const jobContext = new AsyncLocalStorage<() => void>();
+let phaseSubscribed = false;
+function releaseWhenCriuEnds(): void {
+  if (phaseSubscribed) return;
+  phaseSubscribed = true;
+  engineChannels.phase.subscribe((message) => {
+    const e = message as PhaseEvent;
+    if (e.operation === 'checkpoint' && e.phase === 'criu' && e.state === 'end') jobContext.getStore()?.();
+  });
+}
 
 /**
  * The scheduler's arm: every request goes to one Admission (budgets from the host, `dumps` CRIU
- * dumps at once) with the tree's resident memory as its bytes; a job is frozen only once admitted.
+ * dumps at once) with the tree's resident memory as its bytes; a job is frozen only once
+ * admitted, and frees its slot when its CRIU dump ends (or when sealed, for `hold` 'job').
  */
-export function scheduledArm(dumps: number): ConcurrencyArm {
+export function scheduledArm(policy: Policy): ConcurrencyArm {
+  const hold = policy.hold ?? DEFAULT_HOLD;
   return {
-    name: scheduledName(dumps),
+    name: scheduledName(policy),
     async run(jobs, one) {
-      const admission = new Admission(hostBudgets({ dumps }));
+      if (hold === 'criu') releaseWhenCriuEnds();
+      const admission = new Admission(hostBudgets({ dumps: policy.dumps, memoryBandwidth: policy.memoryBandwidth }));
       return Promise.all(jobs.map(async (job) => {
         const release = await admission.acquire({ id: String(job.index), bytes: await treeRssBytes(job.pid), tier: 'memory' });
-        try { return await one(job); } finally { release(); }
+        try {
+          return await (hold === 'criu' ? jobContext.run(release, () => one(job)) : one(job));
+        } finally { release(); }
       }));
     },
   };
@@ -55,12 +94,16 @@ export const CONCURRENCY_ARMS: ConcurrencyArm[] = [
       return out;
     },
   },
-  scheduledArm(defaultDumps()),
+  scheduledArm(defaultPolicy()),
 ];
 
-/** The full run also measures other dumps budgets (1, 2, 4 at once), so the default is checked against its neighbours in every run. */
-export const policyArms = (): ConcurrencyArm[] =>
-  [1, 2, 4].filter((d) => d !== defaultDumps()).map(scheduledArm);
+/** The full run also measures neighbouring policies, so the default is checked against them in every run. */
+export const policyArms = (): ConcurrencyArm[] => {
+  const d = defaultPolicy();
+  const GiB = 2 ** 30;
+  const others: Policy[] = [{ dumps: 2 }, { dumps: 2, memoryBandwidth: 2 * GiB }, { dumps: 2, memoryBandwidth: 2.5 * GiB }, { dumps: 1 }];
+  return others.filter((p) => scheduledName(p) !== scheduledName(d)).map(scheduledArm);
+};
 
 export interface ConcurrencySample {
   arm: string;
@@ -198,7 +241,7 @@ export function summarizeConcurrency(samples: ConcurrencySample[], o: Concurrenc
     notes: [
       'All jobs are ferry engine checkpoints in one process (each its own CRIU), into the memory tier; each workload has its own working directory.',
       'The arm order is rotated from one N to the next. Every request of a batch is sent at its start, so latency includes waiting (one after another, scheduled).',
-      `The scheduled arms send all N requests at once through the admission controller (scheduler/admission.ts); "${scheduledName(defaultDumps())}" is the default policy. ` +
+      `The scheduled arms send all N requests at once through the admission controller (scheduler/admission.ts); "${scheduledName(defaultPolicy())}" is the default policy. ` +
         'Targets (issue 12), at the largest N: its median makespan ≤ 1.05× all at once, its 95th-percentile frozen time ≤ 0.3× all at once (summary.targets).',
     ],
     samples,

@@ -61,6 +61,30 @@ describe('Admission', () => {
     assert.equal(d2.admitted, true);
   });
 
+  it('paces admissions into a tier by its bandwidth, and not when nothing runs', async () => {
+    // 8 MiB at 256 MiB/s: the next request into the memory tier waits ≈ 31 ms after one is admitted.
+    const a = new Admission({ dumps: 4, memoryBytes: 1e12, memoryBandwidth: 256 * MiB });
+    const t0 = performance.now();
+    const first = track(a, { id: 'p1', bytes: 8 * MiB, tier: 'memory' });
+    const second = track(a, { id: 'p2', bytes: 8 * MiB, tier: 'memory' });
+    const disk = track(a, { id: 'd', bytes: 8 * MiB, tier: 'disk' });
+    await settle();
+    assert.deepEqual([first.admitted, second.admitted], [true, false], 'the second waits for the pace');
+    assert.equal(disk.admitted, false, 'FIFO: the disk request behind it waits too');
+    await second.p;
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 29 && waited < 1000, `admitted after ${waited.toFixed(1)} ms, expected ≈ 31`);
+    await settle();
+    assert.equal(disk.admitted, true, 'no disk pace');
+    for (const j of [first, second, disk]) j.release!();
+    // Nothing runs: the pace does not hold a request back.
+    const alone = track(a, { id: 'p3', bytes: 8 * MiB, tier: 'memory' });
+    await settle();
+    assert.equal(alone.admitted, true);
+    alone.release!();
+    assert.throws(() => new Admission({ dumps: 1, memoryBytes: 1, memoryBandwidth: 0 }), { code: 'ERR_BAD_OPTION' });
+  });
+
   it('runs a request larger than a whole budget alone rather than never', async () => {
     const a = new Admission({ dumps: 4, memoryBytes: 100 * MiB });
     const small = track(a, { id: 's', bytes: 10 * MiB, tier: 'memory' });

@@ -13,6 +13,9 @@ import { FerryError, InterruptedError } from '../util/errors.js';
  *   estimates, e.g. the trees' resident memory);
  * - `diskBytes` (optional): bytes in flight into the disk tier — the tier's write bandwidth times
  *   the time one is willing to let a dump take.
+ * - `memoryBandwidth` / `diskBandwidth` (optional, bytes per second): paces admissions into a
+ *   tier — after a request of b bytes, the next one into that tier waits b / bandwidth (unless
+ *   nothing runs), so dumps start staggered and their freezes barely overlap.
  *
  * Order: higher `priority` first, FIFO within a priority. The head of the queue is never
  * overtaken by a smaller request behind it (no backfilling), so a large request cannot starve.
@@ -41,6 +44,10 @@ export interface AdmissionBudgets {
   memoryBytes: number;
   /** Bytes in flight into the disk tier; undefined: no limit. */
   diskBytes?: number | undefined;
+  /** Admission pace into the memory tier, bytes per second; undefined: none. */
+  memoryBandwidth?: number | undefined;
+  /** Admission pace into the disk tier, bytes per second; undefined: none. */
+  diskBandwidth?: number | undefined;
 }
 
 /** Frees the request's share of the budgets; calling it again does nothing. */
@@ -83,6 +90,10 @@ function checkBudgets(b: AdmissionBudgets): void {
   if (!Number.isInteger(b.dumps) || b.dumps < 1) throw bad(`dumps budget must be a whole number ≥ 1, not ${b.dumps}`);
   if (!(b.memoryBytes >= 0)) throw bad(`memory budget must be ≥ 0 bytes, not ${b.memoryBytes}`);
   if (b.diskBytes !== undefined && !(b.diskBytes >= 0)) throw bad(`disk budget must be ≥ 0 bytes, not ${b.diskBytes}`);
+  for (const k of ['memoryBandwidth', 'diskBandwidth'] as const) {
+    const v = b[k];
+    if (v !== undefined && !(v > 0)) throw bad(`${k} must be more than 0 bytes per second, not ${v}`);
+  }
 }
 
 export class Admission {
@@ -90,6 +101,9 @@ export class Admission {
   private readonly queue: Waiter[] = [];
   private readonly running = new Map<string, Holder>();
   private seq = 0;
+  /** Per tier: when (this.now()) the pace lets the next request in. */
+  private readonly paceAt: Record<AdmissionTier, number> = { memory: -Infinity, disk: -Infinity };
+  private paceTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
 
   constructor(budgets: AdmissionBudgets, opts: { now?: () => number } = {}) {
@@ -114,7 +128,10 @@ export class Admission {
         id, bytes: req.bytes, tier: req.tier, priority: req.priority ?? 0, seq: ++this.seq, since: this.now(),
         admit: () => {
           w.detach();
-          this.running.set(id, { id, bytes: w.bytes, tier: w.tier, priority: w.priority, since: this.now() });
+          const t = this.now();
+          this.running.set(id, { id, bytes: w.bytes, tier: w.tier, priority: w.priority, since: t });
+          const bw = w.tier === 'memory' ? this.budgets.memoryBandwidth : this.budgets.diskBandwidth;
+          if (bw !== undefined) this.paceAt[w.tier] = Math.max(t, this.paceAt[w.tier]) + (w.bytes / bw) * 1000;
           let done = false;
           resolve(() => {
             if (done) return;
@@ -176,13 +193,23 @@ export class Admission {
     const use = this.inUse();
     if (use.dumps >= this.budgets.dumps) return false;
     if (use.dumps === 0) return true; // alone, even a request larger than a byte budget runs
+    if (this.now() < this.paceAt[w.tier]) return false;
     if (w.tier === 'memory') return use.memoryBytes + w.bytes <= this.budgets.memoryBytes;
     return this.budgets.diskBytes === undefined || use.diskBytes + w.bytes <= this.budgets.diskBytes;
   }
 
-  /** Admits from the head while the head fits. */
+  /** Admits from the head while the head fits; when only the pace holds it, looks again then. */
   private pump(): void {
     while (this.queue.length > 0 && this.fits(this.queue[0]!)) this.queue.shift()!.admit();
+    clearTimeout(this.paceTimer);
+    this.paceTimer = undefined;
+    const head = this.queue[0];
+    if (head === undefined) return;
+    const wait = this.paceAt[head.tier] - this.now();
+    if (wait > 0) {
+      // Bounded by one request's bytes / bandwidth (and a pace only holds while something runs).
+      this.paceTimer = setTimeout(() => this.pump(), Math.ceil(wait));
+    }
   }
 }
 
