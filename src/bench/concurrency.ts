@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import { checkpoint, type CheckpointResult } from '../engine/checkpoint.js';
-import { Admission, hostBudgets } from '../scheduler/admission.js';
+import { Admission, hostBudgets, type Release } from '../scheduler/admission.js';
 import { Store } from '../store/store.js';
 import { treeRssBytes } from '../targets/process.js';
 import type { IsolatedRun, WorkloadInstance } from '../testing/workloads.js';
@@ -21,28 +21,33 @@ import { round, summarize } from './stats.js';
 export interface Job { index: number; pid: number }
 export interface JobResult { index: number; startMs: number; endMs: number; result: CheckpointResult }
 
+/** What an arm may hand the engine's checkpoint (CheckpointRequest.beforeFreeze: the admission gate at CRIU's pre-dump). */
+export interface JobHooks { beforeFreeze?: () => Promise<void>; afterFreeze?: () => void }
+
 /** One way of running N checkpoint jobs; `t0` is the batch's start (performance.now()). */
 export interface ConcurrencyArm {
   name: string;
-  run(jobs: Job[], one: (job: Job) => Promise<JobResult>): Promise<JobResult[]>;
+  run(jobs: Job[], one: (job: Job, hooks?: JobHooks) => Promise<JobResult>): Promise<JobResult[]>;
 }
 
 export const ALL_AT_ONCE = 'all at once';
 
 /**
- * How long a scheduled job holds its slot: 'criu' until its CRIU dump ends (the tree is no longer
- * frozen and its pages are written; ferry's seal — checksums, manifest, commit — runs outside the
- * budget), 'job' until its snapshot is sealed.
+ * Which stretch of a scheduled job the admission controller gates: 'freeze' (the default) — CRIU
+ * starts at once and waits at its pre-dump notification (tree running) for a slot, held until
+ * its post-dump notification (images complete);
+ * 'criu' — the whole CRIU run, from before CRIU starts until its dump ends (ferry's seal —
+ * checksums, manifest, commit — runs outside the budget); 'job' — until the snapshot is sealed.
  */
-export type Hold = 'criu' | 'job';
-export const DEFAULT_HOLD: Hold = 'criu';
+export type Hold = 'freeze' | 'criu' | 'job';
+export const DEFAULT_HOLD: Hold = 'freeze';
 
 export interface Policy { dumps: number; memoryBandwidth?: number; hold?: Hold }
 
 export const scheduledName = (p: Policy): string =>
   `scheduled, ${p.dumps} dump${p.dumps === 1 ? '' : 's'} at once` +
   (p.memoryBandwidth !== undefined ? `, paced ${round(p.memoryBandwidth / 2 ** 30, 2)} GiB/s` : '') +
-  ((p.hold ?? DEFAULT_HOLD) === 'job' ? ', slot until sealed' : '');
+  ({ job: ', whole job', criu: ', whole CRIU run', freeze: '' } as const)[p.hold ?? DEFAULT_HOLD];
 
 /** The scheduler's defaults (hostBudgets), as the bench's default arm. */
 export const defaultPolicy = (): Policy => {
@@ -75,7 +80,16 @@ export function scheduledArm(policy: Policy): ConcurrencyArm {
       if (hold === 'criu') releaseWhenCriuEnds();
       const admission = new Admission(hostBudgets({ dumps: policy.dumps, memoryBandwidth: policy.memoryBandwidth }));
       return Promise.all(jobs.map(async (job) => {
-        const release = await admission.acquire({ id: String(job.index), bytes: await treeRssBytes(job.pid), tier: 'memory' });
+        const request = { id: String(job.index), bytes: await treeRssBytes(job.pid), tier: 'memory' } as const;
+        if (hold === 'freeze') {
+          let release: Release = () => undefined;
+          const releaseLater = () => release();
+          const beforeFreeze = async () => { release = await admission.acquire(request); };
+          try {
+            return await one(job, { beforeFreeze, afterFreeze: releaseLater });
+          } finally { release(); }
+        }
+        const release = await admission.acquire(request);
         try {
           return await (hold === 'criu' ? jobContext.run(release, () => one(job)) : one(job));
         } finally { release(); }
@@ -85,7 +99,7 @@ export function scheduledArm(policy: Policy): ConcurrencyArm {
 }
 
 export const CONCURRENCY_ARMS: ConcurrencyArm[] = [
-  { name: ALL_AT_ONCE, run: (jobs, one) => Promise.all(jobs.map(one)) },
+  { name: ALL_AT_ONCE, run: (jobs, one) => Promise.all(jobs.map((j) => one(j))) },
   {
     name: 'one after another',
     async run(jobs, one) {
@@ -100,8 +114,7 @@ export const CONCURRENCY_ARMS: ConcurrencyArm[] = [
 /** The full run also measures neighbouring policies, so the default is checked against them in every run. */
 export const policyArms = (): ConcurrencyArm[] => {
   const d = defaultPolicy();
-  const GiB = 2 ** 30;
-  const others: Policy[] = [{ dumps: 2 }, { dumps: 2, memoryBandwidth: 2 * GiB }, { dumps: 2, memoryBandwidth: 2.5 * GiB }, { dumps: 1 }];
+  const others: Policy[] = [{ dumps: 1 }, { dumps: 2 }, { dumps: 1, hold: 'criu' }, { dumps: 2, hold: 'criu' }];
   return others.filter((p) => scheduledName(p) !== scheduledName(d)).map(scheduledArm);
 };
 
@@ -131,9 +144,9 @@ export async function runConcurrency(ctx: BenchContext, o: ConcurrencyOptions = 
     const ws: { inst: WorkloadInstance; run: IsolatedRun }[] = await Promise.all(Array.from({ length: n }, () => live.memcheck(wl, o.mib)));
     await warmTmpfs(ctx.tmpfsDir, Math.min(2048, n * o.mib * 2));
     const t0 = performance.now();
-    const one = async (job: Job): Promise<JobResult> => {
+    const one = async (job: Job, hooks: JobHooks = {}): Promise<JobResult> => {
       const startMs = performance.now() - t0;
-      const result = await checkpoint(store, { target: job.pid, tier: 'memory' });
+      const result = await checkpoint(store, { target: job.pid, tier: 'memory', ...hooks });
       return { index: job.index, startMs, endMs: performance.now() - t0, result };
     };
     const results = await arm.run(ws.map((w, index) => ({ index, pid: w.run.rootPid })), one);

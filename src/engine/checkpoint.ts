@@ -43,6 +43,14 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
   memoryBudget?: BudgetOverrides;
   /** Aborted (reason: the signal's name) when the user interrupts; see engine/interrupt.ts. */
   interrupt?: AbortSignal;
+  /**
+   * Awaited at CRIU's pre-dump notification, before CRIU freezes the tree (CRIU-run dumps only):
+   * a scheduler's admission gate (scheduler/admission.ts). The tree runs while it waits; if it
+   * throws, CRIU aborts the dump and the tree runs on.
+   */
+  beforeFreeze?: () => Promise<void>;
+  /** Called at CRIU's post-dump notification (images complete; the tree resumes or ends on the answer): frees the gate's slot. */
+  afterFreeze?: () => void;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
@@ -139,10 +147,13 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const parentP = mode === 'forward' ? allP.then((all) => findParent(store, who, tier, policy, all)).catch(() => undefined) : Promise.resolve(undefined);
       const previousP = mode === 'newest-flat' ? allP.then((all) => newestOf(store, who, tier, all)).catch(() => undefined) : Promise.resolve(undefined);
       const watchdog = driver.ownsCriu ? await new Watchdog({ pid: live.rootPid, label: live.label, workDir, imagesDir: pending.dir }).start() : undefined;
+      const beforeFreeze = req.beforeFreeze;
       const handlers: NotifyHandlers = {
+        ...(beforeFreeze ? { 'pre-dump': async () => { await beforeFreeze(); throwIfInterrupted(req.interrupt, 'stopped before the freeze'); } } : {}),
         // The commit point of a dump: everything is written; answering failure makes CRIU
         // resume the tree, answering success lets it kill the tree (unless --leave-running).
         'post-dump': () => {
+          req.afterFreeze?.();
           throwIfInterrupted(req.interrupt, 'stopped before the commit point');
           watchdog?.disarm();
           enterCritical();

@@ -1,4 +1,3 @@
-import { cpus } from 'node:os';
 import { defaultReserveBytes } from '../store/budget.js';
 import { readMeminfo } from '../telemetry/proc.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
@@ -69,16 +68,14 @@ interface Waiter {
 interface Holder { id: string; bytes: number; tier: AdmissionTier; priority: number; since: number }
 
 /**
- * The default dumps budget: one CRIU dump per core. Measured (README, "Concurrent checkpoints";
- * `ferry bench concurrency`), eight 256 MiB checkpoints on a 2-core host: two at once finish
- * 0.90× as late as all eight at once with a p95 frozen time of 0.28× theirs; one at a time keeps
- * freezes as short but takes 1.6× as long (CRIU's work after the freeze — closing the images,
- * ferry's commit — leaves the core idle that a second dump uses); four at once already freeze
- * each job 0.67× as long as all at once.
+ * The default dumps budget: one dump frozen at a time, its CRIU started at once and gated at its
+ * pre-dump notification (CheckpointRequest.beforeFreeze/afterFreeze), so the next freeze starts
+ * as the last one ends while the CRIU start-ups overlap. Measured (README, "Concurrent
+ * checkpoints"; `ferry bench concurrency`), eight 256 MiB checkpoints on a 2-core host.
  */
-export const defaultDumps = (): number => Math.max(1, cpus().length);
+export const defaultDumps = (): number => 1;
 
-/** Budgets from the host: `dumps` one per core, memory = MemAvailable − reserve (store/budget.ts). */
+/** Budgets from the host: `dumps` defaultDumps(), memory = MemAvailable − reserve (store/budget.ts). */
 export function hostBudgets(overrides: Partial<AdmissionBudgets> = {}): AdmissionBudgets {
   const mi = readMeminfo();
   const memoryBytes = mi ? Math.max(0, mi.availableBytes - defaultReserveBytes(mi.totalBytes)) : 0;
