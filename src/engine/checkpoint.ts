@@ -149,7 +149,13 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const watchdog = driver.ownsCriu ? await new Watchdog({ pid: live.rootPid, label: live.label, workDir, imagesDir: pending.dir }).start() : undefined;
       const beforeFreeze = req.beforeFreeze;
       const handlers: NotifyHandlers = {
-        ...(beforeFreeze ? { 'pre-dump': async () => { await beforeFreeze(); throwIfInterrupted(req.interrupt, 'stopped before the freeze'); } } : {}),
+        ...(beforeFreeze ? {
+          'pre-dump': async () => {
+            // Waiting for its turn is not a stall (the watchdog still watches the target).
+            await (watchdog ? watchdog.hold(beforeFreeze) : beforeFreeze());
+            throwIfInterrupted(req.interrupt, 'stopped before the freeze');
+          },
+        } : {}),
         // The commit point of a dump: everything is written; answering failure makes CRIU
         // resume the tree, answering success lets it kill the tree (unless --leave-running).
         'post-dump': () => {

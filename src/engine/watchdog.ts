@@ -23,6 +23,7 @@ export class Watchdog {
   private lastProgress = Date.now();
   private startTime: number | undefined;
   private checking = false;
+  private held = 0;
 
   constructor(private readonly o: { pid: number; label: string; workDir: string; imagesDir: string; stallMs?: number }) {}
 
@@ -35,6 +36,20 @@ export class Watchdog {
     this.timer = setInterval(() => { void this.check(); }, POLL_MS);
     this.timer.unref();
     return this;
+  }
+
+  /**
+   * Runs `fn` while CRIU waits for ferry on purpose (a checkpoint queued at pre-dump for its
+   * turn): that silence is not a stall. The target is still watched.
+   */
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    this.held++;
+    try {
+      return await fn();
+    } finally {
+      this.held--;
+      this.lastProgress = Date.now();
+    }
   }
 
   /** The target may die from now on (CRIU kills it after the dump); stall checks go on. */
@@ -64,6 +79,8 @@ export class Watchdog {
       const size = await progressSize(this.o.workDir, this.o.imagesDir);
       if (size !== this.lastSize) {
         this.lastSize = size;
+        this.lastProgress = Date.now();
+      } else if (this.held > 0) {
         this.lastProgress = Date.now();
       } else if (Date.now() - this.lastProgress > (this.o.stallMs ?? stallMs())) {
         this.abort(new FerryError('ERR_CRIU_STALLED', `CRIU made no progress on ${this.o.label} for ${Math.round((Date.now() - this.lastProgress) / 1000)} s; it was stopped`, {
