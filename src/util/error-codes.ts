@@ -96,6 +96,15 @@ export const ERROR_CODES = {
   ERR_RECEIVE_INVALID: failed(400, 'a received snapshot is malformed (undeclared, incomplete, of the wrong size, or on an unknown parent); nothing was stored'),
   ERR_RECEIVE_CORRUPT: failed(400, "a received snapshot's files fail their checksums or are missing; nothing was stored"),
 
+  // The agent (HTTP API) and its jobs
+  ERR_UNAUTHORIZED: failed(401, 'the agent needs `Authorization: Bearer <token>` with its token, and the request had none or another'),
+  ERR_BODY_TOO_LARGE: failed(413, "the request's body is larger than the agent accepts"),
+  ERR_NO_ROUTE: failed(404, 'the agent has no such route (method and path)'),
+  ERR_NO_JOB: failed(404, 'no job with that id (finished jobs are kept in memory until the agent restarts)'),
+  ERR_CANCELLED: failed(409, 'the job was cancelled before its operation started'),
+  ERR_LISTEN_UNSAFE: failed(400, 'the agent was asked to listen on a non-loopback address without a token'),
+  ERR_LISTEN: failed(503, 'the agent cannot listen on the address (in use, or not an address of this host)'),
+
   // Benchmarks and test workloads (bench, tests)
   ERR_BENCH: failed(500, 'a benchmark step failed'),
   ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),

@@ -1,5 +1,6 @@
 import { createEngine } from '../../engine/engine.js';
 import type { CheckpointRequest, CheckpointResult } from '../../engine/checkpoint.js';
+import { checkpointJson } from '../../engine/result-json.js';
 import { parseSize } from '../../store/budget.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
@@ -106,14 +107,7 @@ function render(r: CheckpointResult, json: boolean, out: Output, interrupt: Abor
   const t = m.target;
   const deferred = interrupt.aborted ? String(interrupt.reason) : undefined;
   if (json) {
-    emitJson(out, {
-      snapshot: r.snapshot, tier: m.tier, target: t.kind === 'container' ? { kind: 'container', id: t.id, runtime: t.runtime, driver: t.driver, bundle: t.bundle } : { kind: 'process', pid: t.pid, workload: t.workload ?? null },
-      ...(t.kind === 'container' ? { container: { id: t.id, runtime: t.runtime, driver: t.driver, bundle: t.bundle } } : {}),
-      stats: m.stats ?? {}, timings: m.timings, bytesWritten: m.bytes,
-      logicalBytes: m.logicalBytes ?? m.bytes, parent: m.parent ?? null, dedup: m.dedup ?? null, rebased: r.rebased ?? null, telemetry: r.telemetry,
-      spilled: r.placement.spilled, ...(r.placement.reason ? { reason: r.placement.reason } : {}),
-      ...(deferred ? { deferredInterrupt: deferred } : {}),
-    });
+    emitJson(out, checkpointJson(r, deferred ? { deferredInterrupt: deferred } : {}));
     return;
   }
   const s = m.stats;

@@ -1,5 +1,6 @@
 import { createEngine } from '../../engine/engine.js';
 import type { RestoreResult } from '../../engine/restore.js';
+import { restoreJson } from '../../engine/result-json.js';
 import { FerryError } from '../../util/errors.js';
 import { emitJson, parse, type Command } from '../command.js';
 import { interruptible } from '../interrupt.js';
@@ -42,7 +43,7 @@ export const command: Command = {
     }
     if (r.container) {
       const c = r.container;
-      if (ctx.json) emitJson(ctx.out, { kind: 'container', container: c.id, runtime: c.runtime, pid: r.pid, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings, stdout: c.stdout, stderr: c.stderr, telemetry: r.telemetry });
+      if (ctx.json) emitJson(ctx.out, restoreJson(r));
       else {
         ctx.out.stdout(`container:${c.id}\n`);
         ctx.out.stderr(`restored ${id} as ${c.runtime} container ${c.id} (pid ${r.pid}) in ${r.timings.totalMs} ms ` +
@@ -50,7 +51,7 @@ export const command: Command = {
       }
       return 0;
     }
-    if (ctx.json) emitJson(ctx.out, { kind: 'process', pid: r.pid, name: r.name ?? null, snapshot: r.snapshot, stats: r.stats ?? {}, timings: r.timings, telemetry: r.telemetry });
+    if (ctx.json) emitJson(ctx.out, restoreJson(r));
     else {
       ctx.out.stdout(`${r.pid}\n`);
       ctx.out.stderr(`restored ${id} as pid ${r.pid}${r.name ? ` (workload ${r.name})` : ''} in ${r.timings.totalMs} ms (images CRIU parses verified in ${r.timings.verifyMs} ms, then CRIU ${r.timings.criuMs} ms with the pages verified beside it)\n`);

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FakeEngine } from '../testing/fake-engine.js';
+import { LimitAdmission } from './admission.js';
+import { isJobId, Jobs, type JobEvent } from './jobs.js';
+
+describe('Jobs', () => {
+  let dir = '';
+  before(async () => { dir = await mkdtemp(join(tmpdir(), 'ferry-jobs-')); });
+  after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('runs a checkpoint: queued → running → succeeded, with its phases and the CLI-shaped result', async () => {
+    const jobs = new Jobs({ engine: new FakeEngine(dir) });
+    const job = jobs.submit('checkpoint', { target: 'w1', leaveRunning: true });
+    assert.ok(isJobId(job.id));
+    const done = await jobs.settled(job.id);
+    assert.equal(done?.state, 'succeeded');
+    assert.deepEqual(done?.phases.map((p) => [p.name, p.state]), [['criu', 'done'], ['commit', 'done']]);
+    assert.equal(done?.result?.['snapshot'], 'fake-1');
+    assert.equal(done?.result?.['bytesWritten'], 40960);
+    assert.ok(done?.startedAt && done.endedAt);
+    await jobs.close();
+  });
+
+  it('replays events to a late subscriber, then stops after the final state', async () => {
+    const jobs = new Jobs({ engine: new FakeEngine(dir) });
+    const job = jobs.submit('checkpoint', { target: 'w1' });
+    await jobs.settled(job.id);
+    const seen: JobEvent[] = [];
+    jobs.subscribe(job.id, (e) => seen.push(e));
+    assert.deepEqual(seen.map((e) => (e.type === 'state' ? e.state : `${e.phase}:${e.state}`)),
+      ['queued', 'running', 'criu:start', 'criu:end', 'commit:start', 'commit:end', 'succeeded']);
+    await jobs.close();
+  });
+
+  it('a failing operation fails the job with its code, message, hint and phase', async () => {
+    const jobs = new Jobs({ engine: new FakeEngine(dir) });
+    const done = await jobs.settled(jobs.submit('checkpoint', { target: 'fail' }).id);
+    assert.equal(done?.state, 'failed');
+    assert.equal(done?.error?.code, 'ERR_NO_WORKLOAD');
+    assert.equal(done?.error?.hint, 'see `ferry ps`');
+    const r = await jobs.settled(jobs.submit('restore', { snapshot: 'nope' }).id);
+    assert.equal(r?.error?.code, 'ERR_NO_SNAPSHOT');
+    await jobs.close();
+  });
+
+  it('admits one at a time: the second waits queued (with its position) and is cancelled at once; the running one stops at its safe point', async () => {
+    const engine = new FakeEngine(dir);
+    let open = () => {};
+    engine.gate = new Promise((r) => { open = r; });
+    const jobs = new Jobs({ engine, admission: new LimitAdmission(1) });
+    const a = jobs.submit('checkpoint', { target: 'w1' });
+    const b = jobs.submit('checkpoint', { target: 'w2' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(jobs.get(a.id)?.state, 'running');
+    assert.equal(jobs.get(b.id)?.state, 'queued');
+    assert.equal(jobs.get(b.id)?.queuePosition, 0);
+    assert.equal(jobs.cancel(b.id), true);
+    const bDone = await jobs.settled(b.id);
+    assert.equal(bDone?.state, 'cancelled');
+    assert.equal(bDone?.error?.code, 'ERR_CANCELLED');
+    assert.equal(engine.checkpoints.length, 1, 'the cancelled job never reached the engine');
+    assert.equal(jobs.cancel(a.id), true);
+    open();
+    const aDone = await jobs.settled(a.id);
+    assert.equal(aDone?.state, 'cancelled');
+    assert.equal(aDone?.error?.code, 'ERR_INTERRUPTED');
+    assert.equal(aDone?.error?.phase, 'criu');
+    assert.equal(engine.checkpoints[0]?.interrupt?.aborted, true);
+    assert.equal(engine.snapshots.size, 0);
+    assert.equal(jobs.cancel(a.id), false, 'a finished job cannot be cancelled');
+    assert.equal(jobs.cancel('j-0000000000000000'), undefined);
+    await jobs.close();
+  });
+
+  it('two jobs in parallel get their own phases', async () => {
+    const jobs = new Jobs({ engine: new FakeEngine(dir), admission: new LimitAdmission(2) });
+    const [a, b] = [jobs.submit('checkpoint', { target: 'w1' }), jobs.submit('checkpoint', { target: 'w2' })];
+    const [x, y] = await Promise.all([jobs.settled(a.id), jobs.settled(b.id)]);
+    assert.equal(x?.phases.length, 2);
+    assert.equal(y?.phases.length, 2);
+    await jobs.close();
+  });
+});

@@ -1,0 +1,256 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { errorJson, isFerryError } from '../util/errors.js';
+import { LimitAdmission, type Admission } from './admission.js';
+import { engineChannels, type PhaseEvent } from './channels.js';
+import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
+import { checkpointJson, restoreJson } from './result-json.js';
+
+/**
+ * Jobs: every checkpoint and restore as a record that can be queued, watched, cancelled and
+ * measured — what the agent serves. A job runs its operation inside an AsyncLocalStorage scope,
+ * so the engine's phase events (published synchronously, in the operation's async context) are
+ * attributed to it without the engine knowing about jobs. Records live in memory only (surviving
+ * a restart is a later slice).
+ */
+export type JobKind = 'checkpoint' | 'restore';
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export type JobRequest = Omit<CheckpointRequest, 'interrupt'> | Omit<RestoreRequest, 'interrupt'>;
+
+export interface JobPhase {
+  name: string;
+  state: 'running' | 'done';
+  startedAt: string;
+  ms?: number;
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+  hint?: string;
+  /** The phase that was running when it failed. */
+  phase?: string;
+}
+
+export interface Job {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  /** 0-based place among jobs waiting for admission (queued jobs only). */
+  queuePosition?: number;
+  phases: JobPhase[];
+  /** The same shape as the CLI's `--json` output for the command. */
+  result?: Record<string, unknown>;
+  error?: JobError;
+  createdAt: string;
+  startedAt?: string;
+  endedAt?: string;
+}
+
+export type JobEvent =
+  | { type: 'state'; state: JobState; job: Job }
+  | { type: 'phase'; phase: string; state: 'start' | 'end'; ms?: number };
+
+interface Entry {
+  job: Job;
+  request: JobRequest;
+  controller: AbortController;
+  cancelRequested: boolean;
+  events: JobEvent[];
+  emitter: EventEmitter;
+  done: Promise<void>;
+}
+
+export interface JobsOptions {
+  engine: Engine;
+  /** Default: one operation at a time. */
+  admission?: Admission;
+  /** Finished jobs kept for GET (oldest dropped first). */
+  keepFinished?: number;
+}
+
+const JOB_ID = /^j-[0-9a-f]{16}$/;
+
+/** Job ids are `j-` and 16 hex digits. */
+export function isJobId(id: string): boolean {
+  return JOB_ID.test(id);
+}
+
+export class Jobs {
+  readonly admission: Admission;
+  private readonly engine: Engine;
+  private readonly keepFinished: number;
+  private readonly entries = new Map<string, Entry>();
+  private readonly scope = new AsyncLocalStorage<string>();
+  /** Telemetry id → job id, learnt from the first phase event seen in a job's scope. */
+  private readonly byOperation = new Map<number, string>();
+  private readonly onPhase = (m: unknown) => this.phaseEvent(m as PhaseEvent);
+  private readonly observers = new Set<(job: Job, e: JobEvent) => void>();
+
+  constructor(options: JobsOptions) {
+    this.engine = options.engine;
+    this.admission = options.admission ?? new LimitAdmission(1);
+    this.keepFinished = options.keepFinished ?? 1000;
+    engineChannels.phase.subscribe(this.onPhase);
+  }
+
+  /** Every event of every job (metrics and logs). */
+  observe(fn: (job: Job, e: JobEvent) => void): () => void {
+    this.observers.add(fn);
+    return () => this.observers.delete(fn);
+  }
+
+  submit(kind: JobKind, request: JobRequest): Job {
+    const id = `j-${randomBytes(8).toString('hex')}`;
+    const entry: Entry = {
+      job: { id, kind, state: 'queued', phases: [], createdAt: new Date().toISOString() },
+      request, controller: new AbortController(), cancelRequested: false, events: [], emitter: new EventEmitter(),
+      done: Promise.resolve(),
+    };
+    this.entries.set(id, entry);
+    this.emit(entry, { type: 'state', state: 'queued', job: this.view(entry) });
+    entry.done = this.run(entry);
+    return this.view(entry);
+  }
+
+  get(id: string): Job | undefined {
+    const e = this.entries.get(id);
+    return e && this.view(e);
+  }
+
+  list(): Job[] {
+    return [...this.entries.values()].map((e) => this.view(e));
+  }
+
+  /** Resolves when the job has reached its final state. */
+  async settled(id: string): Promise<Job | undefined> {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    await e.done;
+    return this.view(e);
+  }
+
+  /**
+   * Cancels a job: a queued one at once; a running one through its operation's interrupt (a
+   * checkpoint stops at its safe point: CRIU resumes the tree, or the commit finishes first and
+   * the job succeeds). False when the job had already finished.
+   */
+  cancel(id: string, reason: NodeJS.Signals = 'SIGTERM'): boolean | undefined {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    if (FINAL_STATES.includes(e.job.state)) return false;
+    e.cancelRequested = true;
+    e.controller.abort(reason);
+    return true;
+  }
+
+  /**
+   * The job's events so far, then each new one, until its final state. Returns an unsubscribe.
+   * `onEvent` is called synchronously for the replayed ones.
+   */
+  subscribe(id: string, onEvent: (e: JobEvent) => void): (() => void) | undefined {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    for (const ev of e.events) onEvent(ev);
+    e.emitter.on('event', onEvent);
+    return () => e.emitter.off('event', onEvent);
+  }
+
+  /** Cancels every unfinished job and waits for all to settle (graceful shutdown). */
+  async close(reason: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    for (const id of this.entries.keys()) this.cancel(id, reason);
+    await Promise.all([...this.entries.values()].map((e) => e.done));
+    engineChannels.phase.unsubscribe(this.onPhase);
+  }
+
+  private async run(entry: Entry): Promise<void> {
+    const { job, controller } = entry;
+    let release: (() => void) | undefined;
+    try {
+      release = await this.admission.acquire(job, controller.signal);
+    } catch {
+      return this.finish(entry, 'cancelled', { error: { code: 'ERR_CANCELLED', message: 'cancelled while queued; the operation never started' } });
+    }
+    try {
+      job.startedAt = new Date().toISOString();
+      this.setState(entry, 'running');
+      const result = await this.scope.run(job.id, () => this.operate(entry));
+      this.finish(entry, 'succeeded', { result });
+    } catch (err) {
+      // The phase it failed in: the last one that started (its end is published as the error unwinds).
+      const last = job.phases.at(-1);
+      const { code, message, hint } = errorJson(err) as { code: string; message: string; hint?: string };
+      const error: JobError = { code, message, ...(hint ? { hint } : {}), ...(last ? { phase: last.name } : {}) };
+      const cancelled = entry.cancelRequested && isFerryError(err, 'ERR_INTERRUPTED');
+      this.finish(entry, cancelled ? 'cancelled' : 'failed', { error });
+    } finally {
+      release();
+    }
+  }
+
+  private async operate(entry: Entry): Promise<Record<string, unknown>> {
+    const interrupt = entry.controller.signal;
+    if (entry.job.kind === 'checkpoint') {
+      const r = await this.engine.checkpoint({ ...(entry.request as CheckpointRequest), interrupt });
+      return checkpointJson(r, interrupt.aborted ? { deferredInterrupt: String(interrupt.reason) } : {});
+    }
+    return restoreJson(await this.engine.restore({ ...(entry.request as RestoreRequest), interrupt }));
+  }
+
+  private phaseEvent(e: PhaseEvent): void {
+    let id = this.scope.getStore();
+    if (id !== undefined) this.byOperation.set(e.id, id);
+    else id = this.byOperation.get(e.id);
+    const entry = id === undefined ? undefined : this.entries.get(id);
+    if (!entry || FINAL_STATES.includes(entry.job.state)) return;
+    if (e.state === 'start') entry.job.phases.push({ name: e.phase, state: 'running', startedAt: new Date().toISOString() });
+    else {
+      const p = entry.job.phases.findLast((x) => x.name === e.phase && x.state === 'running');
+      if (p) {
+        p.state = 'done';
+        if (e.ms !== undefined) p.ms = e.ms;
+      }
+    }
+    this.emit(entry, { type: 'phase', phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) });
+  }
+
+  private finish(entry: Entry, state: JobState, out: { result?: Record<string, unknown>; error?: JobError }): void {
+    const { job } = entry;
+    // A mark (a phase without an end) is done when the job is.
+    for (const p of job.phases) if (p.state === 'running') p.state = 'done';
+    if (out.result) job.result = out.result;
+    if (out.error) job.error = out.error;
+    job.endedAt = new Date().toISOString();
+    this.setState(entry, state);
+    for (const [op, id] of this.byOperation) if (id === job.id) this.byOperation.delete(op);
+    this.prune();
+  }
+
+  private setState(entry: Entry, state: JobState): void {
+    entry.job.state = state;
+    this.emit(entry, { type: 'state', state, job: this.view(entry) });
+  }
+
+  private emit(entry: Entry, e: JobEvent): void {
+    entry.events.push(e);
+    entry.emitter.emit('event', e);
+    for (const fn of this.observers) fn(entry.job, e);
+  }
+
+  private view(entry: Entry): Job {
+    const job = structuredClone(entry.job);
+    if (job.state === 'queued') {
+      const i = this.admission.waiting().indexOf(job.id);
+      if (i >= 0) job.queuePosition = i;
+    }
+    return job;
+  }
+
+  private prune(): void {
+    const finished = [...this.entries.values()].filter((e) => FINAL_STATES.includes(e.job.state));
+    for (const e of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) this.entries.delete(e.job.id);
+  }
+}

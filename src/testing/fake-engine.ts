@@ -1,0 +1,98 @@
+import { engineChannels, type PhaseEvent } from '../engine/channels.js';
+import type { CheckpointRequest, CheckpointResult, Engine, RemoveOutcome, RestoreRequest, RestoreResult } from '../engine/engine.js';
+import { interruptedError } from '../engine/interrupt.js';
+import type { SnapshotManifest } from '../store/manifest.js';
+import { Store, type StoredSnapshot } from '../store/store.js';
+import type { OperationTelemetry } from '../telemetry/operation.js';
+import { FerryError } from '../util/errors.js';
+
+/**
+ * A test double of the Engine interface for the jobs registry's and the agent's route tests (no
+ * root, no CRIU): a checkpoint publishes phases on the engine's channel like the real one, waits
+ * for `gate` (so a test can hold it running), honours its interrupt before its "commit" phase and
+ * stores an in-memory snapshot; a target 'fail' fails with ERR_NO_WORKLOAD.
+ */
+export class FakeEngine implements Engine {
+  readonly store: Store;
+  readonly snapshots = new Map<string, StoredSnapshot>();
+  readonly checkpoints: CheckpointRequest[] = [];
+  gate: Promise<void> = Promise.resolve();
+  private nextOp = 1_000_000;
+  private seq = 0;
+
+  constructor(storeRoot: string) {
+    this.store = new Store({ root: storeRoot });
+  }
+
+  async checkpoint(req: CheckpointRequest): Promise<CheckpointResult> {
+    this.checkpoints.push(req);
+    const op = this.nextOp++;
+    const phase = async (name: string, fn: () => Promise<void>) => {
+      publish({ id: op, operation: 'checkpoint', phase: name, state: 'start' });
+      const t0 = Date.now();
+      try {
+        await fn();
+      } finally {
+        publish({ id: op, operation: 'checkpoint', phase: name, state: 'end', ms: Date.now() - t0 });
+      }
+    };
+    if (req.target === 'fail') throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${req.target}'`, { hint: 'see `ferry ps`' });
+    await phase('criu', async () => {
+      await this.gate;
+      if (req.interrupt?.aborted) throw interruptedError(req.interrupt, 'the workload keeps running');
+    });
+    let id = '';
+    await phase('commit', () => {
+      id = req.name ?? `fake-${++this.seq}`;
+      this.snapshots.set(id, { manifest: manifest(id, req), dir: `${this.store.root}/${id}` });
+      return Promise.resolve();
+    });
+    const snap = this.snapshots.get(id)!;
+    return { snapshot: id, dir: snap.dir, manifest: snap.manifest, telemetry: telemetry('checkpoint'), placement: { tier: snap.manifest.tier, spilled: false } } as unknown as CheckpointResult;
+  }
+
+  restore(req: RestoreRequest): Promise<RestoreResult> {
+    if (!this.snapshots.has(req.snapshot)) return Promise.reject(new FerryError('ERR_NO_SNAPSHOT', `no snapshot '${req.snapshot}'`));
+    return Promise.resolve({ pid: 4242, snapshot: req.snapshot, kind: 'process', name: req.as, stats: undefined, timings: { totalMs: 1, verifyMs: 0, criuMs: 1 }, logPath: '/dev/null', telemetry: telemetry('restore') });
+  }
+
+  list(): Promise<StoredSnapshot[]> {
+    return Promise.resolve([...this.snapshots.values()]);
+  }
+
+  inspect(id: string): Promise<StoredSnapshot> {
+    const s = this.snapshots.get(id);
+    return s ? Promise.resolve(s) : Promise.reject(new FerryError('ERR_NO_SNAPSHOT', `no snapshot '${id}' in the store`));
+  }
+
+  remove(ids: readonly string[]): Promise<RemoveOutcome[]> {
+    return Promise.resolve(ids.map((id): RemoveOutcome => this.snapshots.delete(id)
+      ? { id, ok: true, result: { removed: id } as never }
+      : { id, ok: false, error: new FerryError('ERR_NO_SNAPSHOT', `no snapshot '${id}' in the store`) }));
+  }
+
+  export(): never {
+    throw new FerryError('ERR_EXPORT', 'the fake engine does not export');
+  }
+
+  import(): never {
+    throw new FerryError('ERR_IMPORT', 'the fake engine does not import');
+  }
+}
+
+function publish(e: PhaseEvent): void {
+  engineChannels.phase.publish(e);
+}
+
+function telemetry(operation: 'checkpoint' | 'restore'): OperationTelemetry {
+  return { operation, ok: true, startedAt: new Date().toISOString(), phasesMs: { total: 1 }, criu: undefined, host: { cpus: 2, memTotalBytes: undefined }, workload: { rootPid: undefined, rssBytes: undefined }, samples: [] } as unknown as OperationTelemetry;
+}
+
+function manifest(id: string, req: CheckpointRequest): SnapshotManifest {
+  return {
+    format: 1, id, name: req.name, parent: undefined, tier: req.tier ?? 'disk', createdAt: new Date().toISOString(),
+    target: { kind: 'process', pid: typeof req.target === 'number' ? req.target : 4242, workload: typeof req.target === 'string' ? req.target : undefined, command: ['sleep', '1000'], ownPidNamespace: true },
+    host: { hostname: 'test', kernel: '6', arch: 'x64', cpuFlags: [] }, criu: { version: '4.0' }, options: {} as SnapshotManifest['options'],
+    stats: { frozen_time: 1500, pages_written: 10 } as SnapshotManifest['stats'], timings: { totalMs: 3, criuMs: 2, checksumMs: 1 }, bytes: 40960, algorithm: 'xxh3-128', files: {},
+  };
+}
