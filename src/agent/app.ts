@@ -1,0 +1,80 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import pino, { type Logger } from 'pino';
+import type { Engine } from '../engine/engine.js';
+import type { Jobs } from '../engine/jobs.js';
+import { FerryError } from '../util/errors.js';
+import { bearerMatches } from './auth.js';
+import type { AgentDeps } from './context.js';
+import { errorResponse } from './http-error.js';
+import { createMetrics } from './metrics.js';
+import { jobRoutes } from './routes/jobs.js';
+import { metaRoutes } from './routes/meta.js';
+import { operationRoutes } from './routes/operations.js';
+import { storeRoutes } from './routes/snapshots.js';
+
+export interface AgentAppOptions {
+  engine: Engine;
+  jobs: Jobs;
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Largest request body in bytes (default 64 KiB: the bodies are small JSON objects). */
+  bodyLimit?: number;
+  log?: Logger;
+  version?: string;
+  criuVersion?: () => Promise<string | null>;
+}
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/**
+ * The agent's HTTP application (hono), without a socket: `app.request()` drives it in tests,
+ * server.ts serves it. Every answer is JSON (but /metrics and the event stream); every error is
+ * `{ error: { code, message, hint? } }` with the code's status, never a stack.
+ */
+export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void } {
+  const log = o.log ?? pino({ level: 'silent' });
+  const metrics = createMetrics(o.jobs);
+  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)) };
+  const unlog = o.jobs.observe((job, e) => {
+    if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
+    else log.info({ job: job.id, kind: job.kind, state: e.state, ...(job.error ? { error: job.error } : {}) }, 'job state');
+  });
+
+  const app = new Hono();
+  app.use(async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - t0) }, 'request');
+  });
+  const token = o.token;
+  if (token !== undefined) {
+    app.use(async (c, next) => {
+      if (!bearerMatches(c.req.header('authorization'), token)) {
+        c.header('WWW-Authenticate', 'Bearer');
+        return errorResponse(c, new FerryError('ERR_UNAUTHORIZED', 'missing or wrong bearer token', { hint: 'send Authorization: Bearer <the token in the agent\'s --token-file>' }));
+      }
+      await next();
+    });
+  }
+  const limit = o.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  app.use(bodyLimit({
+    maxSize: limit,
+    onError: (c) => errorResponse(c, new FerryError('ERR_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`, { hint: 'request bodies are small JSON objects' })),
+  }));
+  app.route('/', metaRoutes(d));
+  app.route('/', operationRoutes(d));
+  app.route('/', jobRoutes(d));
+  app.route('/', storeRoutes(d));
+  app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
+  app.onError((err, c) => {
+    // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.
+    if (err instanceof URIError || (err instanceof HTTPException && err.status < 500)) {
+      return errorResponse(c, new FerryError('ERR_USAGE', `malformed request: ${err.message.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' }));
+    }
+    if (!(err instanceof FerryError)) log.error({ err: { message: err.message, name: err.name } }, 'internal error');
+    return errorResponse(c, err);
+  });
+  return { app, dispose() { unlog(); metrics.dispose(); } };
+}

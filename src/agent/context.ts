@@ -1,0 +1,15 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Engine } from '../engine/engine.js';
+import type { Jobs } from '../engine/jobs.js';
+
+/** What every route reads: set once by createAgentApp. */
+export interface AgentDeps {
+  engine: Engine;
+  jobs: Jobs;
+  log: Logger;
+  metrics: Registry;
+  version: string;
+  /** CRIU's version text, or null when CRIU cannot be asked (health still answers). */
+  criuVersion: () => Promise<string | null>;
+}

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import { CheckpointBody, JobId, RestoreBody, SnapshotId } from './schemas.js';
+
+/** The OpenAPI 3.1 document of the agent, its request schemas derived from the zod schemas the routes validate with. */
+export function openApiDocument(version: string): Record<string, unknown> {
+  const schema = (s: z.ZodType) => z.toJSONSchema(s, { target: 'draft-2020-12', unrepresentable: 'any' });
+  const json = (ref: string) => ({ content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
+  const error = { description: 'an error: { error: { code, message, hint? } }', ...json('Error') };
+  const param = (name: string, s: z.ZodType) => ({ name, in: 'path', required: true, schema: schema(s) });
+  const ok = (description: string) => ({ description, content: { 'application/json': {} } });
+  const errors = { 400: error, 401: error, 404: error, 413: error, 500: error };
+  return {
+    openapi: '3.1.0',
+    info: { title: 'ferry agent', version },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        CheckpointBody: schema(CheckpointBody),
+        RestoreBody: schema(RestoreBody),
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } } } } },
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      '/v1/health': { get: { summary: 'the agent is up; its version and CRIU\'s', responses: { 200: ok('{ ok, version, criu: { version } }') } } },
+      '/v1/checkpoints': { post: { summary: 'submit a checkpoint job', requestBody: { required: true, ...json('CheckpointBody') }, responses: { 202: ok('{ job }'), ...errors } } },
+      '/v1/restores': { post: { summary: 'submit a restore job', requestBody: { required: true, ...json('RestoreBody') }, responses: { 202: ok('{ job }'), ...errors } } },
+      '/v1/jobs': { get: { summary: 'every job kept', responses: { 200: ok('{ jobs: [job] }'), ...errors } } },
+      '/v1/jobs/{id}': {
+        get: { summary: 'one job', parameters: [param('id', JobId)], responses: { 200: ok('{ job }'), ...errors } },
+        delete: { summary: 'cancel a job', parameters: [param('id', JobId)], responses: { 202: ok('{ job, cancelled: true }'), 200: ok('{ job, cancelled: false } (already finished)'), ...errors } },
+      },
+      '/v1/jobs/{id}/events': { get: { summary: "server-sent events: 'state' and 'phase', replayed from the job's start, ending after its final state", parameters: [param('id', JobId)], responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': {} } }, ...errors } } },
+      '/v1/snapshots': { get: { summary: 'every complete snapshot (manifests)', responses: { 200: ok('{ snapshots: [manifest + dir] }'), ...errors } } },
+      '/v1/snapshots/{id}': {
+        get: { summary: "one snapshot's manifest", parameters: [param('id', SnapshotId)], responses: { 200: ok('{ snapshot }'), ...errors } },
+        delete: { summary: 'remove a snapshot (snapshots building on it take over its pages)', parameters: [param('id', SnapshotId)], responses: { 200: ok('{ removed, result }'), ...errors } },
+      },
+      '/v1/workloads': { get: { summary: 'the workloads `ferry run` started in this store (as `ferry ps --json`)', responses: { 200: ok('{ workloads }'), ...errors } } },
+      '/v1/openapi.json': { get: { summary: 'this document', responses: { 200: ok('OpenAPI 3.1') } } },
+      '/metrics': { get: { summary: 'Prometheus text exposition', responses: { 200: { description: 'text/plain; version=0.0.4', content: { 'text/plain': {} } } } } },
+    },
+  };
+}
