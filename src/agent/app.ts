@@ -48,6 +48,15 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
     await next();
     log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - t0) }, 'request');
   });
+  // A literal '..' segment is resolved away by URL parsing before routing; the raw request line
+  // (node's, when served on a socket) still shows it: refuse it as the bad id it was meant to be.
+  app.use(async (c, next) => {
+    const raw = (c.env as { incoming?: { url?: unknown } } | undefined)?.incoming?.url;
+    if (typeof raw === 'string' && /(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(raw.split('?')[0] ?? '')) {
+      return errorResponse(c, new FerryError('ERR_USAGE', 'a path segment is \'..\': ids never contain it', { hint: 'see GET /v1/openapi.json' }));
+    }
+    await next();
+  });
   const token = o.token;
   if (token !== undefined) {
     app.use(async (c, next) => {

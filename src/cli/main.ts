@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   criu: () => import('./commands/criu.js'),
   version: () => import('./commands/version.js'),
   bench: () => import('./commands/bench.js'),
+  agent: () => import('./commands/agent.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -38,6 +39,7 @@ commands:
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version
   bench             memory|concurrency|warmstart|dedup|overhead|all [--quick]: the seed experiments, JSON + HTML report
+  agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
 
 global options:
   --json            machine-readable output on stdout (every command)

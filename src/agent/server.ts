@@ -1,0 +1,81 @@
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { createAdaptorServer } from '@hono/node-server';
+import pino, { type Logger } from 'pino';
+import { PROJECT_ROOT } from '../criu/binary.js';
+import { CriuClient } from '../criu/client.js';
+import { LimitAdmission } from '../engine/admission.js';
+import { createEngine } from '../engine/engine.js';
+import { Jobs } from '../engine/jobs.js';
+import { FerryError } from '../util/errors.js';
+import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
+import { checkListenSafety, type ListenAddress } from './listen.js';
+
+export interface AgentServerOptions {
+  listen: ListenAddress;
+  store: string;
+  token?: string;
+  /** Where the JSON log lines go (default: stderr). */
+  logFile?: string;
+  bodyLimit?: number;
+}
+
+export interface RunningAgent {
+  url: string;
+  log: Logger;
+  /** Cancels unfinished jobs (checkpoints stop at their safe point), waits for them, closes the socket. */
+  close(reason?: NodeJS.Signals): Promise<void>;
+}
+
+/** Reads a token file: its first line, which must not be empty. */
+export async function readTokenFile(path: string): Promise<string> {
+  const text = await readFile(path, 'utf8').catch((err: unknown) => {
+    throw new FerryError('ERR_USAGE', `agent: cannot read the token file ${path}: ${(err as Error).message}`, { hint: 'give --token-file a readable file holding the token' });
+  });
+  const token = text.split('\n')[0]?.trim() ?? '';
+  if (token.length < 16) throw new FerryError('ERR_USAGE', `agent: the token in ${path} is ${token.length ? 'shorter than 16 characters' : 'empty'}`, { hint: 'e.g. head -c 32 /dev/urandom | base64 > FILE' });
+  return token;
+}
+
+/** Starts the agent on a socket: the engine on `store`, jobs admitted one per core. */
+export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
+  checkListenSafety(o.listen, o.token !== undefined);
+  const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: o.logFile ?? 2, sync: true, mkdir: true }));
+  const engine = createEngine({ store: o.store });
+  const jobs = new Jobs({ engine, admission: new LimitAdmission(availableParallelism()) });
+  const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  let criu: CriuClient | undefined;
+  const agent = createAgentApp({
+    engine, jobs, log, version: pkg.version, bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    ...(o.token !== undefined ? { token: o.token } : {}),
+    criuVersion: async () => (await (criu ??= new CriuClient()).version()).text,
+  });
+  const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new FerryError('ERR_LISTEN', `agent: cannot listen on ${o.listen.host}:${o.listen.port}: ${err.code ?? err.message}`, {
+      hint: err.code === 'EADDRINUSE' ? 'another process uses the port: pick another with --listen ADDR:PORT' : 'give an address of this host with --listen ADDR:PORT',
+    })));
+    server.listen(o.listen.port, o.listen.host, resolve);
+  });
+  const a = server.address();
+  const port = typeof a === 'object' && a ? a.port : o.listen.port;
+  const url = `http://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${port}`;
+  log.info({ url, store: o.store, auth: o.token !== undefined }, 'agent listening');
+  let closing: Promise<void> | undefined;
+  return {
+    url, log,
+    close(reason = 'SIGTERM') {
+      closing ??= (async () => {
+        log.info({ reason }, 'agent stopping: cancelling unfinished jobs');
+        server.close();
+        await jobs.close(reason);
+        server.closeAllConnections();
+        agent.dispose();
+        log.info('agent stopped');
+      })();
+      return closing;
+    },
+  };
+}
