@@ -78,6 +78,17 @@ export { engineChannels } from './engine/channels.js';
 /** The messages published on `engineChannels`. */
 export type { PhaseEvent, CriticalEvent, RecoveredEvent, EngineOperation } from './engine/channels.js';
 
+// ---- The agent's client (a ferry agent on another host or port, over HTTP; no server code loaded)
+
+/** Typed calls of the agent's API: submit checkpoints/restores as jobs, follow their events, list snapshots. */
+export { AgentClient } from './agent/client.js';
+/** The agent's URL and token (and optionally another fetch). */
+export type { AgentClientOptions, AgentHealth } from './agent/client.js';
+/** The request bodies of POST /v1/checkpoints and /v1/restores. */
+export type { CheckpointBody, RestoreBody } from './agent/schemas.js';
+/** A job (checkpoint or restore) as the agent reports it, and its events. */
+export type { Job, JobEvent, JobState, JobKind, JobPhase, JobError } from './engine/jobs.js';
+
 // ---- Errors (also `ferry/errors`)
 
 export * from './errors.js';

@@ -103,6 +103,7 @@ export const ERROR_CODES = {
   ERR_NO_JOB: failed(404, 'no job with that id (finished jobs are kept in memory until the agent restarts)'),
   ERR_CANCELLED: failed(409, 'the job was cancelled before its operation started'),
   ERR_LISTEN_UNSAFE: failed(400, 'the agent was asked to listen on a non-loopback address without a token'),
+  ERR_AGENT_UNREACHABLE: failed(503, 'the agent could not be reached (refused, timed out) or answered something that is not its API'),
   ERR_LISTEN: failed(503, 'the agent cannot listen on the address (in use, or not an address of this host)'),
 
   // Benchmarks and test workloads (bench, tests)

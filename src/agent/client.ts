@@ -1,0 +1,114 @@
+import type { Job, JobEvent, JobState } from '../engine/jobs.js';
+import { isErrorCode } from '../util/error-codes.js';
+import { FerryError } from '../util/errors.js';
+import type { CheckpointBody, RestoreBody } from './schemas.js';
+
+/**
+ * A typed client of the agent's HTTP API (the routes of app.ts), on the platform's fetch: no
+ * dependency, so programs (and later the CLI's remote mode) load nothing of the server. An error
+ * answer becomes a FerryError with the agent's code, message and hint, so callers handle local
+ * and remote failures alike.
+ */
+export interface AgentClientOptions {
+  /** e.g. http://127.0.0.1:7387 */
+  url: string;
+  token?: string;
+  /** Another fetch (tests: an in-process app's `request`). */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  /** Each request's time limit (default 30 s; an event stream has none). */
+  timeoutMs?: number;
+}
+
+export interface AgentHealth { ok: boolean; version: string; criu: { version: string | null }; store: string }
+
+const FINAL: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export class AgentClient {
+  private readonly base: string;
+  private readonly doFetch: (url: string, init: RequestInit) => Promise<Response>;
+
+  constructor(private readonly o: AgentClientOptions) {
+    this.base = o.url.replace(/\/+$/, '');
+    this.doFetch = o.fetch ?? ((url, init) => fetch(url, init));
+  }
+
+  health(): Promise<AgentHealth> { return this.call('GET', '/v1/health'); }
+  /** Submits a checkpoint; the job runs on the agent (follow it with `events` or `wait`). */
+  async checkpoint(body: CheckpointBody): Promise<Job> { return (await this.call<{ job: Job }>('POST', '/v1/checkpoints', body)).job; }
+  async restore(body: RestoreBody): Promise<Job> { return (await this.call<{ job: Job }>('POST', '/v1/restores', body)).job; }
+  async jobs(): Promise<Job[]> { return (await this.call<{ jobs: Job[] }>('GET', '/v1/jobs')).jobs; }
+  async job(id: string): Promise<Job> { return (await this.call<{ job: Job }>('GET', `/v1/jobs/${encodeURIComponent(id)}`)).job; }
+  cancel(id: string): Promise<{ job: Job; cancelled: boolean }> { return this.call('DELETE', `/v1/jobs/${encodeURIComponent(id)}`); }
+  async snapshots(): Promise<Record<string, unknown>[]> { return (await this.call<{ snapshots: Record<string, unknown>[] }>('GET', '/v1/snapshots')).snapshots; }
+  async snapshot(id: string): Promise<Record<string, unknown>> { return (await this.call<{ snapshot: Record<string, unknown> }>('GET', `/v1/snapshots/${encodeURIComponent(id)}`)).snapshot; }
+  removeSnapshot(id: string): Promise<{ removed: string; result: unknown }> { return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`); }
+  async workloads(): Promise<Record<string, unknown>[]> { return (await this.call<{ workloads: Record<string, unknown>[] }>('GET', '/v1/workloads')).workloads; }
+
+  /** The job's events (replayed from its start), ending after its final state. */
+  async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const res = await this.send('GET', `/v1/jobs/${encodeURIComponent(id)}/events`, undefined, signal);
+    if (!res.ok) throw await errorOf(res);
+    if (!res.body) throw new FerryError('ERR_AGENT_UNREACHABLE', 'the agent sent an event stream without a body');
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        let type = '';
+        let data = '';
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event: ')) type = line.slice(7);
+          else if (line.startsWith('data: ')) data += line.slice(6);
+        }
+        if (type !== 'state' && type !== 'phase') continue;
+        const e = { type, ...(JSON.parse(data) as object) } as JobEvent;
+        yield e;
+        if (e.type === 'state' && FINAL.includes(e.state)) return;
+      }
+    }
+  }
+
+  /** Follows a job to its final state (each event to `onEvent`) and returns it. */
+  async wait(id: string, onEvent?: (e: JobEvent) => void, signal?: AbortSignal): Promise<Job> {
+    for await (const e of this.events(id, signal)) onEvent?.(e);
+    return this.job(id);
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, body, AbortSignal.timeout(this.o.timeoutMs ?? 30_000));
+    if (!res.ok) throw await errorOf(res);
+    try {
+      return await res.json() as T;
+    } catch {
+      throw new FerryError('ERR_AGENT_UNREACHABLE', `${method} ${path}: the agent's answer is not JSON`, { hint: 'is the URL a ferry agent?' });
+    }
+  }
+
+  private async send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (this.o.token !== undefined) headers['authorization'] = `Bearer ${this.o.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      return await this.doFetch(this.base + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new FerryError('ERR_AGENT_UNREACHABLE', `cannot reach the agent at ${this.base}: ${cause}`, { hint: 'is `ferry agent` running there, and is the URL right?', cause: err });
+    }
+  }
+}
+
+/** An error answer as a FerryError with the agent's code (ERR_AGENT_UNREACHABLE when it is not one). */
+async function errorOf(res: Response): Promise<FerryError> {
+  const text = await res.text().catch(() => '');
+  let e: { code?: unknown; message?: unknown; hint?: unknown } | undefined;
+  try {
+    e = (JSON.parse(text) as { error?: typeof e }).error;
+  } catch { /* not JSON */ }
+  if (typeof e?.code === 'string' && isErrorCode(e.code) && typeof e.message === 'string') {
+    return new FerryError(e.code, e.message, typeof e.hint === 'string' ? { hint: e.hint } : {});
+  }
+  return new FerryError('ERR_AGENT_UNREACHABLE', `the agent answered ${res.status} without a ferry error: ${text.slice(0, 200)}`, { hint: 'is the URL a ferry agent?' });
+}
