@@ -54,7 +54,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
       if (agent.exitCode === null) agent.kill('SIGKILL');
     }
-    await ferryCli(store, ['stop', 'sleeper']);
+    for (const w of ['sleeper', 'copy-remote', 'copy-local']) await ferryCli(store, ['stop', w]);
     killQuietly(pid);
     await rm(dir, { recursive: true, force: true });
   });
@@ -106,5 +106,44 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
 
     const log = (await readFile(join(dir, 'agent.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { job?: string; state?: string });
     assert.ok(log.some((l) => l.job === job.id && l.state === 'succeeded'), 'the log has the job id on its lines');
+  });
+
+  it('the CLI through the agent (--agent URL): checkpoint and restore print and exit as the local commands do', async () => {
+    const remote = (args: string[], env: Record<string, string> = {}) => ferryCli(store, ['--agent', url, ...args, '--token-file', join(dir, 'token')], env);
+    const r = await remote(['checkpoint', 'sleeper', '--leave-running', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const viaAgent = JSON.parse(r.stdout) as Record<string, unknown>;
+    const local = JSON.parse(await ferryOk(store, ['checkpoint', 'sleeper', '--leave-running', '--json'])) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(viaAgent).sort(), Object.keys(local).sort());
+    assert.deepEqual(viaAgent['target'], local['target']);
+
+    const human = await remote(['checkpoint', 'sleeper', '--leave-running']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /^[0-9a-z][0-9a-z._-]*\n$/);
+    assert.match(human.stderr, /^checkpointed pid \d+ \(sleep 1000\) in \d+ ms, frozen/m);
+
+    // Failures: the same code, exit status and message as the local command.
+    const [badRemote, badLocal] = [await remote(['checkpoint', 'no-such-workload']), await ferryCli(store, ['checkpoint', 'no-such-workload'])];
+    assert.equal(badRemote.code, badLocal.code);
+    assert.notEqual(badLocal.code, 0);
+    assert.equal(badRemote.stderr.split('\n')[0], badLocal.stderr.split('\n')[0]);
+
+    const snap = String(viaAgent['snapshot']);
+    const rr = await remote(['restore', snap, '--as', 'copy-remote', '--json']);
+    assert.equal(rr.code, 0, rr.stderr);
+    const restoredRemote = JSON.parse(rr.stdout) as Record<string, unknown>;
+    const restoredLocal = JSON.parse(await ferryOk(store, ['restore', snap, '--as', 'copy-local', '--json'])) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(restoredRemote).sort(), Object.keys(restoredLocal).sort());
+    assert.equal(restoredRemote['name'], 'copy-remote');
+    assert.ok(isAlive(restoredRemote['pid'] as number), 'the restored copy runs');
+
+    // No token: refused with the agent's code; a verb without remote mode refuses rather than run locally.
+    const noToken = await ferryCli(store, ['--agent', url, 'checkpoint', 'sleeper', '--leave-running']);
+    assert.equal(noToken.code, 1);
+    assert.match(noToken.stderr, /^ferry: error: missing or wrong bearer token/);
+    const ps = await ferryCli(store, ['ps'], { FERRY_AGENT: url });
+    assert.equal(ps.code, 2);
+    assert.match(ps.stderr, /`ferry ps` does not run through an agent yet/);
+    assert.equal((await ferryCli(store, ['ps'], { FERRY_AGENT: '' })).code, 0, 'an empty FERRY_AGENT means local');
   });
 });

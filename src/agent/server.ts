@@ -29,16 +29,6 @@ export interface RunningAgent {
   close(reason?: NodeJS.Signals): Promise<void>;
 }
 
-/** Reads a token file: its first line, which must not be empty. */
-export async function readTokenFile(path: string): Promise<string> {
-  const text = await readFile(path, 'utf8').catch((err: unknown) => {
-    throw new FerryError('ERR_USAGE', `agent: cannot read the token file ${path}: ${(err as Error).message}`, { hint: 'give --token-file a readable file holding the token' });
-  });
-  const token = text.split('\n')[0]?.trim() ?? '';
-  if (token.length < 16) throw new FerryError('ERR_USAGE', `agent: the token in ${path} is ${token.length ? 'shorter than 16 characters' : 'empty'}`, { hint: 'e.g. head -c 32 /dev/urandom | base64 > FILE' });
-  return token;
-}
-
 /** Starts the agent on a socket: the engine on `store`, jobs admitted one per core. */
 export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   checkListenSafety(o.listen, o.token !== undefined);

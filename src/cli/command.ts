@@ -18,6 +18,8 @@ export interface CommandContext extends OutputMode {
   store: string;
   /** The output sink (commands never write to process.stdout themselves). */
   out: Output;
+  /** --agent URL (or $FERRY_AGENT): run the command through that agent, with this token. */
+  agent?: { url: string; token?: string };
 }
 
 /** Prints a value as JSON on the sink's stdout. */

@@ -44,6 +44,8 @@ commands:
 global options:
   --json            machine-readable output on stdout (every command)
   --store DIR       snapshot store (default: $FERRY_STORE or /var/lib/ferry)
+  --agent URL       run checkpoint/restore through a ferry agent (default: $FERRY_AGENT; empty: local);
+                    its token: --token-file FILE or $FERRY_TOKEN
   --debug           show stack traces on errors
   -h, --help        help for ferry or a command
 
@@ -53,6 +55,8 @@ Run \`ferry <command> --help\` for a command's options.`;
 function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
   const ctx: CommandContext = { json: false, debug: false, store: process.env['FERRY_STORE'] || '/var/lib/ferry', out: processOutput };
   const rest: string[] = [];
+  // An empty $FERRY_AGENT (or --agent '') means local.
+  let agentUrl = process.env['FERRY_AGENT'] ?? '';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     if (a === '--') { rest.push(...argv.slice(i)); break; }
@@ -63,9 +67,36 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
       if (!v) throw new FerryError('ERR_USAGE', '--store needs a directory', { hint: 'ferry --store /var/lib/ferry <command>' });
       ctx.store = v;
     } else if (a.startsWith('--store=')) ctx.store = a.slice('--store='.length);
-    else rest.push(a);
+    else if (a === '--agent' || a.startsWith('--agent=')) {
+      const v = a === '--agent' ? argv[++i] : a.slice('--agent='.length);
+      if (v === undefined || v.startsWith('-')) throw new FerryError('ERR_USAGE', '--agent needs a URL', { hint: 'ferry --agent http://127.0.0.1:7387 <command>' });
+      agentUrl = v;
+    } else rest.push(a);
   }
+  if (agentUrl !== '') ctx.agent = { url: agentUrl };
   return { rest, ctx };
+}
+
+/** Verbs that run through an agent (--agent URL); the others refuse rather than run locally by surprise. */
+const REMOTE_VERBS = new Set(['checkpoint', 'restore']);
+
+/** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
+async function remoteSetup(ctx: CommandContext, verb: string, args: string[]): Promise<string[]> {
+  if (!ctx.agent) return args;
+  if (!REMOTE_VERBS.has(verb)) {
+    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent yet (checkpoint and restore do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
+  }
+  const out: string[] = [];
+  let tokenFile: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--token-file') tokenFile = args[++i];
+    else if (a.startsWith('--token-file=')) tokenFile = a.slice('--token-file='.length);
+    else out.push(a);
+  }
+  const token = tokenFile !== undefined ? await (await import('../agent/token.js')).readTokenFile(tokenFile) : process.env['FERRY_TOKEN'] || undefined;
+  if (token !== undefined) ctx.agent.token = token;
+  return out;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -99,7 +130,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
       return 0;
     }
-    return await command.run(args, ctx);
+    return await command.run(await remoteSetup(ctx, verb, args), ctx);
   } catch (err) {
     return reportError(err, ctx);
   }

@@ -14,7 +14,8 @@ export const command: Command = {
     const listen = parseListen(values.listen);
     // Refused before anything is read or loaded.
     checkListenSafety(listen, values['token-file'] !== undefined);
-    const { startAgent, readTokenFile } = await import('../../agent/server.js');
+    const { startAgent } = await import('../../agent/server.js');
+    const { readTokenFile } = await import('../../agent/token.js');
     const token = values['token-file'] !== undefined ? await readTokenFile(values['token-file']) : undefined;
     const agent = await startAgent({ listen, store: ctx.store, ...(token !== undefined ? { token } : {}), ...(values['log-file'] !== undefined ? { logFile: values['log-file'] } : {}) });
     if (ctx.json) emitJson(ctx.out, { listening: agent.url, store: ctx.store, auth: token !== undefined });

@@ -88,6 +88,8 @@ export const command: Command = {
       ...(values['no-dedup'] ? { dedup: false } : values.dedup === 'forward' || values.dedup === 'newest-flat' ? { dedup: values.dedup } : {}),
       ...(values['max-depth'] !== undefined ? { maxDepth: wholeNumber(values['max-depth']) } : {}),
     };
+    // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
+    if (ctx.agent) return (await import('../remote.js')).remoteCheckpoint(req, ctx, render);
     const stop = startProgress(`checkpointing ${target}`, ctx.json);
     const intr = interruptible(ctx.out);
     let r: CheckpointResult;
@@ -102,7 +104,7 @@ export const command: Command = {
   },
 };
 
-function render(r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal): void {
+export function render(r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal): void {
   const m = r.manifest;
   const t = m.target;
   const deferred = interrupt.aborted ? String(interrupt.reason) : undefined;

@@ -1,8 +1,8 @@
 import { createEngine } from '../../engine/engine.js';
-import type { RestoreResult } from '../../engine/restore.js';
+import type { RestoreRequest, RestoreResult } from '../../engine/restore.js';
 import { restoreJson } from '../../engine/result-json.js';
 import { FerryError } from '../../util/errors.js';
-import { emitJson, parse, type Command } from '../command.js';
+import { emitJson, parse, type Command, type Output } from '../command.js';
 import { interruptible } from '../interrupt.js';
 import { startProgress } from '../progress.js';
 
@@ -24,38 +24,41 @@ export const command: Command = {
     }, 'restore');
     const [id, ...extra] = positionals;
     if (!id || extra.length) throw new FerryError('ERR_USAGE', 'restore: give exactly one snapshot id', { hint: 'list them with `ferry snapshots ls`' });
+    const req: RestoreRequest = {
+      snapshot: id,
+      ...(values.as !== undefined ? { as: values.as } : {}),
+      ...(values.clone ? { clone: true } : {}),
+      ...(values['tcp-close'] ? { tcpClose: true } : {}),
+      ...(values.bundle !== undefined ? { bundle: values.bundle } : {}),
+      ...(values.runtime !== undefined ? { runtime: values.runtime } : {}),
+      ...(values['runtime-root'] !== undefined ? { runtimeRoot: values['runtime-root'] } : {}),
+    };
+    // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
+    if (ctx.agent) return (await import('../remote.js')).remoteRestore(req, ctx, render);
     const stop = startProgress(`restoring ${id}`, ctx.json);
     const intr = interruptible(ctx.out);
     let r: RestoreResult;
     try {
-      r = await createEngine({ store: ctx.store }).restore({
-        snapshot: id, interrupt: intr.signal,
-        ...(values.as !== undefined ? { as: values.as } : {}),
-        ...(values.clone ? { clone: true } : {}),
-        ...(values['tcp-close'] ? { tcpClose: true } : {}),
-        ...(values.bundle !== undefined ? { bundle: values.bundle } : {}),
-        ...(values.runtime !== undefined ? { runtime: values.runtime } : {}),
-        ...(values['runtime-root'] !== undefined ? { runtimeRoot: values['runtime-root'] } : {}),
-      });
+      r = await createEngine({ store: ctx.store }).restore({ ...req, interrupt: intr.signal });
     } finally {
       stop();
       intr.dispose();
     }
-    if (r.container) {
-      const c = r.container;
-      if (ctx.json) emitJson(ctx.out, restoreJson(r));
-      else {
-        ctx.out.stdout(`container:${c.id}\n`);
-        ctx.out.stderr(`restored ${id} as ${c.runtime} container ${c.id} (pid ${r.pid}) in ${r.timings.totalMs} ms ` +
-          `(checksums ${r.timings.verifyMs} ms, restore ${r.timings.criuMs} ms); stdout/stderr → ${c.stdout}, ${c.stderr}\n`);
-      }
-      return 0;
-    }
     if (ctx.json) emitJson(ctx.out, restoreJson(r));
-    else {
-      ctx.out.stdout(`${r.pid}\n`);
-      ctx.out.stderr(`restored ${id} as pid ${r.pid}${r.name ? ` (workload ${r.name})` : ''} in ${r.timings.totalMs} ms (images CRIU parses verified in ${r.timings.verifyMs} ms, then CRIU ${r.timings.criuMs} ms with the pages verified beside it)\n`);
-    }
+    else render(id, r, ctx.out);
     return 0;
   },
 };
+
+/** The human summary: the new pid (or container:ID) on stdout, what was done on stderr. */
+export function render(id: string, r: Pick<RestoreResult, 'pid' | 'name' | 'timings' | 'container'>, out: Output): void {
+  const c = r.container;
+  if (c) {
+    out.stdout(`container:${c.id}\n`);
+    out.stderr(`restored ${id} as ${c.runtime} container ${c.id} (pid ${r.pid}) in ${r.timings.totalMs} ms ` +
+      `(checksums ${r.timings.verifyMs} ms, restore ${r.timings.criuMs} ms); stdout/stderr → ${c.stdout}, ${c.stderr}\n`);
+    return;
+  }
+  out.stdout(`${r.pid}\n`);
+  out.stderr(`restored ${id} as pid ${r.pid}${r.name ? ` (workload ${r.name})` : ''} in ${r.timings.totalMs} ms (images CRIU parses verified in ${r.timings.verifyMs} ms, then CRIU ${r.timings.criuMs} ms with the pages verified beside it)\n`);
+}

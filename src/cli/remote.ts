@@ -1,0 +1,91 @@
+import { AgentClient } from '../agent/client.js';
+import type { CheckpointBody, RestoreBody } from '../agent/schemas.js';
+import { engineChannels, type PhaseEvent } from '../engine/channels.js';
+import type { CheckpointRequest, CheckpointResult, RestoreRequest, RestoreResult } from '../engine/engine.js';
+import type { Job, JobKind } from '../engine/jobs.js';
+import type { SnapshotManifest } from '../store/manifest.js';
+import { isErrorCode } from '../util/error-codes.js';
+import { FerryError, InterruptedError } from '../util/errors.js';
+import { emitJson, type CommandContext, type Output } from './command.js';
+import { startProgress } from './progress.js';
+
+/**
+ * The CLI's remote mode (`--agent URL`): a command's request becomes a job on the agent; its phase
+ * events feed the same progress line (republished on the engine's phase channel here), Ctrl-C or
+ * SIGTERM cancels the job (a checkpoint stops at its safe point there), and the job's result is
+ * printed as the local command prints its own — `--json` is the result itself, which the agent
+ * shapes with the same functions — with the same exit codes (the error's code).
+ */
+async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody | RestoreBody, what: string): Promise<{ job: Job; client: AgentClient }> {
+  const agent = ctx.agent!;
+  const client = new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
+  const submitted = kind === 'checkpoint' ? await client.checkpoint(body as CheckpointBody) : await client.restore(body as RestoreBody);
+  const stop = startProgress(what, ctx.json);
+  let signal: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals) => () => {
+    if (signal) return;
+    signal = s;
+    ctx.out.stderr(`\nferry: ${s} received: cancelling job ${submitted.id} on the agent (a checkpoint stops at its safe point)…\n`);
+    client.cancel(submitted.id).catch(() => undefined);
+  };
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) process.on(s, h);
+  let job: Job;
+  try {
+    job = await client.wait(submitted.id, (e) => {
+      if (e.type === 'phase' && engineChannels.phase.hasSubscribers) {
+        engineChannels.phase.publish({ id: -1, operation: kind, phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) } satisfies PhaseEvent);
+      }
+    });
+  } finally {
+    stop();
+    for (const [s, h] of handlers) process.off(s, h);
+  }
+  if (job.state !== 'succeeded' || !job.result) {
+    const e = job.error;
+    const code = e && isErrorCode(e.code) ? e.code : 'ERR_INTERNAL';
+    if (code === 'ERR_INTERRUPTED' || code === 'ERR_CANCELLED') throw new InterruptedError(signal ?? 'SIGTERM', e?.message ?? `job ${job.id} was cancelled`);
+    throw new FerryError(code, e?.message ?? `job ${job.id} ended ${job.state}`, e?.hint ? { hint: e.hint } : {});
+  }
+  return { job, client };
+}
+
+export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandContext, render: (r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal) => void): Promise<number> {
+  const { memoryBudget, target, interrupt: _, ...rest } = req;
+  if (typeof target !== 'string' && typeof target !== 'number') throw new FerryError('ERR_USAGE', 'checkpoint: a parsed target reference cannot be sent to an agent');
+  const body = {
+    ...rest, target,
+    ...(memoryBudget?.memoryBudgetBytes !== undefined ? { memoryBudget: memoryBudget.memoryBudgetBytes } : {}),
+    ...(memoryBudget?.spillToDisk !== undefined ? { spillToDisk: memoryBudget.spillToDisk } : {}),
+  } as CheckpointBody;
+  const { job, client } = await runJob(ctx, 'checkpoint', body, `checkpointing ${target} (agent)`);
+  const r = job.result!;
+  if (ctx.json) {
+    emitJson(ctx.out, r);
+    return 0;
+  }
+  // The human summary needs the manifest (the command line, the container's pid): the agent has it.
+  const snap = await client.snapshot(String(r['snapshot'])) as unknown as SnapshotManifest & { dir: string };
+  const { dir, ...manifest } = snap;
+  const deferred = r['deferredInterrupt'];
+  render({
+    snapshot: manifest.id, dir, manifest, telemetry: r['telemetry'], rebased: r['rebased'] ?? undefined,
+    placement: { spilled: r['spilled'], ...(r['reason'] ? { reason: r['reason'] } : {}) },
+  } as unknown as CheckpointResult, false, ctx.out, typeof deferred === 'string' ? AbortSignal.abort(deferred) : new AbortController().signal);
+  return 0;
+}
+
+export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, render: (id: string, r: Pick<RestoreResult, 'pid' | 'name' | 'timings' | 'container'>, out: Output) => void): Promise<number> {
+  const { interrupt: _, ...body } = req;
+  const { job } = await runJob(ctx, 'restore', body as RestoreBody, `restoring ${req.snapshot} (agent)`);
+  const r = job.result!;
+  if (ctx.json) {
+    emitJson(ctx.out, r);
+    return 0;
+  }
+  const timings = r['timings'] as RestoreResult['timings'];
+  render(req.snapshot, r['kind'] === 'container'
+    ? { pid: r['pid'] as number, name: undefined, timings, container: { id: r['container'] as string, runtime: r['runtime'] as 'runc', stdout: r['stdout'] as string, stderr: r['stderr'] as string } }
+    : { pid: r['pid'] as number, name: (r['name'] as string | null) ?? undefined, timings }, ctx.out);
+  return 0;
+}
