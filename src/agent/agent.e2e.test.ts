@@ -108,7 +108,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     assert.ok(log.some((l) => l.job === job.id && l.state === 'succeeded'), 'the log has the job id on its lines');
   });
 
-  it('the CLI through the agent (--agent URL): checkpoint and restore print and exit as the local commands do', async () => {
+  it('the CLI through the agent (--agent URL): checkpoint, restore and snapshots ls print and exit as the local commands do', async () => {
     const remote = (args: string[], env: Record<string, string> = {}) => ferryCli(store, ['--agent', url, ...args, '--token-file', join(dir, 'token')], env);
     const r = await remote(['checkpoint', 'sleeper', '--leave-running', '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -136,6 +136,17 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     assert.deepEqual(Object.keys(restoredRemote).sort(), Object.keys(restoredLocal).sort());
     assert.equal(restoredRemote['name'], 'copy-remote');
     assert.ok(isAlive(restoredRemote['pid'] as number), 'the restored copy runs');
+
+    // snapshots ls: the same listing (sizes and rows; host memory and ages move between calls).
+    const lsRemote = JSON.parse((await remote(['snapshots', 'ls', '--json'])).stdout) as { snapshots: unknown[]; memoryTier: object };
+    const lsLocal = JSON.parse(await ferryOk(store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[]; memoryTier: object };
+    assert.deepEqual(Object.keys(lsRemote).sort(), Object.keys(lsLocal).sort());
+    assert.deepEqual(lsRemote.snapshots, lsLocal.snapshots);
+    assert.equal(lsRemote.snapshots.length, 5, 'two from the first test, three from this one');
+    const lsHuman = await remote(['snapshots', 'ls']);
+    assert.equal(lsHuman.code, 0, lsHuman.stderr);
+    assert.equal(lsHuman.stdout.split('\n').slice(0, 5).join('\n'), (await ferryOk(store, ['snapshots', 'ls'])).split('\n').slice(0, 5).join('\n'));
+    assert.equal((await remote(['snapshots', 'rm', snap])).code, 2, 'rm does not run remotely yet');
 
     // No token: refused with the agent's code; a verb without remote mode refuses rather than run locally.
     const noToken = await ferryCli(store, ['--agent', url, 'checkpoint', 'sleeper', '--leave-running']);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LimitAdmission } from '../engine/admission.js';
 import { Jobs, type Job } from '../engine/jobs.js';
+import { Store } from '../store/store.js';
 import { FakeEngine } from '../testing/fake-engine.js';
 import { createAgentApp } from './app.js';
 
@@ -126,6 +127,12 @@ describe('agent routes (in-process, fake engine)', () => {
     assert.equal((await gone.json() as { error: { code: string } }).error.code, 'ERR_NO_SNAPSHOT');
   });
 
+  it('GET /v1/store: the listing of `ferry snapshots ls --json` (the store on disk: empty here)', async () => {
+    const l = await (await req('/v1/store')).json() as Record<string, unknown>;
+    assert.deepEqual(Object.keys(l).sort(), ['damaged', 'leftovers', 'memoryTier', 'snapshots', 'totalBytes', 'totalLogicalBytes', 'totalStoredBytes']);
+    assert.deepEqual(l['snapshots'], []);
+  });
+
   it('GET /v1/workloads (an empty store)', async () => {
     assert.deepEqual(await (await req('/v1/workloads')).json(), { workloads: [] });
   });
@@ -179,7 +186,9 @@ describe('agent routes (in-process, fake engine)', () => {
     assert.equal(doc.components.schemas.CheckpointBody.additionalProperties, false);
   });
 
-  it('nothing was written to the store directory by the routes (the fake engine keeps snapshots in memory)', async () => {
-    assert.deepEqual(await readdir(dir), []);
+  it('the routes wrote nothing but the store\'s own layout (the fake engine keeps snapshots in memory)', async () => {
+    const store = new Store({ root: dir });
+    assert.deepEqual(await store.list(), []);
+    assert.ok((await readdir(dir)).every((e) => !e.startsWith('fake-')));
   });
 });

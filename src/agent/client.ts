@@ -1,4 +1,5 @@
 import type { Job, JobEvent, JobState } from '../engine/jobs.js';
+import type { StoreListing } from '../engine/listing.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError } from '../util/errors.js';
 import type { CheckpointBody, RestoreBody } from './schemas.js';
@@ -42,6 +43,8 @@ export class AgentClient {
   async snapshots(): Promise<Record<string, unknown>[]> { return (await this.call<{ snapshots: Record<string, unknown>[] }>('GET', '/v1/snapshots')).snapshots; }
   async snapshot(id: string): Promise<Record<string, unknown>> { return (await this.call<{ snapshot: Record<string, unknown> }>('GET', `/v1/snapshots/${encodeURIComponent(id)}`)).snapshot; }
   removeSnapshot(id: string): Promise<{ removed: string; result: unknown }> { return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`); }
+  /** The store's listing, as `ferry snapshots ls --json` prints it. */
+  listing(): Promise<StoreListing> { return this.call('GET', '/v1/store'); }
   async workloads(): Promise<Record<string, unknown>[]> { return (await this.call<{ workloads: Record<string, unknown>[] }>('GET', '/v1/workloads')).workloads; }
 
   /** The job's events (replayed from its start), ending after its final state. */

@@ -36,6 +36,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
         get: { summary: "one snapshot's manifest", parameters: [param('id', SnapshotId)], responses: { 200: ok('{ snapshot }'), ...errors } },
         delete: { summary: 'remove a snapshot (snapshots building on it take over its pages)', parameters: [param('id', SnapshotId)], responses: { 200: ok('{ removed, result }'), ...errors } },
       },
+      '/v1/store': { get: { summary: 'the store\'s listing, as `ferry snapshots ls --json`: snapshots, damaged ones, leftovers, totals, memory tier', responses: { 200: ok('{ snapshots, damaged, leftovers, totalBytes, totalLogicalBytes, totalStoredBytes, memoryTier }'), ...errors } } },
       '/v1/workloads': { get: { summary: 'the workloads `ferry run` started in this store (as `ferry ps --json`)', responses: { 200: ok('{ workloads }'), ...errors } } },
       '/v1/openapi.json': { get: { summary: 'this document', responses: { 200: ok('OpenAPI 3.1') } } },
       '/metrics': { get: { summary: 'Prometheus text exposition', responses: { 200: { description: 'text/plain; version=0.0.4', content: { 'text/plain': {} } } } } },

@@ -44,7 +44,7 @@ commands:
 global options:
   --json            machine-readable output on stdout (every command)
   --store DIR       snapshot store (default: $FERRY_STORE or /var/lib/ferry)
-  --agent URL       run checkpoint/restore through a ferry agent (default: $FERRY_AGENT; empty: local);
+  --agent URL       run checkpoint/restore/snapshots ls through a ferry agent (default: $FERRY_AGENT; empty: local);
                     its token: --token-file FILE or $FERRY_TOKEN
   --debug           show stack traces on errors
   -h, --help        help for ferry or a command
@@ -78,13 +78,13 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
 }
 
 /** Verbs that run through an agent (--agent URL); the others refuse rather than run locally by surprise. */
-const REMOTE_VERBS = new Set(['checkpoint', 'restore']);
+const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots']);
 
 /** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
 async function remoteSetup(ctx: CommandContext, verb: string, args: string[]): Promise<string[]> {
   if (!ctx.agent) return args;
   if (!REMOTE_VERBS.has(verb)) {
-    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent yet (checkpoint and restore do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
+    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent yet (checkpoint, restore and snapshots ls do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
   }
   const out: string[] = [];
   let tokenFile: string | undefined;

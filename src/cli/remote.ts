@@ -3,6 +3,7 @@ import type { CheckpointBody, RestoreBody } from '../agent/schemas.js';
 import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import type { CheckpointRequest, CheckpointResult, RestoreRequest, RestoreResult } from '../engine/engine.js';
 import type { Job, JobKind } from '../engine/jobs.js';
+import type { StoreListing } from '../engine/listing.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
@@ -88,4 +89,10 @@ export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, re
     ? { pid: r['pid'] as number, name: undefined, timings, container: { id: r['container'] as string, runtime: r['runtime'] as 'runc', stdout: r['stdout'] as string, stderr: r['stderr'] as string } }
     : { pid: r['pid'] as number, name: (r['name'] as string | null) ?? undefined, timings }, ctx.out);
   return 0;
+}
+
+/** `snapshots ls` through the agent: its store's listing (GET /v1/store), the same object ls prints. */
+export async function remoteListing(ctx: CommandContext): Promise<StoreListing> {
+  const agent = ctx.agent!;
+  return new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) }).listing();
 }

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { storeListing } from '../../engine/listing.js';
 import { listWorkloads } from '../../targets/workload-record.js';
 import { workloadStatus } from '../../targets/workload-status.js';
 import { FerryError } from '../../util/errors.js';
@@ -26,6 +27,7 @@ export function storeRoutes(d: AgentDeps): Hono {
     d.log.info({ snapshot: id }, 'snapshot removed');
     return c.json({ removed: id, result: outcome.result });
   });
+  app.get('/v1/store', async (c) => c.json(await storeListing(d.engine.store)));
   app.get('/v1/workloads', async (c) => {
     const records = await listWorkloads(d.engine.store.workloadsDir);
     const snapshots = records.length ? (await d.engine.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];

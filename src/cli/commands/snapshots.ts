@@ -1,7 +1,7 @@
-import { memoryTierUsage, readHostMemory, resolveBudget, resolveReserve, storedBytes } from '../../store/budget.js';
 import { parseDuration } from '../../store/config.js';
 import { recoverInterrupted } from '../../engine/recover.js';
-import { Store, type Leftover } from '../../store/store.js';
+import { Store } from '../../store/store.js';
+import { leftoverRow, storeListing } from '../../engine/listing.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
 import { parse, positiveInt, type Command } from '../command.js';
@@ -38,43 +38,21 @@ export const command: Command = {
     }, 'snapshots');
     const [sub = 'ls', id, ...extra] = positionals;
     const store = new Store({ root: ctx.store });
-    // Interrupted checkpoints are finished (committed) or undone before anything is listed.
-    if (sub === 'ls' || sub === 'gc') await recoverInterrupted(store);
+    // Interrupted checkpoints are finished (committed) or undone before anything is listed (ls: in storeListing).
+    if (sub === 'gc') await recoverInterrupted(store);
     const needId = (): string => {
       if (!id || extra.length) throw new FerryError('ERR_USAGE', `snapshots ${sub}: give exactly one snapshot id`, { hint: 'list them with `ferry snapshots ls`' });
       return id;
     };
+    if (ctx.agent && sub !== 'ls') {
+      throw new FerryError('ERR_USAGE', `\`ferry snapshots ${sub}\` does not run through an agent yet (snapshots ls does)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
+    }
     switch (sub) {
       case 'ls': {
-        const scan = await store.scan();
-        const rows = await Promise.all(scan.snapshots.map(async ({ manifest: m, dir }) => ({
-          id: m.id, createdAt: m.createdAt, tier: m.tier, parent: m.parent ?? null, pid: m.target.pid, workload: m.target.workload ?? null,
-          command: m.target.command, bytes: m.bytes,
-          // What a restore materialises (deduped snapshots record it) vs what its own files occupy.
-          logicalBytes: 'logicalBytes' in m && typeof m.logicalBytes === 'number' ? m.logicalBytes : m.bytes,
-          storedBytes: await storedBytes(dir),
-          criu: m.criu.version,
-        })));
-        const damaged = scan.damaged.map((d) => ({ id: d.id, tier: d.tier, dir: d.dir, reason: d.reason, storedBytes: d.bytes }));
-        const leftovers = scan.leftovers.map(leftoverRow);
-        const budget = await resolveBudget(store.root);
-        const { memoryBaseUsage, orphanMemoryDirs } = await import('../../store/retention.js');
-        const host = await readHostMemory(store);
-        const base = await memoryBaseUsage(store);
-        const memoryTier = {
-          dir: store.existingMemoryDir() ?? null, base: base.base, usedBytes: await memoryTierUsage(store),
-          budgetBytes: budget.budgetBytes ?? null, spillToDisk: budget.spillToDisk,
-          // Every store's memory tier under the same base, and what the host has left.
-          allStoresBytes: base.bytes, stores: base.stores,
-          hostAvailableBytes: host?.availableBytes ?? null, reserveBytes: host ? await resolveReserve(store.root, host.totalBytes) : null,
-          orphans: (await orphanMemoryDirs(store)).map((o) => ({ dir: o.dir, root: o.root ?? null, bytes: o.bytes, reason: o.reason })),
-        };
-        const totals = {
-          totalBytes: rows.reduce((a, r) => a + r.bytes, 0),
-          totalLogicalBytes: rows.reduce((a, r) => a + r.logicalBytes, 0),
-          totalStoredBytes: rows.reduce((a, r) => a + r.storedBytes, 0),
-        };
-        if (ctx.json) { printJson({ snapshots: rows, damaged, leftovers, ...totals, memoryTier }); return 0; }
+        // Through an agent (--agent URL): its store's listing, printed the same way.
+        const listing = ctx.agent ? await (await import('../remote.js')).remoteListing(ctx) : await storeListing(store);
+        const { snapshots: rows, damaged, leftovers, memoryTier, ...totals } = listing;
+        if (ctx.json) { printJson(listing); return 0; }
         const out: string[] = [];
         if (!rows.length) out.push('no snapshots');
         else {
@@ -220,9 +198,3 @@ function formatAge(ms: number): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
 }
 
-function leftoverRow(l: Leftover) {
-  return {
-    id: l.id, kind: l.kind, tier: l.tier ?? null, dir: l.dir ?? null, intent: l.intentPath ?? null, op: l.op ?? null, phase: l.phase ?? null,
-    bytes: l.bytes, ageMs: Math.round(l.ageMs), ownerAlive: l.ownerAlive ?? null, ...(l.damaged ? { damaged: l.damaged } : {}),
-  };
-}
