@@ -97,7 +97,8 @@ export class AgentClient {
     try {
       return await this.doFetch(this.base + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const c = (err as { cause?: { code?: string; message?: string } }).cause;
+      const cause = c?.code ?? c?.message ?? (err as Error).message;
       throw new FerryError('ERR_AGENT_UNREACHABLE', `cannot reach the agent at ${this.base}: ${cause}`, { hint: 'is `ferry agent` running there, and is the URL right?', cause: err });
     }
   }

@@ -83,6 +83,11 @@ const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots']);
 /** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
 async function remoteSetup(ctx: CommandContext, verb: string, args: string[]): Promise<string[]> {
   if (!ctx.agent) return args;
+  // The agent itself and `version` are about this host: always local.
+  if (verb === 'agent' || verb === 'version') {
+    delete ctx.agent;
+    return args;
+  }
   if (!REMOTE_VERBS.has(verb)) {
     throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent yet (checkpoint, restore and snapshots ls do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
   }
