@@ -157,4 +157,15 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     assert.match(ps.stderr, /`ferry ps` does not run through an agent yet/);
     assert.equal((await ferryCli(store, ['ps'], { FERRY_AGENT: '' })).code, 0, 'an empty FERRY_AGENT means local');
   });
+
+  it('SIGTERM stops the agent gracefully: exit 0, the log ends with "agent stopped"', async () => {
+    const a = agent!;
+    const exited = new Promise<number | null>((r) => a.once('exit', (code) => r(code)));
+    a.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))]);
+    assert.equal(code, 0);
+    const lines = (await readFile(join(dir, 'agent.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { msg: string; reason?: string });
+    assert.equal(lines.at(-1)?.msg, 'agent stopped');
+    assert.ok(lines.some((l) => l.msg.startsWith('agent stopping') && l.reason === 'SIGTERM'));
+  });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ferryRefused } from '../testing/ferry-cli.js';
+import { ferryCli, ferryRefused } from '../testing/ferry-cli.js';
 import { isFerryError } from '../util/errors.js';
 import { checkListenSafety, DEFAULT_PORT, isLoopback, parseListen } from './listen.js';
 import { bearerMatches } from './auth.js';
@@ -36,6 +36,21 @@ describe('agent start-up checks', () => {
       await ferryRefused(store, ['agent', '--listen', '0.0.0.0:7387'], /refusing to listen on 0\.0\.0\.0:7387 without a token[\s\S]*--token-file/);
     } finally {
       await rm(store, { recursive: true, force: true });
+    }
+  });
+
+  it('a missing or short token file refuses to start (exit 2, what is wrong with it)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-agent-tok-'));
+    try {
+      const missing = await ferryCli(dir, ['agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'none')]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /^ferry: error: cannot read the token file .*none/);
+      await writeFile(join(dir, 'short'), 'abc\n');
+      const short = await ferryCli(dir, ['agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'short')]);
+      assert.equal(short.code, 2);
+      assert.match(short.stderr, /shorter than 16 characters/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
