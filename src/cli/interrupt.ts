@@ -1,5 +1,6 @@
 import { engineChannels, type CriticalEvent } from '../engine/channels.js';
 import type { Output } from './command.js';
+import { startProgress } from './progress.js';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -40,4 +41,19 @@ export function interruptible(out: Output): { signal: AbortSignal; dispose(): vo
       engineChannels.critical.unsubscribe(onCritical);
     },
   };
+}
+
+/**
+ * Runs a long local operation the way every command does: a progress line, and interrupts
+ * turned into the operation's `interrupt` signal (returned too, to say whether one was deferred).
+ */
+export async function runInterruptible<T>(what: string, ctx: { json: boolean; out: Output }, op: (interrupt: AbortSignal) => Promise<T>): Promise<{ result: T; interrupt: AbortSignal }> {
+  const stop = startProgress(what, ctx.json);
+  const intr = interruptible(ctx.out);
+  try {
+    return { result: await op(intr.signal), interrupt: intr.signal };
+  } finally {
+    stop();
+    intr.dispose();
+  }
 }

@@ -5,8 +5,7 @@ import { parseSize } from '../../store/budget.js';
 import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
 import { emitJson, parse, type Command, type Output } from '../command.js';
-import { interruptible } from '../interrupt.js';
-import { startProgress } from '../progress.js';
+import { runInterruptible } from '../interrupt.js';
 
 export const command: Command = {
   summary: 'Checkpoint a process tree (a pid, or a workload started with `ferry run`) or a container into the store.\n' +
@@ -90,16 +89,8 @@ export const command: Command = {
     };
     // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
     if (ctx.agent) return (await import('../remote.js')).remoteCheckpoint(req, ctx, render);
-    const stop = startProgress(`checkpointing ${target}`, ctx.json);
-    const intr = interruptible(ctx.out);
-    let r: CheckpointResult;
-    try {
-      r = await createEngine({ store: ctx.store }).checkpoint({ ...req, interrupt: intr.signal });
-    } finally {
-      stop();
-      intr.dispose();
-    }
-    render(r, ctx.json, ctx.out, intr.signal);
+    const { result, interrupt } = await runInterruptible(`checkpointing ${target}`, ctx, (signal) => createEngine({ store: ctx.store }).checkpoint({ ...req, interrupt: signal }));
+    render(result, ctx.json, ctx.out, interrupt);
     return 0;
   },
 };

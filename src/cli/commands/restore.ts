@@ -3,8 +3,7 @@ import type { RestoreRequest, RestoreResult } from '../../engine/restore.js';
 import { restoreJson } from '../../engine/result-json.js';
 import { FerryError } from '../../util/errors.js';
 import { emitJson, parse, type Command, type Output } from '../command.js';
-import { interruptible } from '../interrupt.js';
-import { startProgress } from '../progress.js';
+import { runInterruptible } from '../interrupt.js';
 
 export const command: Command = {
   summary: 'Restore a snapshot (a process tree or a container), detached, after checking its checksums and that this host\n' +
@@ -35,15 +34,7 @@ export const command: Command = {
     };
     // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
     if (ctx.agent) return (await import('../remote.js')).remoteRestore(req, ctx, render);
-    const stop = startProgress(`restoring ${id}`, ctx.json);
-    const intr = interruptible(ctx.out);
-    let r: RestoreResult;
-    try {
-      r = await createEngine({ store: ctx.store }).restore({ ...req, interrupt: intr.signal });
-    } finally {
-      stop();
-      intr.dispose();
-    }
+    const { result: r } = await runInterruptible(`restoring ${id}`, ctx, (signal) => createEngine({ store: ctx.store }).restore({ ...req, interrupt: signal }));
     if (ctx.json) emitJson(ctx.out, restoreJson(r));
     else render(id, r, ctx.out);
     return 0;
