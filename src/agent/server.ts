@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { CriuClient } from '../criu/client.js';
 import { LimitAdmission } from '../engine/admission.js';
+import { Admission, hostBudgets } from '../scheduler/admission.js';
 import { createEngine } from '../engine/engine.js';
 import { Jobs } from '../engine/jobs.js';
 import { FerryError } from '../util/errors.js';
@@ -34,7 +35,9 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   checkListenSafety(o.listen, o.token !== undefined);
   const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: o.logFile ?? 2, sync: true, mkdir: true }));
   const engine = createEngine({ store: o.store });
-  const jobs = new Jobs({ engine, admission: new LimitAdmission(availableParallelism()) });
+  // Jobs start up to a few per core; the freeze scheduler then lets one checkpoint freeze its tree
+  // at a time (its measured default: src/bench/concurrency.ts), the others wait at pre-dump unfrozen.
+  const jobs = new Jobs({ engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()) });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   let criu: CriuClient | undefined;
   const agent = createAgentApp({

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { FakeEngine } from '../testing/fake-engine.js';
 import { LimitAdmission } from './admission.js';
 import { isJobId, Jobs, type JobEvent } from './jobs.js';
+import { Admission as SchedulerAdmission } from '../scheduler/admission.js';
 
 describe('Jobs', () => {
   let dir = '';
@@ -22,6 +23,27 @@ describe('Jobs', () => {
     assert.equal(done?.result?.['snapshot'], 'fake-1');
     assert.equal(done?.result?.['bytesWritten'], 40960);
     assert.ok(done?.startedAt && done.endedAt);
+    await jobs.close();
+  });
+
+  it('with the freeze scheduler, a second checkpoint waits for its turn before its freeze, and goes once the first is dumped', async () => {
+    const engine = new FakeEngine(dir);
+    let open = (): void => undefined;
+    engine.gate = new Promise<void>((r) => { open = r; });
+    const scheduler = new SchedulerAdmission({ dumps: 1, memoryBytes: 1 << 30 });
+    const jobs = new Jobs({ engine, admission: new LimitAdmission(4), scheduler });
+    const a = jobs.submit('checkpoint', { target: 'w1' });
+    const b = jobs.submit('checkpoint', { target: 'w2' });
+    await new Promise((r) => setTimeout(r, 50));
+    // Both jobs run (their CRIU started), but only one holds the freeze; the other waits unfrozen.
+    assert.equal(jobs.get(a.id)?.state, 'running');
+    assert.equal(jobs.get(b.id)?.state, 'running');
+    const snap = scheduler.snapshot();
+    assert.deepEqual([snap.running.map((r) => r.id), snap.queued.map((q) => q.id)], [[a.id], [b.id]]);
+    open();
+    assert.equal((await jobs.settled(a.id))?.state, 'succeeded');
+    assert.equal((await jobs.settled(b.id))?.state, 'succeeded');
+    assert.deepEqual([scheduler.snapshot().running, scheduler.snapshot().queued], [[], []], 'every slot is given back');
     await jobs.close();
   });
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorJson, isFerryError } from '../util/errors.js';
 import { LimitAdmission, type Admission } from './admission.js';
+import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
 import { engineChannels, type PhaseEvent } from './channels.js';
 import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
 import { checkpointJson, restoreJson } from './result-json.js';
@@ -66,8 +67,14 @@ interface Entry {
 
 export interface JobsOptions {
   engine: Engine;
-  /** Default: one operation at a time. */
+  /** When a job may start. Default: one operation at a time. */
   admission?: Admission;
+  /**
+   * The freeze scheduler (src/scheduler/): a checkpoint job's CRIU starts, then waits at CRIU's
+   * pre-dump for its turn, so a waiting workload is not frozen; its slot is freed at post-dump,
+   * when its images are complete. Without it, only `admission` orders jobs.
+   */
+  scheduler?: FreezeScheduler;
   /** Finished jobs kept for GET (oldest dropped first). */
   keepFinished?: number;
 }
@@ -81,6 +88,7 @@ export function isJobId(id: string): boolean {
 
 export class Jobs {
   readonly admission: Admission;
+  readonly scheduler: FreezeScheduler | undefined;
   private readonly engine: Engine;
   private readonly keepFinished: number;
   private readonly entries = new Map<string, Entry>();
@@ -93,6 +101,7 @@ export class Jobs {
   constructor(options: JobsOptions) {
     this.engine = options.engine;
     this.admission = options.admission ?? new LimitAdmission(1);
+    this.scheduler = options.scheduler;
     this.keepFinished = options.keepFinished ?? 1000;
     engineChannels.phase.subscribe(this.onPhase);
   }
@@ -194,8 +203,21 @@ export class Jobs {
   private async operate(entry: Entry): Promise<Record<string, unknown>> {
     const interrupt = entry.controller.signal;
     if (entry.job.kind === 'checkpoint') {
-      const r = await this.engine.checkpoint({ ...(entry.request as CheckpointRequest), interrupt });
-      return checkpointJson(r, interrupt.aborted ? { deferredInterrupt: String(interrupt.reason) } : {});
+      const req = entry.request as CheckpointRequest;
+      const sched = this.scheduler;
+      let release: (() => void) | undefined;
+      const gate = sched ? {
+        beforeFreeze: async () => {
+          release = await sched.acquire({ bytes: 0, tier: req.tier ?? 'disk', signal: interrupt, id: entry.job.id });
+        },
+        afterFreeze: () => release?.(),
+      } : {};
+      try {
+        const r = await this.engine.checkpoint({ ...req, ...gate, interrupt });
+        return checkpointJson(r, interrupt.aborted ? { deferredInterrupt: String(interrupt.reason) } : {});
+      } finally {
+        release?.();
+      }
     }
     return restoreJson(await this.engine.restore({ ...(entry.request as RestoreRequest), interrupt }));
   }

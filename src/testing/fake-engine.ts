@@ -38,7 +38,10 @@ export class FakeEngine implements Engine {
     };
     if (req.target === 'fail') throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${req.target}'`, { hint: 'see `ferry ps`' });
     await phase('criu', async () => {
+      // Like CRIU's pre-dump and post-dump: the freeze gate is asked before the (pretend) freeze.
+      await req.beforeFreeze?.();
       await this.gate;
+      req.afterFreeze?.();
       if (req.interrupt?.aborted) throw interruptedError(req.interrupt, 'the workload keeps running');
     });
     let id = '';
