@@ -4,13 +4,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Job } from '../engine/jobs.js';
 import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
 import { isAlive, killQuietly } from '../testing/processes.js';
+import { memcheckWorkload } from '../testing/workloads.js';
 
 /** Resolves with the agent's --json start-up line, or rejects when it exits first or takes over 20 s. */
 function started(child: ChildProcess): Promise<{ listening: string }> {
@@ -167,5 +168,47 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     const lines = (await readFile(join(dir, 'agent.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { msg: string; reason?: string });
     assert.equal(lines.at(-1)?.msg, 'agent stopped');
     assert.ok(lines.some((l) => l.msg.startsWith('agent stopping') && l.reason === 'SIGTERM'));
+  });
+  it('an agent killed (SIGKILL) in the middle of a checkpoint: restarted, it reports the job interrupted; the workload runs on and verifies; nothing half-written is listed', async () => {
+    const inst = await memcheckWorkload({ mib: 200, seed: 5 }).prepare(dir);
+    const big = (JSON.parse(await ferryOk(store, ['run', '--name', 'big', '--json', '--', ...inst.command])) as { pid: number }).pid;
+    try {
+      await inst.waitReady(60_000);
+      const second = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent2.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      url = (await started(second)).listening;
+      const job = ((await (await api('/v1/checkpoints', { method: 'POST', body: JSON.stringify({ target: 'big' }) })).json()) as { job: Job }).job;
+      // Kill it while CRIU writes the pages.
+      const pending = join(store, 'snapshots');
+      for (let i = 0; i < 6000; i++) {
+        const tmp = (await readdir(pending).catch(() => [] as string[])).find((n) => n.startsWith('.tmp-'));
+        const pages = tmp ? (await readdir(join(pending, tmp)).catch(() => [] as string[])).filter((n) => n.startsWith('pages-')) : [];
+        const bytes = await Promise.all(pages.map((n) => stat(join(pending, tmp!, n)).then((x) => x.size, () => 0)));
+        if (bytes.reduce((a, b) => a + b, 0) > 40 << 20) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const gone = new Promise((r) => second.once('exit', r));
+      second.kill('SIGKILL');
+      await gone;
+      const third = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent3.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      url = (await started(third)).listening;
+      try {
+        const after = ((await (await api(`/v1/jobs/${job.id}`)).json()) as { job: Job }).job;
+        assert.equal(after.state, 'failed');
+        assert.equal(after.error?.code, 'ERR_INTERRUPTED');
+        // CRIU was never told to go on: it resumed the tree, and the partial snapshot is gone.
+        assert.ok(isAlive(big), 'the workload runs on');
+        await inst.verify(big);
+        assert.deepEqual((await readdir(pending)).filter((n) => n.startsWith('.tmp-')), [], 'nothing half-written is left');
+        const listed = (JSON.parse(await ferryOk(store, ['snapshots', 'ls', '--json'])) as { leftovers?: unknown[] }).leftovers ?? [];
+        assert.deepEqual(listed, [], 'and nothing is listed as left over');
+      } finally {
+        const exited = new Promise((r) => third.once('exit', r));
+        third.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+        if (third.exitCode === null) third.kill('SIGKILL');
+      }
+    } finally {
+      killQuietly(big);
+    }
   });
 });

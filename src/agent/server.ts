@@ -9,6 +9,8 @@ import { CriuClient } from '../criu/client.js';
 import { LimitAdmission } from '../engine/admission.js';
 import { Admission, hostBudgets } from '../scheduler/admission.js';
 import { createEngine } from '../engine/engine.js';
+import { JobJournal } from '../engine/job-journal.js';
+import { recoverInterrupted } from '../engine/recover.js';
 import { Jobs } from '../engine/jobs.js';
 import { FerryError } from '../util/errors.js';
 import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
@@ -35,9 +37,16 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   checkListenSafety(o.listen, o.token !== undefined);
   const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: o.logFile ?? 2, sync: true, mkdir: true }));
   const engine = createEngine({ store: o.store });
+  // What an earlier agent left: checkpoints it was killed in the middle of are finished or undone
+  // (and announced in the log) before anything else runs; its unfinished jobs read as interrupted.
+  await engine.store.ensure();
+  for (const r of await recoverInterrupted(engine.store)) log.warn({ snapshot: r.snapshot, action: r.action }, `interrupted checkpoint ${r.action}: ${r.reason}`);
   // Jobs start up to a few per core; the freeze scheduler then lets one checkpoint freeze its tree
   // at a time (its measured default: src/bench/concurrency.ts), the others wait at pre-dump unfrozen.
-  const jobs = new Jobs({ engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()) });
+  const jobs = new Jobs({
+    engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()),
+    journal: new JobJournal(join(engine.store.root, 'jobs')),
+  });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   let criu: CriuClient | undefined;
   const agent = createAgentApp({

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { FakeEngine } from '../testing/fake-engine.js';
 import { LimitAdmission } from './admission.js';
 import { isJobId, Jobs, type JobEvent } from './jobs.js';
+import { JobJournal } from './job-journal.js';
 import { Admission as SchedulerAdmission } from '../scheduler/admission.js';
 
 describe('Jobs', () => {
@@ -45,6 +46,26 @@ describe('Jobs', () => {
     assert.equal((await jobs.settled(b.id))?.state, 'succeeded');
     assert.deepEqual([scheduler.snapshot().running, scheduler.snapshot().queued], [[], []], 'every slot is given back');
     await jobs.close();
+  });
+
+  it('job records outlive the process: finished jobs come back as they were; unfinished ones read as interrupted', async () => {
+    const journal = new JobJournal(join(dir, 'jobs'));
+    const first = new Jobs({ engine: new FakeEngine(dir), journal });
+    const done = await first.settled(first.submit('checkpoint', { target: 'w1' }).id);
+    await first.close();
+    // A job a killed agent left running: its record says so.
+    const orphan = { id: 'j-00000000000000aa', kind: 'checkpoint' as const, state: 'running' as const, phases: [], createdAt: new Date().toISOString() };
+    journal.save(orphan);
+    const again = new Jobs({ engine: new FakeEngine(dir), journal });
+    assert.deepEqual(again.get(done!.id)?.result, JSON.parse(JSON.stringify(done?.result)) as unknown, 'as JSON keeps it');
+    assert.equal(again.get(done!.id)?.state, 'succeeded');
+    const o = again.get(orphan.id);
+    assert.equal(o?.state, 'failed');
+    assert.equal(o?.error?.code, 'ERR_INTERRUPTED');
+    assert.match(o?.error?.hint ?? '', /crash recovery/);
+    // ... and that verdict is itself recorded.
+    assert.equal(new JobJournal(join(dir, 'jobs')).load().find((j) => j.id === orphan.id)?.state, 'failed');
+    await again.close();
   });
 
   it('replays events to a late subscriber, then stops after the final state', async () => {

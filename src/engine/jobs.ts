@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errorJson, isFerryError } from '../util/errors.js';
 import { LimitAdmission, type Admission } from './admission.js';
+import type { JobJournal } from './job-journal.js';
 import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
 import { engineChannels, type PhaseEvent } from './channels.js';
 import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
@@ -77,6 +78,12 @@ export interface JobsOptions {
   scheduler?: FreezeScheduler;
   /** Finished jobs kept for GET (oldest dropped first). */
   keepFinished?: number;
+  /**
+   * Where job records outlive this process. At start-up, jobs a previous process left queued or
+   * running are reported failed with ERR_INTERRUPTED (their checkpoints were finished or undone
+   * by the engine's crash recovery).
+   */
+  journal?: JobJournal;
 }
 
 const JOB_ID = /^j-[0-9a-f]{16}$/;
@@ -91,6 +98,7 @@ export class Jobs {
   readonly scheduler: FreezeScheduler | undefined;
   private readonly engine: Engine;
   private readonly keepFinished: number;
+  private readonly journal: JobJournal | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly scope = new AsyncLocalStorage<string>();
   /** Telemetry id → job id, learnt from the first phase event seen in a job's scope. */
@@ -103,7 +111,34 @@ export class Jobs {
     this.admission = options.admission ?? new LimitAdmission(1);
     this.scheduler = options.scheduler;
     this.keepFinished = options.keepFinished ?? 1000;
+    this.journal = options.journal;
+    if (this.journal) this.reload(this.journal);
     engineChannels.phase.subscribe(this.onPhase);
+  }
+
+  /** Jobs of earlier agents: finished ones as they were; unfinished ones failed, interrupted. */
+  private reload(journal: JobJournal): void {
+    for (const job of journal.load()) {
+      if (!FINAL_STATES.includes(job.state)) {
+        job.state = 'failed';
+        job.endedAt = new Date().toISOString();
+        job.error = {
+          code: 'ERR_INTERRUPTED',
+          message: 'the agent stopped while this job was queued or running',
+          hint: job.kind === 'checkpoint'
+            ? 'the workload runs on, or its complete snapshot was committed by the store\'s crash recovery: see the store\'s snapshots and workloads'
+            : 'see the store\'s workloads: the restore may or may not have happened',
+        };
+        delete job.queuePosition;
+        journal.save(job);
+      }
+      const entry: Entry = {
+        job, request: {} as JobRequest, controller: new AbortController(), cancelRequested: false,
+        events: [{ type: 'state', state: job.state, job: structuredClone(job) }], emitter: new EventEmitter(), done: Promise.resolve(),
+      };
+      this.entries.set(job.id, entry);
+    }
+    this.prune();
   }
 
   /** Every event of every job (metrics and logs). */
@@ -120,6 +155,11 @@ export class Jobs {
       done: Promise.resolve(),
     };
     this.entries.set(id, entry);
+    try {
+      this.journal?.save(entry.job);
+    } catch {
+      // history only (see setState)
+    }
     this.emit(entry, { type: 'state', state: 'queued', job: this.view(entry) });
     entry.done = this.run(entry);
     return this.view(entry);
@@ -253,6 +293,12 @@ export class Jobs {
 
   private setState(entry: Entry, state: JobState): void {
     entry.job.state = state;
+    // Recorded before anyone hears of it: a state reported is a state that survives a crash.
+    try {
+      this.journal?.save(entry.job);
+    } catch {
+      // a full or failing disk must not fail the job itself; the record is only history
+    }
     this.emit(entry, { type: 'state', state, job: this.view(entry) });
   }
 
@@ -273,6 +319,9 @@ export class Jobs {
 
   private prune(): void {
     const finished = [...this.entries.values()].filter((e) => FINAL_STATES.includes(e.job.state));
-    for (const e of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) this.entries.delete(e.job.id);
+    for (const e of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) {
+      this.entries.delete(e.job.id);
+      this.journal?.forget(e.job.id);
+    }
   }
 }

@@ -100,7 +100,7 @@ export const ERROR_CODES = {
   ERR_UNAUTHORIZED: failed(401, 'the agent needs `Authorization: Bearer <token>` with its token, and the request had none or another'),
   ERR_BODY_TOO_LARGE: failed(413, "the request's body is larger than the agent accepts"),
   ERR_NO_ROUTE: failed(404, 'the agent has no such route (method and path)'),
-  ERR_NO_JOB: failed(404, 'no job with that id (finished jobs are kept in memory until the agent restarts)'),
+  ERR_NO_JOB: failed(404, 'no job with that id (the newest 1,000 finished jobs are kept)'),
   ERR_LISTEN_UNSAFE: failed(400, 'the agent was asked to listen on a non-loopback address without a token'),
   ERR_AGENT_UNREACHABLE: failed(503, 'the agent could not be reached (refused, timed out) or answered something that is not its API'),
   ERR_LISTEN: failed(503, 'the agent cannot listen on the address (in use, or not an address of this host)'),
