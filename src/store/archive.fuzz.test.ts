@@ -10,10 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import tar from 'tar-stream';
@@ -21,11 +21,9 @@ import { compress, decompress } from 'zstd-napi';
 import { decodesOrNames, fuzzParams, mutated, withTimeout } from '../testing/fuzz.js';
 import { withTempDir } from '../testing/processes.js';
 import { isFerryError } from '../util/errors.js';
-import { ARCHIVE_TRAILER, exportSnapshot, importArchive, type TrailerMember } from './archive.js';
-import { checksumDir, HASH_ALGORITHM } from './checksums.js';
-import type { SnapshotManifest } from './manifest.js';
+import { ARCHIVE_TRAILER, importArchive, type TrailerMember } from './archive.js';
 import { Store } from './store.js';
-import { fakeManifest } from './testing-manifest.js';
+import { exportedBytes, makeHandSnapshot } from './testing-snapshots.js';
 
 type MemberType = 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo';
 interface Member { name: string; type: MemberType; body: Buffer; linkname?: string }
@@ -33,32 +31,10 @@ interface Member { name: string; type: MemberType; body: Buffer; linkname?: stri
 const SOURCE = 'fuzz.ferry';
 
 /** A small snapshot made by hand, with real checksums. */
-async function makeSnapshot(store: Store, id: string, parent: string | undefined, seed: number): Promise<void> {
-  const dir = join(store.tierDir('disk'), id);
-  await mkdir(dir, { recursive: true });
-  const pages = Buffer.alloc(8192);
-  for (let i = 0; i < pages.length; i++) pages[i] = (i * 31 + seed * 7) & 0xff;
-  await writeFile(join(dir, 'pages-1.img'), pages);
-  await writeFile(join(dir, 'pagemap-1.img'), `pagemap ${id}`);
-  await writeFile(join(dir, 'dump.log'), `log of ${id}\n`);
-  if (parent) await symlink(`../${parent}`, join(dir, 'parent'));
-  const files = await checksumDir(dir);
-  const manifest = {
-    // (a complete manifest: the store reads manifests through a schema, see layout.ts)
-    ...fakeManifest(id, 'disk'), parent, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString(),
-    target: { kind: 'process', pid: 1, workload: undefined, command: ['x'], ownPidNamespace: true },
-    bytes: Object.values(files).reduce((a, f) => a + f.size, 0), algorithm: HASH_ALGORITHM, files,
-  } as unknown as SnapshotManifest;
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
-}
+const makeSnapshot = (store: Store, id: string, parent: string | undefined, seed: number): Promise<void> =>
+  makeHandSnapshot(store, id, { parent, seed, pagesBytes: 8192, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seed)).toISOString() });
 
-async function exported(store: Store, id: string): Promise<Buffer> {
-  const sink = new PassThrough();
-  const chunks: Buffer[] = [];
-  sink.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(store, id, sink);
-  return Buffer.concat(chunks);
-}
+const exported = exportedBytes;
 
 async function membersOf(tarBytes: Buffer): Promise<Member[]> {
   const out: Member[] = [];

@@ -2,48 +2,23 @@
 // every rejection on hand-built malicious archives (tar-stream + zstd-napi, as an attacker would).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { compress, decompress } from 'zstd-napi';
 import { withTempDir } from '../testing/processes.js';
 import { isFerryError } from '../util/errors.js';
-import { ARCHIVE_HEADER, ARCHIVE_TRAILER, exportSnapshot, importArchive, type ArchiveHeader, type TrailerMember } from './archive.js';
-import { checksumDir, HASH_ALGORITHM } from './checksums.js';
-import type { SnapshotManifest } from './manifest.js';
+import { ARCHIVE_HEADER, ARCHIVE_TRAILER, importArchive, type ArchiveHeader, type TrailerMember } from './archive.js';
 import { Store } from './store.js';
+import { exportedBytes, makeHandSnapshot } from './testing-snapshots.js';
 
 /** A snapshot made by hand: a few "image" files, a log, a manifest with real checksums. */
-async function makeSnapshot(store: Store, id: string, parent?: string, seed = 1): Promise<void> {
-  const dir = join(store.tierDir('disk'), id);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const pages = Buffer.alloc(256 << 10);
-  for (let i = 0; i < pages.length; i++) pages[i] = (i * 31 + seed * 7) & 0xff;
-  await writeFile(join(dir, 'pages-1.img'), pages);
-  await writeFile(join(dir, 'pagemap-1.img'), Buffer.from(`pagemap ${id}`));
-  await writeFile(join(dir, 'dump.log'), `log of ${id}\n`);
-  if (parent) await symlink(`../${parent}`, join(dir, 'parent'));
-  const files = await checksumDir(dir);
-  const manifest = {
-    format: 1, id, name: undefined, parent, tier: 'disk', createdAt: new Date(Date.now() + seed).toISOString(),
-    target: { kind: 'process', pid: 1, workload: undefined, command: ['x'], ownPidNamespace: true },
-    host: { hostname: 'h', kernel: 'k', arch: 'x64', cpuFlags: [] }, criu: { version: '4.2.1' },
-    options: { tcpEstablished: false, extUnixSk: false, fileLocks: false, shellJob: false },
-    stats: undefined, timings: { totalMs: 0, criuMs: 0, checksumMs: 0 },
-    bytes: Object.values(files).reduce((a, f) => a + f.size, 0), algorithm: HASH_ALGORITHM, files,
-  } as unknown as SnapshotManifest;
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
-}
+const makeSnapshot = (store: Store, id: string, parent?: string, seed = 1): Promise<void> =>
+  makeHandSnapshot(store, id, { parent, seed, pagesBytes: 256 << 10, createdAt: new Date(Date.now() + seed).toISOString() });
 
-async function exported(store: Store, id: string): Promise<Buffer> {
-  const sink = new PassThrough();
-  const chunks: Buffer[] = [];
-  sink.on('data', (c: Buffer) => chunks.push(c));
-  await exportSnapshot(store, id, sink);
-  return Buffer.concat(chunks);
-}
+const exported = exportedBytes;
 
 interface Member { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo'; body?: Buffer; linkname?: string }
 

@@ -1,11 +1,11 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readRestoreStats } from '../criu/images/stats.js';
 import type { ContainerTarget } from '../store/manifest.js';
 import { FerryError } from '../util/errors.js';
 import { containerState, DEFAULT_RUNTIME_ROOT, findContainer, ownNamespaces, readBundleSpec, runtimeBinary, stdioDescriptors, type OciSpec, type Runtime } from './container.js';
-import { externalMountsOf, SPEC_DUMP } from './container-io.js';
-import type { DriverPaths, LiveTarget, RestoreCall, RestoredTarget, TargetRef } from './driver.js';
+import { externalMountsOf } from './container-io.js';
+import type { LiveTarget, RestoreCall, RestoredTarget, TargetRef } from './driver.js';
 
 /** What resolving a container found, beyond its manifest record. */
 export interface ContainerFacts { root: string; specText: string; spec: OciSpec }
@@ -82,9 +82,3 @@ export async function restoredContainer(plan: ContainerRestorePlan, pid: number,
   };
 }
 
-/** The spec travels in the snapshot (as in Podman's archives). */
-export async function specOf(dir: string): Promise<string | undefined> {
-  return readFile(join(dir, SPEC_DUMP), 'utf8').catch(() => undefined);
-}
-
-export type { DriverPaths };

@@ -16,8 +16,6 @@ export interface RestoreOnlyOptions {
 
 export type { RecordedOptions };
 
-export const NO_OPTIONS: RecordedOptions = { tcpEstablished: false, extUnixSk: false, fileLocks: false, shellJob: false };
-
 /** Only the set fields: CRIU's options distinguish "unset" from "false". */
 function common(o: RecordedOptions): Partial<CriuOptions> {
   return {
