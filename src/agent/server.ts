@@ -11,7 +11,7 @@ import { Admission, hostBudgets } from '../scheduler/admission.js';
 import { createEngine } from '../engine/engine.js';
 import { JobJournal } from '../engine/job-journal.js';
 import { recoverInterrupted } from '../engine/recover.js';
-import { Jobs } from '../engine/jobs.js';
+import { Jobs, type Job } from '../engine/jobs.js';
 import { FerryError } from '../util/errors.js';
 import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
 import { checkListenSafety, type ListenAddress } from './listen.js';
@@ -45,7 +45,7 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   // at a time (its measured default: src/bench/concurrency.ts), the others wait at pre-dump unfrozen.
   const jobs = new Jobs({
     engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()),
-    journal: new JobJournal(join(engine.store.root, 'jobs')),
+    journal: new JobJournal<Job>(join(engine.store.root, 'jobs')),
   });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   let criu: CriuClient | undefined;

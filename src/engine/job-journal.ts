@@ -1,6 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Job } from './jobs.js';
 
 /**
  * Job records that outlive the agent: one JSON file per job in `<store>/jobs/`, rewritten
@@ -8,12 +7,15 @@ import type { Job } from './jobs.js';
  * rarely, read once at start-up: plain files do the job, and an embedded database (SQLite)
  * would add a native build for nothing this needs (no queries beyond "all of them").
  */
-export class JobJournal {
+/** What the journal needs of a job record (jobs.ts's Job has these and more). */
+export interface JournalRecord { id: string; kind: string; state: string; createdAt: string }
+
+export class JobJournal<T extends JournalRecord = JournalRecord> {
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  save(job: Job): void {
+  save(job: T): void {
     const path = join(this.dir, `${job.id}.json`);
     const tmp = `${path}.tmp-${process.pid}`;
     const fd = openSync(tmp, 'w', 0o600);
@@ -36,12 +38,12 @@ export class JobJournal {
   }
 
   /** Every readable record (a damaged or half-written one is skipped), oldest first. */
-  load(): Job[] {
-    const out: Job[] = [];
+  load(): T[] {
+    const out: T[] = [];
     for (const n of readdirSync(this.dir)) {
       if (!/^j-[0-9a-f]{16}\.json$/.test(n)) continue;
       try {
-        const j = JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as Job;
+        const j = JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as T;
         if (typeof j.id === 'string' && typeof j.state === 'string' && typeof j.kind === 'string') out.push(j);
       } catch {
         // a record being replaced when the agent died: its previous version was renamed over

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FakeEngine } from '../testing/fake-engine.js';
 import { LimitAdmission } from './admission.js';
-import { isJobId, Jobs, type JobEvent } from './jobs.js';
+import { isJobId, Jobs, type Job, type JobEvent } from './jobs.js';
 import { JobJournal } from './job-journal.js';
 import { Admission as SchedulerAdmission } from '../scheduler/admission.js';
 
@@ -49,7 +49,7 @@ describe('Jobs', () => {
   });
 
   it('job records outlive the process: finished jobs come back as they were; unfinished ones read as interrupted', async () => {
-    const journal = new JobJournal(join(dir, 'jobs'));
+    const journal = new JobJournal<Job>(join(dir, 'jobs'));
     const first = new Jobs({ engine: new FakeEngine(dir), journal });
     const done = await first.settled(first.submit('checkpoint', { target: 'w1' }).id);
     await first.close();

@@ -83,7 +83,7 @@ export interface JobsOptions {
    * running are reported failed with ERR_INTERRUPTED (their checkpoints were finished or undone
    * by the engine's crash recovery).
    */
-  journal?: JobJournal;
+  journal?: JobJournal<Job>;
 }
 
 const JOB_ID = /^j-[0-9a-f]{16}$/;
@@ -98,7 +98,7 @@ export class Jobs {
   readonly scheduler: FreezeScheduler | undefined;
   private readonly engine: Engine;
   private readonly keepFinished: number;
-  private readonly journal: JobJournal | undefined;
+  private readonly journal: JobJournal<Job> | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly scope = new AsyncLocalStorage<string>();
   /** Telemetry id → job id, learnt from the first phase event seen in a job's scope. */
@@ -117,7 +117,7 @@ export class Jobs {
   }
 
   /** Jobs of earlier agents: finished ones as they were; unfinished ones failed, interrupted. */
-  private reload(journal: JobJournal): void {
+  private reload(journal: JobJournal<Job>): void {
     for (const job of journal.load()) {
       if (!FINAL_STATES.includes(job.state)) {
         job.state = 'failed';
