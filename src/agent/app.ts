@@ -13,6 +13,8 @@ import { jobRoutes } from './routes/jobs.js';
 import { metaRoutes } from './routes/meta.js';
 import { operationRoutes } from './routes/operations.js';
 import { storeRoutes } from './routes/snapshots.js';
+import { migrationRoutes } from './routes/migrations.js';
+import type { IncomingMigrations } from '../migrate/incoming.js';
 
 export interface AgentAppOptions {
   engine: Engine;
@@ -24,6 +26,7 @@ export interface AgentAppOptions {
   log?: Logger;
   version?: string;
   criuVersion?: () => Promise<string | null>;
+  migrations?: IncomingMigrations;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -36,7 +39,7 @@ export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void } {
   const log = o.log ?? pino({ level: 'silent' });
   const metrics = createMetrics(o.jobs);
-  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)) };
+  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations };
   const unlog = o.jobs.observe((job, e) => {
     if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
     else log.info({ job: job.id, kind: job.kind, state: e.state, ...(job.error ? { error: job.error } : {}) }, 'job state');
@@ -76,6 +79,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   app.route('/', operationRoutes(d));
   app.route('/', jobRoutes(d));
   app.route('/', storeRoutes(d));
+  app.route('/', migrationRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
   app.onError((err, c) => {
     // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.

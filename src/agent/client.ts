@@ -80,8 +80,14 @@ export class AgentClient {
     return this.job(id);
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.send(method, path, body, AbortSignal.timeout(this.o.timeoutMs ?? 30_000));
+  /** Any JSON route (the migration protocol's peer calls use it), with its own time limit. */
+  request<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    return this.call(method, path, body, opts);
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    const limit = AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000);
+    const res = await this.send(method, path, body, opts.signal ? AbortSignal.any([limit, opts.signal]) : limit);
     if (!res.ok) throw await errorOf(res);
     try {
       return await res.json() as T;

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { Jobs } from '../engine/jobs.js';
+import type { IncomingMigrations } from '../migrate/incoming.js';
 
 /** What every route reads: set once by createAgentApp. */
 export interface AgentDeps {
@@ -12,4 +13,6 @@ export interface AgentDeps {
   version: string;
   /** CRIU's version text, or null when CRIU cannot be asked (health still answers). */
   criuVersion: () => Promise<string | null>;
+  /** The destination's side of migrations (absent: this agent takes none). */
+  migrations?: IncomingMigrations | undefined;
 }

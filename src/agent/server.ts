@@ -15,6 +15,9 @@ import { Jobs, type Job } from '../engine/jobs.js';
 import { FerryError } from '../util/errors.js';
 import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
 import { checkListenSafety, type ListenAddress } from './listen.js';
+import { IncomingMigrations, recoverIncoming } from '../migrate/incoming.js';
+import { runMigration } from '../migrate/job.js';
+import type { MigrateBody } from './routes/migrations.js';
 
 export interface AgentServerOptions {
   listen: ListenAddress;
@@ -37,22 +40,27 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   checkListenSafety(o.listen, o.token !== undefined);
   const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: o.logFile ?? 2, sync: true, mkdir: true }));
   const engine = createEngine({ store: o.store });
+  let criu: CriuClient | undefined;
+  const criuText = async (): Promise<string | null> => (await (criu ??= new CriuClient()).version()).text;
   // What an earlier agent left: checkpoints it was killed in the middle of are finished or undone
   // (and announced in the log) before anything else runs; its unfinished jobs read as interrupted.
   await engine.store.ensure();
   for (const r of await recoverInterrupted(engine.store)) log.warn({ snapshot: r.snapshot, action: r.action }, `interrupted checkpoint ${r.action}: ${r.reason}`);
   // Jobs start up to a few per core; the freeze scheduler then lets one checkpoint freeze its tree
   // at a time (its measured default: src/bench/concurrency.ts), the others wait at pre-dump unfrozen.
+  const migrations = new IncomingMigrations({ engine, criuVersion: () => criuText() });
+  for (const r of await recoverIncoming(engine)) log.warn({ migration: r.id, removed: r.removed }, 'an unfinished incoming migration of an earlier agent was undone');
   const jobs = new Jobs({
+    migrate: (req, interrupt) => runMigration(engine, req.migrate as unknown as MigrateBody, interrupt),
     engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()),
     journal: new JobJournal<Job>(join(engine.store.root, 'jobs')),
   });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
-  let criu: CriuClient | undefined;
   const agent = createAgentApp({
+    migrations,
     engine, jobs, log, version: pkg.version, bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ...(o.token !== undefined ? { token: o.token } : {}),
-    criuVersion: async () => (await (criu ??= new CriuClient()).version()).text,
+    criuVersion: criuText,
   });
   const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {
@@ -73,6 +81,7 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
         log.info({ reason }, 'agent stopping: cancelling unfinished jobs');
         server.close();
         await jobs.close(reason);
+        await migrations.close();
         server.closeAllConnections();
         agent.dispose();
         log.info('agent stopped');

@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   version: () => import('./commands/version.js'),
   bench: () => import('./commands/bench.js'),
   agent: () => import('./commands/agent.js'),
+  migrate: () => import('./commands/migrate.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -39,6 +40,7 @@ commands:
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version
   bench             memory|concurrency|warmstart|dedup|overhead|all [--quick]: the seed experiments, JSON + HTML report
+  migrate           move a running workload to another host's agent (--to HOST|URL), behind a commit point
   agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
 
 global options:
@@ -78,7 +80,7 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
 }
 
 /** Verbs that run through an agent (--agent URL); the others refuse rather than run locally by surprise. */
-const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots']);
+const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'migrate']);
 
 /** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
 async function remoteSetup(ctx: CommandContext, verb: string, args: string[]): Promise<string[]> {

@@ -14,7 +14,7 @@ export const engineChannels = {
   recovered: diagnostics_channel.channel('ferry:engine:recovered'),
 } as const;
 
-export type EngineOperation = 'checkpoint' | 'restore';
+export type EngineOperation = 'checkpoint' | 'restore' | 'migrate';
 
 export interface PhaseEvent {
   /** The operation's telemetry id. */

@@ -51,9 +51,30 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
   beforeFreeze?: () => Promise<void>;
   /** Called at CRIU's post-dump notification (images complete; the tree resumes or ends on the answer): frees the gate's slot. */
   afterFreeze?: () => void;
+  /**
+   * A migration's hold of the commit point: awaited at CRIU's post-dump notification, with the
+   * tree frozen and its images complete in `imagesDir`, before CRIU is answered. If it returns,
+   * CRIU ends the tree (the workload lives on elsewhere) and the snapshot is sealed here as usual;
+   * if it throws, CRIU resumes the tree, the partial snapshot is removed and its error is the
+   * checkpoint's. Not with leaveRunning, and only where ferry drives CRIU (processes, crun).
+   */
+  handoff?: (h: Handoff) => Promise<void>;
+  /** Called once CRIU reports the dump done (with a handoff: the tree has ended), before the seal. */
+  onDumped?: () => void;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
+
+/** What a migration's handoff gets at the commit point: the complete images and what they are. */
+export interface Handoff {
+  imagesDir: string;
+  snapshotId: string;
+  rootPid: number;
+  target: SnapshotManifest['target'];
+  options: RecordedOptions;
+  criuVersion: string;
+  name: string | undefined;
+}
 
 /** What a checkpoint's intent record carries, for engine/recover.ts. */
 export interface CheckpointIntent {
@@ -103,6 +124,11 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
   const versionP = criu.requireVersion(CRIU_MIN.ferry, 'checkpoints');
   versionP.catch(() => undefined);
   const { driver, live } = await phases.run('resolve', () => resolveLive(ref, driverPaths(store), options));
+  if (req.handoff && (req.leaveRunning || !driver.ownsCriu)) {
+    throw new FerryError('ERR_USAGE', req.leaveRunning
+      ? 'a migration ends the source copy: it cannot be asked to leave it running'
+      : `${live.label} is run by ${driver.name}, which runs CRIU itself: its dump cannot be held at the commit point`);
+  }
   phases.rec.watch(live.rootPid);
   const lock = await acquireLock(store.root, live.lockKey, `a checkpoint of ${live.label}`);
   try {
@@ -148,6 +174,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const previousP = mode === 'newest-flat' ? allP.then((all) => newestOf(store, who, tier, all)).catch(() => undefined) : Promise.resolve(undefined);
       const watchdog = driver.ownsCriu ? await new Watchdog({ pid: live.rootPid, label: live.label, workDir, imagesDir: pending.dir }).start() : undefined;
       const beforeFreeze = req.beforeFreeze;
+      let handoffError: unknown;
       const handlers: NotifyHandlers = {
         ...(beforeFreeze ? {
           'pre-dump': async () => {
@@ -158,9 +185,24 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
         } : {}),
         // The commit point of a dump: everything is written; answering failure makes CRIU
         // resume the tree, answering success lets it kill the tree (unless --leave-running).
-        'post-dump': () => {
+        'post-dump': async () => {
           req.afterFreeze?.();
           throwIfInterrupted(req.interrupt, 'stopped before the commit point');
+          const handoff = req.handoff;
+          if (handoff) {
+            // The tree stays frozen while the images travel and are restored elsewhere; CRIU
+            // resumes it if this throws (or if ferry dies: its answer never comes).
+            const go = () => phases.run('handoff', () => handoff({
+              imagesDir: pending.dir, snapshotId: pending.id, rootPid: live.rootPid, target: live.record, options, criuVersion: version.text, name: req.name,
+            }));
+            try {
+              await (watchdog ? watchdog.hold(go) : go());
+            } catch (e) {
+              handoffError = e;
+              throw e;
+            }
+            throwIfInterrupted(req.interrupt, 'stopped before the commit point');
+          }
           watchdog?.disarm();
           enterCritical();
           // From here on the images are complete. Recorded beside the answer, not before it (the
@@ -185,7 +227,10 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           enterCritical();
           await pending.updateIntent({ phase: 'dumped' });
         }
+        req.onDumped?.();
       } catch (err) {
+        // The migration's own failure is the reason CRIU resumed the tree, not CRIU's complaint.
+        if (handoffError !== undefined && !critical) throw handoffError instanceof Error ? handoffError : new FerryError('ERR_INTERNAL', 'the migration handoff failed');
         if (req.interrupt?.aborted && !critical) {
           throw interruptedError(req.interrupt, `CRIU resumed ${live.label}, which runs on; the partial snapshot was removed`);
         }

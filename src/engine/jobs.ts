@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { errorJson, isFerryError } from '../util/errors.js';
+import { errorJson, FerryError, isFerryError } from '../util/errors.js';
 import { LimitAdmission, type Admission } from './admission.js';
 import type { JobJournal } from './job-journal.js';
 import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
@@ -16,11 +16,17 @@ import { checkpointJson, restoreJson } from './result-json.js';
  * attributed to it without the engine knowing about jobs. Records live in memory only (surviving
  * a restart is a later slice).
  */
-export type JobKind = 'checkpoint' | 'restore';
+export type JobKind = 'checkpoint' | 'restore' | 'migrate';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
-export type JobRequest = Omit<CheckpointRequest, 'interrupt'> | Omit<RestoreRequest, 'interrupt'>;
+export type JobRequest = Omit<CheckpointRequest, 'interrupt'> | Omit<RestoreRequest, 'interrupt'> | MigrateJobRequest;
+
+/** A migration job's request: what the migration runner (migrate/migrate.ts, given by the agent) takes. */
+export interface MigrateJobRequest { migrate: Record<string, unknown> }
+
+/** Runs a migration job (kept out of the engine: the agent passes migrate/migrate.ts in). */
+export type MigrationRunner = (req: MigrateJobRequest, interrupt: AbortSignal) => Promise<Record<string, unknown>>;
 
 export interface JobPhase {
   name: string;
@@ -35,6 +41,8 @@ export interface JobError {
   hint?: string;
   /** The phase that was running when it failed. */
   phase?: string;
+  /** Migrations: where the workload is now ("running on source", …). */
+  workload?: string;
 }
 
 export interface Job {
@@ -78,6 +86,8 @@ export interface JobsOptions {
   scheduler?: FreezeScheduler;
   /** Finished jobs kept for GET (oldest dropped first). */
   keepFinished?: number;
+  /** Runs migration jobs (without it, a migration job fails: this agent cannot migrate). */
+  migrate?: MigrationRunner;
   /**
    * Where job records outlive this process. At start-up, jobs a previous process left queued or
    * running are reported failed with ERR_INTERRUPTED (their checkpoints were finished or undone
@@ -98,6 +108,7 @@ export class Jobs {
   readonly scheduler: FreezeScheduler | undefined;
   private readonly engine: Engine;
   private readonly keepFinished: number;
+  private readonly migrator: MigrationRunner | undefined;
   private readonly journal: JobJournal<Job> | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly scope = new AsyncLocalStorage<string>();
@@ -111,6 +122,7 @@ export class Jobs {
     this.admission = options.admission ?? new LimitAdmission(1);
     this.scheduler = options.scheduler;
     this.keepFinished = options.keepFinished ?? 1000;
+    this.migrator = options.migrate;
     this.journal = options.journal;
     if (this.journal) this.reload(this.journal);
     engineChannels.phase.subscribe(this.onPhase);
@@ -231,8 +243,9 @@ export class Jobs {
     } catch (err) {
       // The phase it failed in: the last one that started (its end is published as the error unwinds).
       const last = job.phases.at(-1);
-      const { code, message, hint } = errorJson(err) as { code: string; message: string; hint?: string };
-      const error: JobError = { code, message, ...(hint ? { hint } : {}), ...(last ? { phase: last.name } : {}) };
+      const { code, message, hint, phase, workload } = errorJson(err) as { code: string; message: string; hint?: string; phase?: string; workload?: string };
+      const named = phase ?? last?.name;
+      const error: JobError = { code, message, ...(hint ? { hint } : {}), ...(named ? { phase: named } : {}), ...(workload ? { workload } : {}) };
       const cancelled = entry.cancelRequested && isFerryError(err, 'ERR_INTERRUPTED');
       this.finish(entry, cancelled ? 'cancelled' : 'failed', { error });
     } finally {
@@ -258,6 +271,10 @@ export class Jobs {
       } finally {
         release?.();
       }
+    }
+    if (entry.job.kind === 'migrate') {
+      if (!this.migrator) throw new FerryError('ERR_USAGE', 'this agent does not run migrations');
+      return this.migrator(entry.request as MigrateJobRequest, interrupt);
     }
     return restoreJson(await this.engine.restore({ ...(entry.request as RestoreRequest), interrupt }));
   }

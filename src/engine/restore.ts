@@ -33,6 +33,13 @@ export interface RestoreRequest {
   /** Restore established TCP connections as closed (`--tcp-close`): their peers are gone. */
   tcpClose?: boolean;
   interrupt?: AbortSignal;
+  /**
+   * A migration's hold on the destination: awaited at CRIU's post-restore notification (memory
+   * in place and verified, tasks parked in CRIU's restorer, no program code run yet). If it
+   * throws — or ferry dies while it waits — CRIU kills the restored tasks. Only where ferry
+   * drives CRIU (processes, crun).
+   */
+  beforeResume?: (r: { pid: number | undefined }) => Promise<void>;
 }
 
 export interface RestoreResult {
@@ -100,7 +107,23 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
       const workDir = await operationDir(store, 'restore', id);
       // The restored tasks stay parked in CRIU until the pages images verified; a damaged one fails this.
       let pagesVerified = false;
-      const handlers: NotifyHandlers = v ? { 'post-restore': async () => { await v.postRestore(); pagesVerified = true; } } : {};
+      let holdError: unknown;
+      const beforeResume = req.beforeResume;
+      if (beforeResume && !v) throw new FerryError('ERR_USAGE', `snapshot ${id} is restored by ${driver.name}, which runs CRIU itself: its restore cannot be held before the tasks resume`);
+      const handlers: NotifyHandlers = v ? {
+        'post-restore': async (ctx) => {
+          await v.postRestore();
+          pagesVerified = true;
+          if (beforeResume) {
+            try {
+              await phases.run('hold', () => beforeResume({ pid: ctx.pid }));
+            } catch (e) {
+              holdError = e;
+              throw e;
+            }
+          }
+        },
+      } : {};
       const call: RestoreCall = {
         manifest, dir, workDir, criu, handlers, control: {},
         ...(as !== undefined ? { as } : {}),
@@ -115,7 +138,9 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
         await driver.preflightRestore(call);
       });
       throwIfInterrupted(req.interrupt, `snapshot ${id} was not restored`);
-      const r = await phases.run('criu', () => driver.restore(call));
+      const r = await phases.run('criu', () => driver.restore(call)).catch((e: unknown) => {
+        throw holdError ?? e;
+      });
       if (v && !pagesVerified) {
         // CRIU always sends it (restore_root_task); without it nothing held the tasks for the check.
         try { process.kill(r.pid, 'SIGKILL'); } catch { /* gone */ }

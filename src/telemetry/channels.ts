@@ -18,7 +18,7 @@ export const telemetryChannels = {
   end: diagnostics_channel.channel('ferry:telemetry:end'),
 } as const;
 
-export type OperationKind = 'checkpoint' | 'restore';
+export type OperationKind = 'checkpoint' | 'restore' | 'migrate';
 
 export interface TelemetryStartEvent { id: number; operation: OperationKind; rootPid: number | undefined }
 export interface TelemetrySampleEvent { id: number; operation: OperationKind; sample: HostSample }

@@ -105,6 +105,14 @@ export const ERROR_CODES = {
   ERR_AGENT_UNREACHABLE: failed(503, 'the agent could not be reached (refused, timed out) or answered something that is not its API'),
   ERR_LISTEN: failed(503, 'the agent cannot listen on the address (in use, or not an address of this host)'),
 
+  // Migration between hosts (ferry migrate)
+  ERR_NO_MIGRATION: failed(404, 'the destination knows no migration with that id (never prepared, or already ended and forgotten)'),
+  ERR_MIGRATION_STATE: failed(409, 'the migration is not in a state where that step can happen (e.g. commit before restore, abort after commit)'),
+  ERR_MIGRATE_REFUSED: failed(422, 'the destination refused the migration before anything was frozen (its CRIU, CPU, space, pids, names or runtime)'),
+  ERR_MIGRATE_PEER: failed(502, 'the migration peer failed or could not be reached during a step; the source workload was kept running'),
+  ERR_MIGRATE_TIMEOUT: failed(504, "the destination held a restored copy and heard neither commit nor abort in time: it removed the copy (the source's snapshot is kept)"),
+  ERR_MIGRATE_UNCERTAIN: failed(502, 'the commit was sent but its outcome is unknown (the destination stopped answering): the workload may run on the destination; the source kept its snapshot'),
+
   // Benchmarks and test workloads (bench, tests)
   ERR_BENCH: failed(500, 'a benchmark step failed'),
   ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),

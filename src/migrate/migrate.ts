@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import type { Engine } from '../engine/engine.js';
+import type { Handoff } from '../engine/checkpoint.js';
+import { interruptedError } from '../engine/interrupt.js';
+import { driverPaths } from '../engine/paths.js';
+import { Phases } from '../engine/phases.js';
+import type { Tier } from '../store/manifest.js';
+import { OperationRecorder } from '../telemetry/operation.js';
+import { treePids } from '../telemetry/proc.js';
+import { CriuClient } from '../criu/client.js';
+import { parseTargetRef, resolveLive } from '../targets/drivers.js';
+import { hostFacts, type HostFacts } from '../targets/host.js';
+import type { ProcessFacts } from '../targets/process-driver.js';
+import { treeRssBytes } from '../targets/process.js';
+import { recordOptions } from '../targets/recorded-options.js';
+import { errorJson, FerryError, isFerryError, type ErrorCode } from '../util/errors.js';
+import { MigrationError, type WorkloadWhere } from './errors.js';
+import { PeerClient } from './peer.js';
+import type { CommitAnswer, ServiceAddress } from './protocol.js';
+
+/**
+ * A migration from this host (the source) to another agent (the destination), the cold
+ * strategy behind a commit point:
+ *
+ *   preflight → freeze → dump → [handoff: transfer → restore on destination, held] →
+ *   source ends → commit (destination's copy runs, takes the address) → source snapshot removed
+ *
+ * Until the destination answers that its copy is restored and held, CRIU's post-dump
+ * notification on the source is not answered: any failure (or ferry's death) makes CRIU resume
+ * the source tree, and the destination is told to abort (or aborts on its own when its hold
+ * runs out). After the source copy ended, a failed commit is resolved by asking the
+ * destination: committed → done; aborted → the source's snapshot is restored here; no answer →
+ * ERR_MIGRATE_UNCERTAIN, the snapshot kept.
+ */
+
+export type Strategy = 'cold';
+
+/** What the images' sender needs (wire transfer: send-images.ts). */
+export interface ImageMeta { target: Handoff['target']; options: Handoff['options']; criuVersion: string; name: string | undefined; host: HostFacts }
+export interface ImageSendArgs {
+  dir: string; meta: ImageMeta; url: string; token: string | undefined; migrationId: string; compress: boolean;
+  signal: AbortSignal; onProgress?: (bytes: number) => void;
+}
+export interface ImageSendResult { bytes: number; wireBytes: number; files: number; ms: number; snapshot: string }
+export type ImageSender = (a: ImageSendArgs) => Promise<ImageSendResult>;
+
+export interface MigrateRequest {
+  /** A pid or a `ferry run` workload name. */
+  target: string | number;
+  to: { url: string; token?: string | undefined; name?: string | undefined };
+  strategy?: Strategy;
+  tcpEstablished?: boolean;
+  /** zstd on the wire (default: off — on a fast link compression costs more than it saves). */
+  compress?: boolean;
+  /** The destination's tier for the received images (default memory). */
+  tier?: Tier;
+  /** How long the destination holds its restored copy for commit or abort. */
+  holdMs?: number;
+  /** Keep the source's snapshot after a successful migration (default: removed). */
+  keepSnapshot?: boolean;
+  interrupt?: AbortSignal;
+  /** The wire transfer (default: send-images.ts). */
+  send?: ImageSender;
+  /** The service address's removal on the source (net/service-address.ts). */
+  releaseAddress?: (a: ServiceAddress) => Promise<void>;
+  /** Re-adds it when the source copy is restored here after a failed commit. */
+  reclaimAddress?: (a: ServiceAddress) => Promise<void>;
+}
+
+export interface MigrateResult {
+  ok: true;
+  strategy: Strategy;
+  migration: string;
+  /** From the freeze on the source to the destination's copy running. */
+  downtimeMs: number;
+  totalMs: number;
+  bytesMoved: number;
+  wireBytes: number;
+  phases: Record<string, number>;
+  source: { host: string; pid: number; snapshot: string | undefined };
+  destination: { host: string; url: string; pid: number; name: string | undefined; snapshot: string | undefined };
+}
+
+// (The wire transfer lands separately; until then a sender must be passed.)
+function defaultSender(): Promise<ImageSender> {
+  return Promise.reject(new FerryError('ERR_INTERNAL', 'no image sender'));
+}
+
+export async function migrate(engine: Engine, req: MigrateRequest): Promise<MigrateResult> {
+  return OperationRecorder.run('migrate', (rec) => migrateRecorded(engine, req, new Phases('migrate', rec)));
+}
+
+async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phases): Promise<MigrateResult> {
+  const t0 = Date.now();
+  const id = `m-${randomBytes(8).toString('hex')}`;
+  const strategy = req.strategy ?? 'cold';
+  const peer = new PeerClient(req.to.url, req.to.token);
+  const interrupt = req.interrupt ?? new AbortController().signal;
+  const send: ImageSender = req.send ?? await defaultSender();
+  let phase = 'preflight';
+  let where: WorkloadWhere = 'running on source';
+  const fail = (err: unknown): never => {
+    if (err instanceof MigrationError) throw err;
+    const e = errorJson(err) as { code: ErrorCode; message: string; hint?: string };
+    const code: ErrorCode = isFerryError(err) ? err.code : 'ERR_INTERNAL';
+    throw new MigrationError(code, `migration ${id} failed in ${phase}: ${e.message}`, { phase, workload: where, cause: err, ...(e.hint ? { hint: e.hint } : {}) });
+  };
+
+  // Preflight: the target, what will travel, and the destination's yes — nothing frozen yet.
+  const options = recordOptions({ tcpEstablished: req.tcpEstablished === true });
+  const ref = parseTargetRef(req.target);
+  const targetArg: string | number = ref.kind === 'process' ? ref.pid : ref.kind === 'workload' ? ref.name
+    : fail(new FerryError('ERR_USAGE', 'containers cannot be migrated yet', { hint: 'checkpoint the container, `ferry export` it, and import and restore it on the other host' }));
+  const pre = await phases.run('preflight', async () => {
+    const { live } = await resolveLive(ref, driverPaths(engine.store), options);
+    const workload = (live.private as ProcessFacts).workload as (ProcessFacts['workload'] & { address?: ServiceAddress }) | undefined;
+    const record = live.record;
+    const [host, version, bytes] = await Promise.all([hostFacts(), new CriuClient().version(), treeRssBytes(live.rootPid)]);
+    const ownPidNamespace = record.kind === 'process' && record.ownPidNamespace === true;
+    const answer = await peer.preflight(id, {
+      strategy, criuVersion: version.text, host,
+      target: {
+        kind: 'process', ownPidNamespace, pids: ownPidNamespace ? [] : [...treePids(live.rootPid)],
+        ...(workload?.name !== undefined ? { workload: workload.name } : {}),
+      },
+      bytes, tier: req.tier ?? 'memory',
+      ...(workload?.address ? { address: workload.address } : {}),
+      ...(req.holdMs !== undefined ? { holdMs: req.holdMs } : {}),
+    }, interrupt);
+    return { live, address: workload?.address, host, bytes, destHost: answer.host };
+  }).catch(fail);
+  if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
+
+  // Freeze, dump, and the handoff inside CRIU's post-dump hold.
+  let frozenAt: number | undefined;
+  let sent: { bytes: number; wireBytes: number; snapshot: string } | undefined;
+  let restoredPid: number | undefined;
+  let sourceEnded = false;
+  let commit: Promise<CommitAnswer> | undefined;
+  const handoff = async (h: Handoff): Promise<void> => {
+    phase = 'transfer';
+    const r: ImageSendResult = await phases.run('transfer', () => send({
+      dir: h.imagesDir, meta: { target: h.target, options: h.options, criuVersion: h.criuVersion, name: h.name, host: pre.host },
+      url: req.to.url, token: req.to.token, migrationId: id, compress: req.compress === true, signal: interrupt,
+    }));
+    sent = { bytes: r.bytes, wireBytes: r.wireBytes, snapshot: r.snapshot };
+    if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
+    phase = 'restore';
+    const held = await phases.run('restore', () => peer.restore(id, r.snapshot, interrupt));
+    restoredPid = held.pid;
+    if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
+    // Answering now lets CRIU end the source copy: past this line the destination's copy is the one.
+    phase = 'handoff';
+  };
+  let cp: Awaited<ReturnType<Engine['checkpoint']>>;
+  try {
+    phase = 'dump';
+    cp = await engine.checkpoint({
+      target: targetArg,
+      tier: 'memory', tcpEstablished: options.tcpEstablished, dedup: false, name: `migrated-${id}`,
+      memoryBudget: { spillToDisk: true },
+      interrupt,
+      beforeFreeze: () => { frozenAt = Date.now(); return Promise.resolve(); },
+      handoff,
+      onDumped: () => {
+        sourceEnded = true;
+        where = 'ended on source; held on destination';
+        phase = 'commit';
+        commit = (async () => {
+          if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
+          return phases.run('commit', () => peer.commit(id));
+        })();
+        commit.catch(() => undefined);
+      },
+    });
+  } catch (err) {
+    if (!sourceEnded) {
+      // CRIU resumed the source tree (or never froze it): the destination removes what it got.
+      await peer.abort(id, `the source failed in ${phase}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
+      fail(err);
+    }
+    // The source copy ended but its snapshot could not be sealed here: the destination's copy is
+    // held and complete, so the commit goes on; the source's images wait for recovery.
+    cp = undefined as never;
+  }
+  let answer: CommitAnswer;
+  try {
+    answer = await commit!;
+  } catch (err) {
+    answer = await afterFailedCommit(engine, peer, id, cp?.snapshot, pre.address, req, err, (w) => { where = w; }).catch(fail);
+  }
+  const resumedAt = Date.now();
+  where = 'running on destination';
+  let sourceSnapshot: string | undefined = cp?.snapshot;
+  if (sourceSnapshot !== undefined && !req.keepSnapshot) {
+    const [out] = await engine.remove([sourceSnapshot]);
+    if (out?.ok) sourceSnapshot = undefined;
+  }
+  const phasesMs = { ...phases.rec.phasesSoFar() };
+  return {
+    ok: true, strategy, migration: id,
+    downtimeMs: resumedAt - (frozenAt ?? t0), totalMs: Date.now() - t0,
+    bytesMoved: sent?.bytes ?? 0, wireBytes: sent?.wireBytes ?? 0, phases: phasesMs,
+    source: { host: pre.host.hostname, pid: pre.live.rootPid, snapshot: sourceSnapshot },
+    destination: { host: pre.destHost, url: req.to.url, pid: answer.pid || restoredPid || 0, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
+  };
+}
+
+/**
+ * The source copy has ended and the commit failed: ask the destination what became of its copy
+ * (for as long as it may hold it). Committed → the migration succeeded. Aborted or unknown → the
+ * copy is gone there: restore the source's snapshot here. No answer → uncertain: keep the snapshot.
+ */
+async function afterFailedCommit(
+  engine: Engine, peer: PeerClient, id: string, snapshot: string | undefined, address: ServiceAddress | undefined,
+  req: MigrateRequest, err: unknown, setWhere: (w: WorkloadWhere) => void,
+): Promise<CommitAnswer> {
+  const deadline = Date.now() + (req.holdMs ?? 30_000) + 5_000;
+  for (;;) {
+    const view = await peer.status(id).catch((e: unknown) => (isFerryError(e, 'ERR_NO_MIGRATION') ? 'unknown' as const : undefined));
+    if (view !== undefined && view !== 'unknown' && view.state === 'committed') {
+      return { migration: id, pid: view.pid ?? 0, name: view.name, snapshot: view.snapshot ?? '', restoreMs: 0, ms: 0, snapshotKept: false };
+    }
+    if (view === 'unknown' || (view !== undefined && view.state === 'aborted')) break;
+    if (Date.now() > deadline) {
+      setWhere(snapshot !== undefined ? `restorable from snapshot ${snapshot} on source (it may run on the destination)` : 'unknown: see the source store\'s interrupted checkpoints');
+      throw new MigrationError('ERR_MIGRATE_UNCERTAIN', `the commit of migration ${id} failed (${err instanceof Error ? err.message : String(err)}) and the destination stopped answering: the workload may run there`, {
+        phase: 'commit', workload: snapshot !== undefined ? `restorable from snapshot ${snapshot} on source` : 'unknown',
+        hint: `check the destination (\`ferry ps\` there); if it does not run there, restore it here: \`ferry restore ${snapshot ?? '<snapshot>'}\``, cause: err,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  // The destination's copy is gone: the source's snapshot comes back here.
+  if (snapshot === undefined) {
+    setWhere('unknown: see the source store\'s interrupted checkpoints');
+    throw new MigrationError('ERR_MIGRATE_PEER', `the commit of migration ${id} failed and the source snapshot was not sealed`, { phase: 'commit', workload: 'restorable after the source store\'s recovery (`ferry snapshots ls`)', cause: err });
+  }
+  if (address && req.reclaimAddress) await req.reclaimAddress(address).catch(() => undefined);
+  const r = await engine.restore({ snapshot });
+  setWhere('running on source');
+  throw new MigrationError('ERR_MIGRATE_PEER', `the destination aborted migration ${id} at its commit (${err instanceof Error ? err.message : String(err)}); the workload was restored on the source (pid ${r.pid})`, {
+    phase: 'commit', workload: 'running on source', hint: 'see the destination agent\'s log; the source snapshot is kept', cause: err,
+  });
+}

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { SNAPSHOT_ID_PATTERN } from '../store/manifest.js';
+
+/**
+ * The migration protocol between a source and a destination agent: the destination's routes
+ * and their bodies, one zod schema each (validation and the OpenAPI document come from them).
+ *
+ *   POST /v1/migrations/:id            preflight: can this host restore what will come? (nothing frozen yet)
+ *   PUT  /v1/migrations/:id/images     the images, streamed (wire.ts); answers the sealed snapshot
+ *   POST /v1/migrations/:id/restore    restores it, held before any restored code runs; answers once held
+ *   POST /v1/migrations/:id/commit     the source copy is gone: let the restored copy run, take the address
+ *   POST /v1/migrations/:id/abort      kill the held copy, remove everything received
+ *   GET  /v1/migrations/:id            where it stands
+ *
+ * The source never ends its copy before the destination answered `restore` (a verified copy
+ * exists, parked in CRIU), and the destination never lets its copy run before `commit`; a
+ * destination that hears neither commit nor abort in time kills its copy (the source's
+ * snapshot is kept until the commit is acknowledged).
+ */
+
+export const MIGRATION_ID_PATTERN = /^m-[0-9a-f]{16}$/;
+export const MigrationId = z.string().regex(MIGRATION_ID_PATTERN);
+
+const Name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/);
+const Ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'an IPv4 address');
+
+export const HostFactsSchema = z.strictObject({
+  hostname: z.string().max(255),
+  kernel: z.string().max(255),
+  arch: z.string().max(64),
+  cpuFlags: z.array(z.string().max(64)).max(1024),
+});
+
+export const ServiceAddressSchema = z.strictObject({
+  address: Ipv4,
+  prefix: z.number().int().min(0).max(32),
+  dev: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/).optional(),
+});
+export type ServiceAddress = z.infer<typeof ServiceAddressSchema>;
+
+export const PreflightBody = z.strictObject({
+  strategy: z.enum(['cold']),
+  criuVersion: z.string().max(64),
+  host: HostFactsSchema,
+  target: z.strictObject({
+    kind: z.enum(['process', 'container']),
+    ownPidNamespace: z.boolean(),
+    /** The `ferry run` name it runs under (restored under the same name). */
+    workload: Name.optional(),
+    /** Pids of the tree (checked free when it is not in its own pid namespace). */
+    pids: z.array(z.number().int().min(1).max(2 ** 22)).max(65536),
+  }),
+  /** About how many bytes will come (the tree's RSS). */
+  bytes: z.number().int().min(0).max(2 ** 50),
+  tier: z.enum(['memory', 'disk']),
+  address: ServiceAddressSchema.optional(),
+  /** How long the destination holds a restored copy waiting for commit or abort. */
+  holdMs: z.number().int().min(1000).max(600_000).optional(),
+});
+export type PreflightBody = z.infer<typeof PreflightBody>;
+
+export const RestoreMigrationBody = z.strictObject({
+  snapshot: z.string().regex(SNAPSHOT_ID_PATTERN),
+});
+
+export const AbortBody = z.strictObject({
+  reason: z.string().max(2000),
+});
+
+export type IncomingState = 'prepared' | 'receiving' | 'received' | 'restoring' | 'held' | 'committing' | 'committed' | 'aborted';
+
+/** What GET /v1/migrations/:id answers. */
+export interface IncomingView {
+  id: string;
+  state: IncomingState;
+  createdAt: string;
+  snapshot?: string;
+  pid?: number;
+  name?: string;
+  error?: { code: string; message: string; hint?: string };
+}
+
+export interface PreflightAnswer { migration: string; tier: 'memory' | 'disk'; criuVersion: string; host: string }
+export interface RestoreAnswer { migration: string; pid: number | undefined; verifyMs: number; ms: number }
+export interface CommitAnswer { migration: string; pid: number; name: string | undefined; snapshot: string; restoreMs: number; ms: number; snapshotKept: boolean }
