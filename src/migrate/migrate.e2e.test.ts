@@ -1,0 +1,221 @@
+// Migration end to end on loopback (root, real CRIU): two agents with their own stores, a
+// memcheck workload moved between them with the cold strategy, and the faults a migration must
+// survive — each leaves the workload running on the source, verified, and nothing on the
+// destination (no snapshot, no held copy, no half-received files).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
+import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
+import { memcheckWorkload } from '../testing/workloads.js';
+import { execFileSync } from 'node:child_process';
+
+interface AgentProc { child: ChildProcess; url: string; store: string; log: string }
+
+function started(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the agent did not start within 20 s: ${out}`)), 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      try {
+        resolve((JSON.parse(out) as { listening: string }).listening);
+        clearTimeout(timer);
+      } catch { /* not complete yet */ }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the agent exited (${code}) before listening: ${out}`)); });
+  });
+}
+
+async function stopAgent(a: AgentProc | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!a || a.child.exitCode !== null || a.child.signalCode !== null) return;
+  const exited = new Promise((r) => a.child.once('exit', r));
+  a.child.kill(signal);
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+  if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
+}
+
+/** Pids of processes whose command line mentions `marker` (the workload instance's status dir). */
+function pidsWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const p of execFileSync('ls', ['/proc']).toString().split('\n')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = execFileSync('cat', [`/proc/${p}/cmdline`]).toString();
+      if (cmd.includes(marker)) out.push(Number(p));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_000 }, () => {
+  let dir = '';
+  let tokenFile = '';
+  let a: AgentProc | undefined;
+  let b: AgentProc | undefined;
+  const instances: { cleanup(): Promise<void> }[] = [];
+  const workloads: { store: string; name: string }[] = [];
+
+  const startAgentProc = async (name: string, store?: string): Promise<AgentProc> => {
+    const s = store ?? join(dir, name);
+    const log = join(dir, `${name}-${Date.now()}.log`);
+    const child = spawn(FERRY, ['--store', s, 'agent', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--log-file', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return { child, url: await started(child), store: s, log };
+  };
+
+  /** A 64 MiB memcheck workload started with `ferry run` in the source's store. */
+  const launch = async (store: string, name: string) => {
+    const inst = await memcheckWorkload({ mib: 64 }).prepare(join(dir, 'w'));
+    instances.push(inst);
+    const pid = (JSON.parse(await ferryOk(store, ['run', '--name', name, '--json', '--', ...inst.command])) as { pid: number }).pid;
+    workloads.push({ store, name });
+    await inst.waitReady();
+    return { inst, pid, marker: inst.statusDir ?? inst.dir };
+  };
+
+  /** What a failed migration must leave: the workload verified on the source, nothing on the destination. */
+  const assertRolledBack = async (w: { inst: { verify(pid: number): Promise<string> }; pid: number; marker: string }, dest: AgentProc) => {
+    await w.inst.verify(w.pid);
+    assert.deepEqual(pidsWith(w.marker), [w.pid], 'exactly one live copy: the source');
+    const ls = JSON.parse(await ferryOk(dest.store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] };
+    assert.deepEqual(ls.snapshots, [], 'no snapshot on the destination');
+    const id = (JSON.parse(await readFile(join(dest.store, 'store.json'), 'utf8')) as { id: string }).id;
+    const tiers = [join(dest.store, 'snapshots'), join('/dev/shm/ferry', id)];
+    for (const t of tiers) {
+      const left = (await readdir(t).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-'));
+      assert.deepEqual(left, [], `no half-received files in ${t}`);
+    }
+    assert.deepEqual((await readdir(join(dest.store, 'migrations')).catch(() => [])), [], 'no migration record left');
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ferry-migrate-e2e-'));
+    tokenFile = join(dir, 'token');
+    await writeFile(tokenFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
+    await mkdir(join(dir, 'w'));
+    [a, b] = [await startAgentProc('a'), await startAgentProc('b')];
+  });
+
+  after(async () => {
+    for (const w of workloads) await ferryCli(w.store, ['stop', w.name]);
+    await stopAgent(a);
+    await stopAgent(b);
+    for (const i of instances) await i.cleanup().catch(() => undefined);
+    for (const s of [a?.store, b?.store]) {
+      if (s) await ferryCli(s, ['snapshots', 'rm', '--all']).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('moves a workload A → B (the CLI as source), then B → A through B\'s agent; it verifies on each side, nothing is left behind', async () => {
+    const w = await launch(a!.store, 'mc');
+    const r = await ferryCli(a!.store, ['migrate', 'mc', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const out = JSON.parse(r.stdout) as { ok: boolean; strategy: string; downtimeMs: number; totalMs: number; bytesMoved: number; phases: Record<string, number>; destination: { pid: number; name: string }; source: { snapshot?: string } };
+    assert.equal(out.ok, true);
+    assert.equal(out.strategy, 'cold');
+    assert.ok(out.bytesMoved > 60 * 2 ** 20, `bytes moved: ${out.bytesMoved}`);
+    assert.ok(out.downtimeMs > 0 && out.downtimeMs <= out.totalMs);
+    for (const p of ['preflight', 'transfer', 'restore', 'commit']) assert.ok(p in out.phases, `phase ${p} timed`);
+    assert.equal(out.destination.name, 'mc');
+    assert.equal(out.source.snapshot, undefined, 'the source snapshot is removed after the commit');
+    await w.inst.verify(out.destination.pid);
+    assert.deepEqual(pidsWith(w.marker), [out.destination.pid], 'one live copy: on B');
+    const psB = JSON.parse(await ferryOk(b!.store, ['ps', '--json'])) as { workloads: { name: string; state: string; pid: number }[] };
+    assert.ok(psB.workloads.some((x) => x.name === 'mc' && x.state === 'running' && x.pid === out.destination.pid), JSON.stringify(psB));
+    workloads.push({ store: b!.store, name: 'mc' });
+    for (const s of [a!.store, b!.store]) assert.deepEqual((JSON.parse(await ferryOk(s, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] }).snapshots, []);
+
+    // Back, as a job on B's agent (FERRY_AGENT), which outlives the command.
+    const back = await ferryCli(b!.store, ['migrate', 'mc', '--to', a!.url, '--json'], { FERRY_AGENT: b!.url, FERRY_TOKEN: (await readFile(tokenFile, 'utf8')).trim() });
+    assert.equal(back.code, 0, back.stderr + back.stdout);
+    const outBack = JSON.parse(back.stdout) as { destination: { pid: number } };
+    await w.inst.verify(outBack.destination.pid);
+    assert.deepEqual(pidsWith(w.marker), [outBack.destination.pid], 'one live copy: on A again');
+    await ferryCli(a!.store, ['stop', 'mc']);
+  });
+
+  it('a wrong token is refused at preflight, before anything is frozen', async () => {
+    const w = await launch(a!.store, 'f-token');
+    await writeFile(join(dir, 'bad-token'), 'not-the-token\n');
+    const r = await ferryCli(a!.store, ['migrate', 'f-token', '--to', b!.url, '--to-token-file', join(dir, 'bad-token'), '--json']);
+    assert.equal(r.code, 1);
+    const e = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; phase: string }; workload: string };
+    assert.equal(e.ok, false);
+    assert.equal(e.error.code, 'ERR_UNAUTHORIZED');
+    assert.equal(e.error.phase, 'preflight');
+    assert.equal(e.workload, 'running on source');
+    await assertRolledBack(w, b!);
+    await ferryCli(a!.store, ['stop', 'f-token']);
+  });
+
+  it('a destination store without room refuses at preflight', async () => {
+    const small = join(dir, 'small');
+    await mkdir(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
+    let c: AgentProc | undefined;
+    try {
+      c = await startAgentProc('c', join(small, 'store'));
+      const w = await launch(a!.store, 'f-full');
+      const r = await ferryCli(a!.store, ['migrate', 'f-full', '--to', c.url, '--to-token-file', tokenFile, '--tier', 'disk', '--json']);
+      assert.equal(r.code, 1, r.stdout);
+      const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; message: string }; workload: string };
+      assert.equal(e.error.code, 'ERR_MIGRATE_REFUSED');
+      assert.equal(e.error.phase, 'preflight');
+      assert.match(e.error.message, /MiB free/);
+      await assertRolledBack(w, c);
+      await ferryCli(a!.store, ['stop', 'f-full']);
+    } finally {
+      await stopAgent(c);
+      execFileSync('umount', ['-l', small]);
+    }
+  });
+
+  for (const fault of ['flip', 'cut', 'kill-during-transfer', 'kill-during-restore'] as const) {
+    it(`a fault in flight (${fault}): the source resumes and verifies; the destination keeps nothing`, async () => {
+      const name = `f-${fault}`;
+      const w = await launch(a!.store, name);
+      let proxy: Proxy | undefined;
+      let to = b!.url;
+      let watcher: NodeJS.Timeout | undefined;
+      const killB = () => { b!.child.kill('SIGKILL'); };
+      if (fault !== 'kill-during-restore') {
+        proxy = await startProxy(Number(new URL(b!.url).port));
+        proxy.fault = { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20, action: fault === 'kill-during-transfer' ? killB : fault };
+        to = `http://127.0.0.1:${proxy.port}`;
+      } else {
+        // The destination's record says 'restoring' from the moment it starts CRIU.
+        watcher = setInterval(() => {
+          void (async () => {
+            for (const f of await readdir(join(b!.store, 'migrations')).catch(() => [] as string[])) {
+              const rec = JSON.parse(await readFile(join(b!.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
+              if (rec.state === 'restoring') { clearInterval(watcher); killB(); }
+            }
+          })();
+        }, 2);
+      }
+      try {
+        const r = await ferryCli(a!.store, ['migrate', name, '--to', to, '--to-token-file', tokenFile, '--json']);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        const e = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; phase: string }; workload: string };
+        assert.equal(e.workload, 'running on source');
+        assert.equal(e.error.phase, fault === 'kill-during-restore' ? 'restore' : 'transfer', JSON.stringify(e));
+        if (proxy) assert.ok(proxy.fired, 'the fault happened');
+      } finally {
+        clearInterval(watcher);
+        await proxy?.close();
+      }
+      if (b!.child.exitCode !== null || b!.child.signalCode !== null) {
+        // A restarted destination undoes what its predecessor had received.
+        b = await startAgentProc('b', b!.store);
+        await ferryOk(b.store, ['snapshots', 'ls']);
+      }
+      await assertRolledBack(w, b!);
+      await ferryCli(a!.store, ['stop', name]);
+    });
+  }
+});
