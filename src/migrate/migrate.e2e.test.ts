@@ -106,7 +106,10 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await stopAgent(b);
     for (const i of instances) await i.cleanup().catch(() => undefined);
     for (const s of [a?.store, b?.store]) {
-      if (s) await ferryCli(s, ['snapshots', 'rm', '--all']).catch(() => undefined);
+      if (!s) continue;
+      const ls = await ferryCli(s, ['snapshots', 'ls', '--json']);
+      const ids = ls.code === 0 ? (JSON.parse(ls.stdout) as { snapshots: { id: string }[] }).snapshots.map((x) => x.id) : [];
+      for (const id of ids) await ferryCli(s, ['snapshots', 'rm', id]);
     }
     await rm(dir, { recursive: true, force: true });
   });
