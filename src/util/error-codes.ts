@@ -96,6 +96,14 @@ export const ERROR_CODES = {
   ERR_RECEIVE_INVALID: failed(400, 'a received snapshot is malformed (undeclared, incomplete, of the wrong size, or on an unknown parent); nothing was stored'),
   ERR_RECEIVE_CORRUPT: failed(400, "a received snapshot's files fail their checksums or are missing; nothing was stored"),
 
+  // Image transfers between agents (migration's wire)
+  ERR_TRANSFER_INVALID: failed(400, 'an image stream is malformed or breaks a limit (order, names, sizes, frame lengths); nothing was kept'),
+  ERR_TRANSFER_CORRUPT: failed(400, 'a chunk or a file of an image stream failed its checksum on arrival; nothing was kept'),
+  ERR_TRANSFER_TRUNCATED: failed(400, 'an image stream ended, or its connection was cut, before its final frame; nothing was kept'),
+  ERR_TRANSFER_FAILED: failed(502, 'sending images failed: the connection to the destination broke, or it answered something that is not the agent\'s API'),
+  ERR_TRANSFER_STALLED: failed(504, 'an image transfer made no progress for longer than its watchdog allows; it was stopped and nothing was kept'),
+  ERR_TRANSFER_ABORTED: failed(409, 'an image transfer was cancelled by its caller (e.g. its migration was rolled back); nothing was kept'),
+
   // The agent (HTTP API) and its jobs
   ERR_UNAUTHORIZED: failed(401, 'the agent needs `Authorization: Bearer <token>` with its token, and the request had none or another'),
   ERR_BODY_TOO_LARGE: failed(413, "the request's body is larger than the agent accepts"),
