@@ -11,6 +11,7 @@ import { errorResponse } from './http-error.js';
 import { createMetrics } from './metrics.js';
 import { jobRoutes } from './routes/jobs.js';
 import { metaRoutes } from './routes/meta.js';
+import { IMAGE_STREAM_PATH, migrationImageRoutes } from './routes/migrations-images.js';
 import { operationRoutes } from './routes/operations.js';
 import { storeRoutes } from './routes/snapshots.js';
 import { migrationRoutes } from './routes/migrations.js';
@@ -71,15 +72,18 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
     });
   }
   const limit = o.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  app.use(bodyLimit({
+  const limited = bodyLimit({
     maxSize: limit,
     onError: (c) => errorResponse(c, new FerryError('ERR_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`, { hint: 'request bodies are small JSON objects' })),
-  }));
+  });
+  // Migration images stream through (bounded by the wire format's own limits); every other body is small JSON.
+  app.use((c, next) => (c.req.method === 'PUT' && IMAGE_STREAM_PATH.test(c.req.path) ? next() : limited(c, next)));
   app.route('/', metaRoutes(d));
   app.route('/', operationRoutes(d));
   app.route('/', jobRoutes(d));
   app.route('/', storeRoutes(d));
   app.route('/', migrationRoutes(d));
+  app.route('/', migrationImageRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
   app.onError((err, c) => {
     // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.

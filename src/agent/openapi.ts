@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MIGRATION_ID_RE, WIRE_CONTENT_TYPE } from '../migrate/wire.js';
 import { CheckpointBody, JobId, RestoreBody, SnapshotId } from './schemas.js';
 
 /** The OpenAPI 3.1 document of the agent, its request schemas derived from the zod schemas the routes validate with. */
@@ -38,6 +39,18 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
       '/v1/store': { get: { summary: 'the store\'s listing, as `ferry snapshots ls --json`: snapshots, damaged ones, leftovers, totals, memory tier', responses: { 200: ok('{ snapshots, damaged, leftovers, totalBytes, totalLogicalBytes, totalStoredBytes, memoryTier }'), ...errors } } },
       '/v1/workloads': { get: { summary: 'the workloads `ferry run` started in this store (as `ferry ps --json`)', responses: { 200: ok('{ workloads }'), ...errors } } },
+      '/v1/migrations/{id}/images': {
+        put: {
+          summary: 'receive a migration\'s images as a stream (src/migrate/wire.ts: XXH3 per chunk, optional zstd) into a new sealed snapshot; on any failure nothing is kept',
+          parameters: [
+            { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: MIGRATION_ID_RE.source } },
+            { name: 'tier', in: 'query', required: false, schema: { type: 'string', enum: ['disk', 'memory'] } },
+            { name: 'snapshot', in: 'query', required: false, schema: schema(SnapshotId) },
+          ],
+          requestBody: { required: true, content: { [WIRE_CONTENT_TYPE]: { schema: { type: 'string', format: 'binary' } } } },
+          responses: { 201: ok('{ snapshot, tier, bytes, wireBytes, files, ms }'), 409: error, 422: error, 504: error, 507: error, ...errors },
+        },
+      },
       '/v1/openapi.json': { get: { summary: 'this document', responses: { 200: ok('OpenAPI 3.1') } } },
       '/metrics': { get: { summary: 'Prometheus text exposition', responses: { 200: { description: 'text/plain; version=0.0.4', content: { 'text/plain': {} } } } } },
     },
