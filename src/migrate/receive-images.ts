@@ -67,6 +67,7 @@ function aborted(signal: AbortSignal): FerryError {
 
 /** Refuses, before anything is written, a transfer the tier has no room for. */
 async function checkRoom(store: Store, tier: Tier, bytes: number, budget: BudgetOverrides): Promise<void> {
+  await store.ensure(tier);
   if (tier === 'memory') await placeSnapshot(store, 'memory', bytes, { ...budget, spillToDisk: false });
   const fs = await statfs(store.tierDir(tier));
   const free = fs.bavail * fs.bsize;
@@ -102,11 +103,18 @@ class FileSink {
     if (this.failed !== undefined) throw this.failed;
   }
 
+  /** A short write (the disk filling up) is continued: the next one says why it stopped. */
+  private async writeFully(data: Buffer, position: number): Promise<void> {
+    for (let off = 0; off < data.length;) {
+      const { bytesWritten } = await this.fh.write(data, off, data.length - off, position + off);
+      if (bytesWritten === 0) throw new Error(`nothing written at byte ${position + off}`);
+      off += bytesWritten;
+    }
+  }
+
   async write(data: Buffer, position: number): Promise<void> {
     this.check();
-    const p = this.fh.write(data, 0, data.length, position).then((r) => {
-      if (r.bytesWritten !== data.length) throw new Error(`short write (${r.bytesWritten} of ${data.length} bytes)`);
-    }).catch((err: unknown) => { this.failed ??= err instanceof Error ? err : new Error(String(err)); }).finally(() => this.inflight.delete(p));
+    const p = this.writeFully(data, position).catch((err: unknown) => { this.failed ??= err instanceof Error ? err : new Error(String(err)); }).finally(() => this.inflight.delete(p));
     this.inflight.add(p);
     while (this.inflight.size >= WRITES_IN_FLIGHT) await Promise.race(this.inflight);
     this.check();
@@ -130,7 +138,7 @@ class FileSink {
  * Receives the image stream `stream` into `store` as a new sealed snapshot; see the file's
  * comment. Throws a FerryError on any failure, after removing everything it wrote.
  */
-export async function receiveImages(store: Store, stream: AsyncIterable<Uint8Array>, o: ReceiveImagesOptions): Promise<ReceiveImagesResult> {
+export async function receiveImages(store: Store, stream: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: ReceiveImagesOptions): Promise<ReceiveImagesResult> {
   const started = Date.now();
   const tier = o.tier ?? 'disk';
   const idleMs = o.idleMs ?? DEFAULT_IDLE_MS;

@@ -68,7 +68,7 @@ export interface SendImagesResult {
 export const DEFAULT_STALL_MS = 30_000;
 const MAX_ANSWER_BYTES = 1 << 20;
 /** After a broken write, how long to wait for the destination's answer (it may have refused, then closed). */
-const ANSWER_GRACE_MS = 2000;
+const ANSWER_GRACE_MS = 1000;
 
 const Answer = z.looseObject({
   snapshot: z.string().min(1),
@@ -103,6 +103,11 @@ async function listFiles(dir: string, files: string[] | undefined): Promise<{ na
     out.push({ name, path: join(dir, name), size: st.size });
   }
   return out;
+}
+
+/** Errors of connecting: nothing was sent. */
+function unreachable(err: unknown): boolean {
+  return ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(errnoCode(err) ?? '');
 }
 
 function aborted(signal: AbortSignal): FerryError {
@@ -200,8 +205,7 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
 
     const broken = (err: unknown): FerryError => {
       const code = errnoCode(err);
-      const before = progress.wireBytes === 0 && !res;
-      if (before && (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'ETIMEDOUT')) {
+      if (unreachable(err)) {
         return new FerryError('ERR_AGENT_UNREACHABLE', `the destination agent ${where} cannot be reached: ${code}`, { cause: err, hint: 'check its address and that its agent runs' });
       }
       return new FerryError('ERR_TRANSFER_FAILED', `the connection to ${where} broke after ${formatBytes(progress.wireBytes)} of the image stream (${progress.files} of ${list.length} files sent): ${code ?? (err as Error).message}`, {
@@ -210,10 +214,11 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
     };
 
     req.on('error', (err) => {
-      if (settled) return;
+      // An answer being read settles it (its end, its error, or the watchdog).
+      if (settled || res) return;
       // The destination may have answered (a refusal) and closed before this side stopped
-      // writing: prefer its answer when it comes.
-      grace ??= setTimeout(() => finish(broken(err)), res ? ANSWER_GRACE_MS : 0);
+      // writing: prefer its answer if it comes.
+      grace ??= setTimeout(() => finish(broken(err)), unreachable(err) ? 0 : ANSWER_GRACE_MS);
     });
     req.on('response', (r) => {
       res = r;
