@@ -1,0 +1,108 @@
+// An image transfer with real CRIU (root): a `ferry run` workload in store A is checkpointed
+// with --leave-running, its snapshot's images are sent (zstd) to a real `ferry agent` on store B
+// through PUT /v1/migrations/:id/images, and store B restores the received snapshot under another
+// name — after the original is stopped — and the copy runs on (its counter keeps going).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Store } from '../store/store.js';
+import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
+import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
+import { sendImages } from './send-images.js';
+
+function listening(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the agent did not start within 20 s: ${out}`)), 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      try { resolve((JSON.parse(out) as { listening: string }).listening); clearTimeout(timer); } catch { /* not yet */ }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the agent exited (${code}): ${out}`)); });
+  });
+}
+
+describe('migrate: images of a real checkpoint sent to another store\'s agent, restored there', { timeout: 180_000 }, () => {
+  let dir = '';
+  let storeA = '';
+  let storeB = '';
+  let agent: ChildProcess | undefined;
+  let url = '';
+  let token = '';
+  let counter = '';
+  const pids: number[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ferry-transfer-e2e-'));
+    storeA = join(dir, 'a');
+    storeB = join(dir, 'b');
+    counter = join(dir, 'counter');
+    token = randomBytes(24).toString('hex');
+    await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
+    agent = spawn(FERRY, ['--store', storeB, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    url = await listening(agent);
+  });
+
+  after(async () => {
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((r) => agent?.once('exit', r));
+      agent.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (agent.exitCode === null) agent.kill('SIGKILL');
+    }
+    await ferryCli(storeA, ['stop', 'counter']);
+    await ferryCli(storeB, ['stop', 'counter-b']);
+    for (const p of pids) killQuietly(p);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const count = async () => Number((await readFile(counter, 'utf8').catch(() => '0')).trim() || '0');
+
+  it('checkpoint (leave running) → send → sealed and listed on B → original stopped → restore --as on B → it counts on', async (t) => {
+    const script = `i=0; while :; do i=$((i+1)); echo $i > ${counter}.tmp; mv ${counter}.tmp ${counter}; sleep 0.05; done`;
+    const run = JSON.parse(await ferryOk(storeA, ['run', '--name', 'counter', '--json', '--', 'sh', '-c', script])) as { pid: number };
+    pids.push(run.pid);
+    await waitFor(() => isAlive(run.pid), 5000, 'the workload');
+    await new Promise((r) => setTimeout(r, 300));
+    const cp = JSON.parse(await ferryOk(storeA, ['checkpoint', 'counter', '--leave-running', '--json'])) as { snapshot: string };
+    assert.ok(isAlive(run.pid));
+    const s = await new Store({ root: storeA }).get(cp.snapshot);
+    const m = s.manifest;
+
+    const sent = await sendImages({
+      dir: s.dir, url, token, migrationId: `m-${randomBytes(8).toString('hex')}`, compress: true, destination: { snapshot: 'moved' },
+      meta: { ...(m.name !== undefined ? { name: m.name } : {}), target: m.target, options: m.options, criuVersion: m.criu.version, host: m.host, criuMs: m.timings.criuMs, files: m.files },
+    });
+    t.diagnostic(`sent ${sent.files} files, ${sent.bytes} bytes as ${sent.wireBytes} on the wire in ${sent.ms} ms`);
+    assert.equal(sent.snapshot, 'moved');
+    assert.ok(sent.wireBytes < sent.bytes, 'zstd paid on a real dump');
+
+    // B lists it, inspects it, and its manifest has A's checksums.
+    const ls = JSON.parse(await ferryOk(storeB, ['snapshots', 'ls', '--json'])) as { snapshots: { id: string; workload: string | null }[]; damaged: unknown[]; leftovers: unknown[] };
+    assert.deepEqual(ls.snapshots.map((x) => [x.id, x.workload]), [['moved', 'counter']]);
+    assert.deepEqual([ls.damaged, ls.leftovers], [[], []]);
+    const inspect = JSON.parse(await ferryOk(storeB, ['snapshots', 'inspect', 'moved', '--json'])) as { manifest?: { files: unknown }; files?: unknown; processes?: { pid: number }[] };
+    assert.ok(JSON.stringify(inspect).includes('"sh"'), 'inspect decodes the received images');
+    const mB = (await new Store({ root: storeB }).get('moved')).manifest;
+    assert.deepEqual(mB.files, m.files);
+
+    // The original stops; the copy is restored on B (verified while CRIU restores) and counts on.
+    await ferryOk(storeA, ['stop', 'counter']);
+    await waitFor(() => !isAlive(run.pid), 10_000, 'the original to stop');
+    const stoppedAt = await count();
+    const restored = JSON.parse(await ferryOk(storeB, ['restore', 'moved', '--as', 'counter-b', '--json'])) as { pid: number; name: string };
+    pids.push(restored.pid);
+    assert.equal(restored.name, 'counter-b');
+    assert.ok(isAlive(restored.pid), "the copy runs");
+    const deadline = Date.now() + 10_000;
+    while ((await count()) < stoppedAt + 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok((await count()) >= stoppedAt + 10, `the restored copy counts on from ${stoppedAt}: now ${await count()}`);
+    const ps = JSON.parse(await ferryOk(storeB, ['ps', '--json'])) as { workloads?: { name: string; state: string }[] } | { name: string; state: string }[];
+    const rows = Array.isArray(ps) ? ps : ps.workloads ?? [];
+    assert.ok(rows.some((w) => w.name === 'counter-b' && w.state === 'running'), JSON.stringify(ps));
+  });
+});
