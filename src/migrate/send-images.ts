@@ -21,6 +21,7 @@ import type { Tier } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { errnoCode, FerryError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
+import type { ImageSendArgs, ImageSendResult } from './migrate.js';
 import type { ReceiveImagesResult } from './receive-images.js';
 import { badFileName, encodeImages, MAX_CHUNK, WIRE_CONTENT_TYPE, WIRE_VERSION, type SnapshotMeta, type WireFile, type WireHeader } from './wire.js';
 
@@ -42,7 +43,8 @@ export interface SendImagesOptions {
   meta: SnapshotMeta;
   /** The destination agent's base URL (http://ADDR:PORT). */
   url: string;
-  token: string;
+  /** The destination agent's token (none: no Authorization header). */
+  token?: string | undefined;
   migrationId: string;
   /** Compress chunks with zstd where it pays. */
   compress?: boolean;
@@ -174,7 +176,7 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
     const req: ClientRequest = request(target, {
       method: 'PUT',
       agent: false,
-      headers: { authorization: `Bearer ${o.token}`, 'content-type': WIRE_CONTENT_TYPE, 'transfer-encoding': 'chunked' },
+      headers: { ...(o.token !== undefined ? { authorization: `Bearer ${o.token}` } : {}), 'content-type': WIRE_CONTENT_TYPE, 'transfer-encoding': 'chunked' },
     });
     let res: IncomingMessage | undefined;
     let grace: NodeJS.Timeout | undefined;
@@ -253,4 +255,10 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
     source.on('error', (err) => finish(err instanceof FerryError ? err : new FerryError('ERR_TRANSFER_FAILED', `reading the images in ${o.dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err })));
     source.pipe(req);
   });
+}
+
+/** migrate.ts's ImageSender (its progress callback takes raw bytes). */
+export function imageSender(a: ImageSendArgs): Promise<ImageSendResult> {
+  const { onProgress, meta, ...rest } = a;
+  return sendImages({ ...rest, meta: { ...meta }, ...(onProgress ? { onProgress: (p: SendProgress) => onProgress(p.bytes) } : {}) });
 }

@@ -70,7 +70,7 @@ export const DEFAULT_LIMITS: WireLimits = {
  */
 export interface SnapshotMeta {
   /** The user-given name of the snapshot on the source (the manifest's `name`), if any. */
-  name?: string;
+  name?: string | undefined;
   target: SnapshotManifest['target'];
   options: RecordedOptions;
   criuVersion: string;

@@ -19,7 +19,8 @@ export interface MigrationImageRouteOptions {
  * (wire.ts, Content-Type application/vnd.ferry.images), received into this agent's store as it
  * arrives (receive-images.ts). Answers 201 `{ snapshot, tier, bytes, wireBytes, files, ms }`, or
  * an error after which nothing of the transfer is in the store. One transfer per migration id at
- * a time.
+ * a time. On an agent that takes migrations (d.migrations) the migration must be prepared, and
+ * its preflight's tier and name win over the query; the outcome is reported to it.
  */
 export function migrationImageRoutes(d: AgentDeps, o: MigrationImageRouteOptions = {}): Hono {
   const app = new Hono();
@@ -40,25 +41,30 @@ export function migrationImageRoutes(d: AgentDeps, o: MigrationImageRouteOptions
     const body = c.req.raw.body;
     if (!body) throw new FerryError('ERR_TRANSFER_TRUNCATED', 'the request has no body', { hint: 'send the image stream as the body' });
     if (active.has(id)) throw new FerryError('ERR_ALREADY_RUNNING', `images for migration ${id} are already being received`, { hint: 'wait for that transfer to end' });
+    // An agent that takes migrations receives only for a prepared one, where its preflight said.
+    const plan = d.migrations?.beginReceive(id);
     active.add(id);
     // A sender that goes away mid-stream is a truncation (the body usually says so first).
     const stop = new AbortController();
     const onGone = () => stop.abort(new FerryError('ERR_TRANSFER_TRUNCATED', `the sender of migration ${id}'s images closed its connection before the end`, { hint: 'nothing was kept; send again' }));
     c.req.raw.signal.addEventListener('abort', onGone, { once: true });
     try {
+      const name = plan?.name ?? snapshot;
       const opts: ReceiveImagesOptions = {
-        migrationId: id, tier: tierParam, signal: stop.signal,
-        ...(snapshot !== undefined ? { name: snapshot } : {}),
+        migrationId: id, tier: plan?.tier ?? tierParam, signal: stop.signal,
+        ...(name !== undefined ? { name } : {}),
         ...(o.idleMs !== undefined ? { idleMs: o.idleMs } : {}),
         ...(o.limits ? { limits: o.limits } : {}),
       };
       // preventCancel: on a refusal the body is left to the server, which drains it after the
       // answer is out (cancelling would cut the socket before the sender reads why).
       const r = await receiveImages(d.engine.store, body.values({ preventCancel: true }), opts);
+      await d.migrations?.endReceive(id, { snapshot: r.snapshot });
       d.log.info({ migration: id, snapshot: r.snapshot, bytes: r.bytes, wireBytes: r.wireBytes, files: r.files, ms: r.ms }, 'migration images received');
       return c.json(r, 201);
     } catch (err) {
       d.log.warn({ migration: id, code: err instanceof FerryError ? err.code : 'ERR_INTERNAL', message: (err as Error).message }, 'migration images refused');
+      if (plan) await d.migrations?.endReceive(id, { error: err }).catch((e: unknown) => { if (err instanceof FerryError) err.addCleanupError(e); });
       throw err;
     } finally {
       c.req.raw.signal.removeEventListener('abort', onGone);
