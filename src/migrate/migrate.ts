@@ -81,9 +81,9 @@ export interface MigrateResult {
   destination: { host: string; url: string; pid: number; name: string | undefined; snapshot: string | undefined };
 }
 
-// (The wire transfer lands separately; until then a sender must be passed.)
-function defaultSender(): Promise<ImageSender> {
-  return Promise.reject(new FerryError('ERR_INTERNAL', 'no image sender'));
+/** The wire transfer (send-images.ts), loaded when a migration first needs it. */
+async function defaultSender(): Promise<ImageSender> {
+  return (await import('./send-images.js')).imageSender;
 }
 
 export async function migrate(engine: Engine, req: MigrateRequest): Promise<MigrateResult> {
