@@ -33,11 +33,13 @@ export async function recoverInterrupted(store: Store): Promise<RecoveredEvent[]
   }
   const out: RecoveredEvent[] = [];
   for (const op of found) {
-    if (op.intent.op !== 'checkpoint') continue; // other operations' leftovers are gc's to sweep
+    // A migration's images half received by an agent that died: the source kept its copy.
+    const receive = op.intent.op === 'receive-images';
+    if (op.intent.op !== 'checkpoint' && !receive) continue; // other operations' leftovers are gc's to sweep
     const lock = await acquireLock(store.root, `recover-${op.intent.id}`, `the recovery of snapshot ${op.intent.id}`).catch(() => undefined);
     if (!lock) continue; // another command is recovering it right now
     try {
-      const e = await recoverOne(store, op);
+      const e = receive ? await dropReceived(store, op) : await recoverOne(store, op);
       if (e) {
         out.push(e);
         if (engineChannels.recovered.hasSubscribers) engineChannels.recovered.publish(e);
@@ -47,6 +49,11 @@ export async function recoverInterrupted(store: Store): Promise<RecoveredEvent[]
     }
   }
   return out;
+}
+
+async function dropReceived(store: Store, op: InterruptedOperation): Promise<RecoveredEvent> {
+  await (await store.adopt(op.intent)).abandon();
+  return { snapshot: op.intent.id, action: 'removed', reason: 'images of a migration whose receiving agent was killed (the source kept its copy)' };
 }
 
 async function recoverOne(store: Store, op: InterruptedOperation): Promise<RecoveredEvent | undefined> {

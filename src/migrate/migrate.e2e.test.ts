@@ -46,7 +46,8 @@ function pidsWith(marker: string): number[] {
     if (!/^\d+$/.test(p)) continue;
     try {
       const cmd = execFileSync('cat', [`/proc/${p}/cmdline`]).toString();
-      if (cmd.includes(marker)) out.push(Number(p));
+      // (not the `unshare` that launched the original: it waits for its child, holding the same arguments)
+      if (cmd.includes(marker) && !cmd.startsWith('unshare\0')) out.push(Number(p));
     } catch { /* gone */ }
   }
   return out;
