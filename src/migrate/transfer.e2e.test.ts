@@ -1,36 +1,33 @@
 // An image transfer with real CRIU (root): a `ferry run` workload in store A is checkpointed
-// with --leave-running, its snapshot's images are sent (zstd) to a real `ferry agent` on store B
-// through PUT /v1/migrations/:id/images, and store B restores the received snapshot under another
-// name — after the original is stopped — and the copy runs on (its counter keeps going).
+// with --leave-running, its snapshot's images are sent (zstd) to an agent app (real engine, on a
+// loopback socket; no migration state machine, so no preflight is needed) on store B through
+// PUT /v1/migrations/:id/images, and store B restores the received snapshot under another name —
+// after the original is stopped — and the copy runs on (its counter keeps going).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createAdaptorServer } from '@hono/node-server';
+import { createAgentApp } from '../agent/app.js';
+import { LimitAdmission } from '../engine/admission.js';
+import { createEngine } from '../engine/engine.js';
+import { Jobs } from '../engine/jobs.js';
 import { Store } from '../store/store.js';
-import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
+import { ferryCli, ferryOk } from '../testing/ferry-cli.js';
 import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
 import { sendImages } from './send-images.js';
-
-function listening(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the agent did not start within 20 s: ${out}`)), 20_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      try { resolve((JSON.parse(out) as { listening: string }).listening); clearTimeout(timer); } catch { /* not yet */ }
-    });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the agent exited (${code}): ${out}`)); });
-  });
-}
 
 describe('migrate: images of a real checkpoint sent to another store\'s agent, restored there', { timeout: 180_000 }, () => {
   let dir = '';
   let storeA = '';
   let storeB = '';
-  let agent: ChildProcess | undefined;
+  let agent: ReturnType<typeof createAgentApp> | undefined;
+  let jobs: Jobs | undefined;
+  let server: Server | undefined;
   let url = '';
   let token = '';
   let counter = '';
@@ -42,18 +39,19 @@ describe('migrate: images of a real checkpoint sent to another store\'s agent, r
     storeB = join(dir, 'b');
     counter = join(dir, 'counter');
     token = randomBytes(24).toString('hex');
-    await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
-    agent = spawn(FERRY, ['--store', storeB, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    url = await listening(agent);
+    const engine = createEngine({ store: storeB });
+    jobs = new Jobs({ engine, admission: new LimitAdmission(1) });
+    agent = createAgentApp({ engine, jobs, token });
+    server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
+    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
   after(async () => {
-    if (agent && agent.exitCode === null) {
-      const exited = new Promise((r) => agent?.once('exit', r));
-      agent.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (agent.exitCode === null) agent.kill('SIGKILL');
-    }
+    server?.closeAllConnections();
+    server?.close();
+    await jobs?.close();
+    agent?.dispose();
     await ferryCli(storeA, ['stop', 'counter']);
     await ferryCli(storeB, ['stop', 'counter-b']);
     for (const p of pids) killQuietly(p);
