@@ -66,7 +66,8 @@ async function memoryTiersOf(stores: readonly string[]): Promise<string[]> {
       if (bp && roots.has(resolve(bp.root))) found.add(join(base, e));
     }
   }
-  return [...found];
+  const existing = await Promise.all([...found].map((d) => access(d).then(() => d, () => undefined)));
+  return existing.filter((d): d is string => d !== undefined);
 }
 
 /**
