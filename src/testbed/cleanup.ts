@@ -10,10 +10,11 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_MEMORY_BASE, readBackPointer } from '../store/layout.js';
 import { Store } from '../store/store.js';
 import { FerryError, errnoCode } from '../util/errors.js';
-import { endProcesses, isSameProcess } from './agents.js';
+import { endProcesses } from './agents.js';
+import { isSameProcess } from './proc.js';
 import { deleteNetns, listNetns, netnsInode, processesIn } from './netns.js';
 import { isTestbedNetns, switchNetnsOf } from './plan.js';
-import { hostsDir, readState, statePath, tokenPath, type TestbedState } from './state.js';
+import { hostsDir, readState, removeStaleUpLock, statePath, tokenPath, type TestbedState } from './state.js';
 
 /** What to take apart. */
 export interface TeardownTarget {
@@ -160,6 +161,7 @@ export async function downTestbed(o: { dir: string; prefix: string }): Promise<D
   const exists = (p: string) => access(p).then(() => true, () => false);
   const leftoverFiles = (await Promise.all([statePath(o.dir), tokenPath(o.dir), hostsDir(o.dir)].map(exists))).some(Boolean);
   const wasUp = state !== undefined || namespaces.size > 0 || stores.size > 0 || leftoverFiles;
+  await removeStaleUpLock(o.dir);
   const r = await teardown({
     dir: o.dir,
     namespaces: [...namespaces],

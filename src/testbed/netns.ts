@@ -67,17 +67,15 @@ export async function addNetns(netns: string): Promise<void> {
   await ip(netns, ['link', 'set', 'lo', 'up'], `bringing lo up in ${netns}`);
 }
 
-/** The switch: its own namespace holding the bridge, so the machine's namespace is never touched. */
-export async function addSwitch(plan: TestbedPlan): Promise<void> {
-  await addNetns(plan.switchNetns);
+/** The switch's bridge, in the switch's namespace (made with addNetns), so the machine's namespace is never touched. */
+export async function addBridge(plan: TestbedPlan): Promise<void> {
   await ip(plan.switchNetns, ['link', 'add', 'name', BRIDGE_IF, 'type', 'bridge'], 'creating the bridge');
   await ip(plan.switchNetns, ['link', 'set', BRIDGE_IF, 'up'], 'bringing the bridge up');
 }
 
-/** A host: its namespace, a veth pair from the switch's bridge to its eth0, its address. */
-export async function addHost(plan: TestbedPlan, host: HostPlan): Promise<void> {
+/** A host's link (its namespace made with addNetns): a veth pair from the switch's bridge to its eth0, and its address. */
+export async function addHostLink(plan: TestbedPlan, host: HostPlan): Promise<void> {
   const sw = plan.switchNetns;
-  await addNetns(host.netns);
   await ip(sw, ['link', 'add', 'name', host.switchIf, 'type', 'veth', 'peer', 'name', HOST_IF, 'netns', host.netns], `creating ${host.name}'s link`);
   await ip(sw, ['link', 'set', host.switchIf, 'master', BRIDGE_IF], `attaching ${host.name}'s link to the bridge`);
   await ip(sw, ['link', 'set', host.switchIf, 'up'], `bringing ${host.name}'s switch port up`);

@@ -2,6 +2,7 @@
  * Where a testbed keeps its files, and its record (state.json):
  *
  *   <dir>/state.json          what `up` made (written once everything runs)
+ *   <dir>/up.lock             held by the `up` that is making the testbed: {pid, startTime}
  *   <dir>/token               the agents' bearer token, mode 0600
  *   <dir>/hosts/<h>/store/    the host's snapshot store
  *   <dir>/hosts/<h>/agent.log the host's agent's stdout and stderr
@@ -10,11 +11,12 @@
  * namespace, leaves nothing stale behind).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FerryError, errnoCode } from '../util/errors.js';
 import { DEFAULT_PREFIX, checkPrefix } from './plan.js';
+import { isSameProcess, processStartTime } from './proc.js';
 
 export const DEFAULT_TESTBED_DIR = '/run/ferry-testbed';
 
@@ -29,6 +31,7 @@ export function testbedPrefix(env: NodeJS.ProcessEnv = process.env): string {
 
 export const statePath = (dir: string): string => join(dir, 'state.json');
 export const tokenPath = (dir: string): string => join(dir, 'token');
+export const upLockPath = (dir: string): string => join(dir, 'up.lock');
 export const hostsDir = (dir: string): string => join(dir, 'hosts');
 export const hostStore = (dir: string, host: string): string => join(hostsDir(dir), host, 'store');
 export const hostLog = (dir: string, host: string): string => join(hostsDir(dir), host, 'agent.log');
@@ -101,4 +104,41 @@ export async function readToken(dir: string): Promise<string> {
     throw new FerryError('ERR_TESTBED_STATE', `testbed: cannot read its token ${tokenPath(dir)}: ${(err as Error).message}`, { hint: 'the testbed is broken: `ferry testbed down`, then `ferry testbed up`' });
   });
   return text.split('\n')[0]?.trim() ?? '';
+}
+
+/** The owner of `<dir>/up.lock` when that process still runs. */
+async function lockOwner(dir: string): Promise<number | undefined> {
+  try {
+    const o = JSON.parse(await readFile(upLockPath(dir), 'utf8')) as { pid?: unknown; startTime?: unknown };
+    if (typeof o.pid === 'number' && typeof o.startTime === 'number' && (await isSameProcess(o.pid, o.startTime))) return o.pid;
+  } catch { /* none, or unreadable: not held */ }
+  return undefined;
+}
+
+/**
+ * Makes one `up` at a time per directory: a second one is refused while the first runs (it would
+ * overwrite the token and, failing, remove the first's stores). A lock whose owner is gone is taken over.
+ * Returns its release.
+ */
+export async function takeUpLock(dir: string): Promise<() => Promise<void>> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const mine = JSON.stringify({ pid: process.pid, startTime: (await processStartTime(process.pid)) ?? 0 });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await writeFile(upLockPath(dir), mine, { flag: 'wx', mode: 0o600 });
+      return () => unlink(upLockPath(dir)).catch(() => undefined);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST' || attempt > 0) throw err;
+    }
+    const owner = await lockOwner(dir);
+    if (owner !== undefined) {
+      throw new FerryError('ERR_TESTBED_RUNNING', `testbed: another \`ferry testbed up\` (pid ${owner}) is making a testbed in ${dir}`, { hint: 'wait for it, or `ferry testbed down` after it' });
+    }
+    await unlink(upLockPath(dir)).catch(() => undefined);
+  }
+}
+
+/** Removes `<dir>/up.lock` when its owner is gone (a crashed `up`); a live one's stays. */
+export async function removeStaleUpLock(dir: string): Promise<void> {
+  if ((await lockOwner(dir)) === undefined) await unlink(upLockPath(dir)).catch(() => undefined);
 }

@@ -6,15 +6,17 @@
  * address or route of it.
  */
 import { spawn } from 'node:child_process';
+import { rmdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { FerryError } from '../util/errors.js';
-import { isSameProcess, probeHealth, startAgent, waitHealthy, type StartedAgent } from './agents.js';
+import { probeHealth, startAgent, waitHealthy, type StartedAgent } from './agents.js';
+import { isSameProcess } from './proc.js';
 import { downTestbed, teardown, testbedNamespaces, type DownResult } from './cleanup.js';
 import { HOST_IF, DEFAULT_RATE, chooseSubnet, planTestbed, parseRate, type TestbedPlan } from './plan.js';
-import { addHost, addSwitch, listNetns, machineNetwork, netnsPath, readQdiscs, shape, type Qdisc } from './netns.js';
-import { hostLog, hostStore, makeToken, readState, readToken, testbedDir, testbedPrefix, tokenPath, writeState, type HostState, type TestbedState } from './state.js';
+import { addBridge, addHostLink, addNetns, listNetns, machineNetwork, netnsPath, readQdiscs, shape, type Qdisc } from './netns.js';
+import { hostLog, hostStore, makeToken, readState, readToken, takeUpLock, testbedDir, testbedPrefix, tokenPath, writeState, type HostState, type TestbedState } from './state.js';
 
 export type { DownResult } from './cleanup.js';
 
@@ -79,6 +81,17 @@ export async function testbedUp(o: UpOptions = {}): Promise<UpResult> {
   const prefix = resolvePrefix(o);
   const rate = o.rate ?? DEFAULT_RATE;
   parseRate(rate);
+  const release = await takeUpLock(dir);
+  try {
+    return await upLocked(o, dir, prefix, rate);
+  } finally {
+    await release();
+    // A failed up leaves its directory as it found it (empty: gone).
+    await rmdir(dir).catch(() => undefined);
+  }
+}
+
+async function upLocked(o: UpOptions, dir: string, prefix: string, rate: string): Promise<UpResult> {
   await refuseIfUp(dir, prefix);
   const plan: TestbedPlan = planTestbed({ prefix, hosts: o.hosts ?? 2, rate, delayMs: o.delayMs ?? 0, subnet: chooseSubnet(await machineNetwork()) });
   const made: string[] = [];
@@ -86,11 +99,15 @@ export async function testbedUp(o: UpOptions = {}): Promise<UpResult> {
   const stores = plan.hosts.map((h) => hostStore(dir, h.name));
   try {
     const token = await makeToken(dir);
+    // Each namespace is counted as made only once its own `ip netns add` succeeded: one that
+    // already existed (another testbed's) is never taken down here.
+    await addNetns(plan.switchNetns);
     made.push(plan.switchNetns);
-    await addSwitch(plan);
+    await addBridge(plan);
     for (const host of plan.hosts) {
+      await addNetns(host.netns);
       made.push(host.netns);
-      await addHost(plan, host);
+      await addHostLink(plan, host);
       await shape(plan, host.netns, HOST_IF, true);
       await shape(plan, plan.switchNetns, host.switchIf, false);
     }
