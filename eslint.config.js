@@ -1,5 +1,6 @@
 // Type-aware lint. The layer rule keeps imports pointing downward (ARCHITECTURE.md):
-//   cli -> agent, bench -> engine -> migration -> scheduler -> targets -> store -> telemetry -> criu -> native (doctor beside scheduler)
+//   cli -> agent, bench -> engine -> migration -> scheduler -> targets -> store -> telemetry -> criu -> native (doctor beside scheduler;
+//   testbed beside engine, on store and criu, used by cli and bench)
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -13,9 +14,10 @@ const layers = {
   scheduler: ['native', 'criu', 'telemetry', 'store', 'targets'],
   migration: ['native', 'criu', 'telemetry', 'store', 'targets', 'scheduler'],
   engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration'],
-  cli: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'agent', 'bench'],
+  testbed: ['native', 'criu', 'telemetry', 'store'],
+  cli: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'agent', 'bench', 'testbed'],
   agent: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine'],
-  bench: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine'],
+  bench: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'migration', 'engine', 'testbed'],
 };
 const all = Object.keys(layers);
 // `util` is shared, dependency-free code every layer may use.

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   bench: () => import('./commands/bench.js'),
   agent: () => import('./commands/agent.js'),
   migrate: () => import('./commands/migrate.js'),
+  testbed: () => import('./commands/testbed.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -42,6 +43,7 @@ commands:
   bench             memory|concurrency|warmstart|dedup|overhead|all [--quick]: the seed experiments, JSON + HTML report
   migrate           move a running workload to another host's agent (--to HOST|URL), behind a commit point
   agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
+  testbed           up|exec|status|down: hosts on this machine (network namespaces, shaped links, an agent each)
 
 global options:
   --json            machine-readable output on stdout (every command)
@@ -133,7 +135,9 @@ export async function main(argv: string[]): Promise<number> {
       });
     }
     const { command } = await load();
-    if (args.includes('-h') || args.includes('--help')) {
+    // (Only ferry's own arguments: a command after `--`, as in `testbed exec h1 -- CMD --help`, keeps its own.)
+    const own = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+    if (own.includes('-h') || own.includes('--help')) {
       process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
       return 0;
     }

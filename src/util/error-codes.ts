@@ -121,6 +121,14 @@ export const ERROR_CODES = {
   ERR_MIGRATE_TIMEOUT: failed(504, "the destination held a restored copy and heard neither commit nor abort in time: it removed the copy (the source's snapshot is kept)"),
   ERR_MIGRATE_UNCERTAIN: failed(502, 'the commit was sent but its outcome is unknown (the destination stopped answering): the workload may run on the destination; the source kept its snapshot'),
 
+  // The testbed (ferry testbed: hosts as network namespaces on one machine)
+  ERR_TESTBED_SETUP: failed(503, 'the testbed could not be made: a step (ip, tc, nsenter, an agent) failed, or no free subnet; what was made is removed'),
+  ERR_TESTBED_RUNNING: failed(409, 'a testbed (or leftovers of one) is already up; `ferry testbed down` removes it'),
+  ERR_NO_TESTBED: failed(404, 'no testbed is up'),
+  ERR_NO_TESTBED_HOST: failed(404, 'the testbed has no host of that name'),
+  ERR_TESTBED_STATE: failed(500, "the testbed's record or token is damaged, or a host's namespace is gone"),
+  ERR_TESTBED_CLEANUP: failed(500, '`ferry testbed down` could not remove everything (a process did not end, a namespace or file could not be removed)'),
+
   // Benchmarks and test workloads (bench, tests)
   ERR_BENCH: failed(500, 'a benchmark step failed'),
   ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),
