@@ -4,7 +4,8 @@ import { FerryError } from '../util/errors.js';
 
 /**
  * Where a network command acts: the network namespace of the calling process, or the named one
- * (`/run/netns/NAME`, as `ip netns add` makes them).
+ * (`/run/netns/NAME`, as `ip netns add` makes them), or one given by an absolute path (e.g.
+ * `/proc/PID/ns/net`, a running workload's).
  */
 export interface NetnsOption {
   netns?: string;
@@ -25,6 +26,7 @@ const PACKAGE: Readonly<Record<string, string>> = { ip: 'iproute2', iptables: 'i
 const NETNS_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function netnsPath(name: string): string {
+  if (name.startsWith('/')) return name;
   if (!NETNS_RE.test(name)) {
     throw new FerryError('ERR_NO_NETNS', `'${name}' is not a network namespace name`, { hint: 'give the name `ip netns list` shows (letters, digits, dot, dash, underscore)' });
   }
