@@ -1,6 +1,6 @@
 import { readlink } from 'node:fs/promises';
 import { removeServiceAddress, type NetnsOption } from '../net/service-address.js';
-import { readWorkload, workloadIsRunning, writeWorkload, type WorkloadAddress, type WorkloadRecord } from './workload-record.js';
+import { listWorkloads, readWorkload, workloadIsRunning, writeWorkload, type WorkloadAddress, type WorkloadRecord } from './workload-record.js';
 
 /**
  * A workload's service address lives as long as the workload: `ferry stop` removes it, and the
@@ -56,4 +56,16 @@ export async function removeWorkloadAddress(workloadsDir: string, rec: WorkloadR
 export async function releaseEndedAddress(workloadsDir: string, rec: WorkloadRecord): Promise<WorkloadRecord> {
   if (!addressIsUp(rec) || await workloadIsRunning(rec)) return rec;
   return removeWorkloadAddress(workloadsDir, rec);
+}
+
+/**
+ * The store's workload records, with the address of every workload that ended removed first (what
+ * `ferry ps` and the agent's workload list show). A removal that fails is reported to `warn` and
+ * the record kept as it was: listing never fails for it.
+ */
+export async function listWorkloadsReleasingEnded(workloadsDir: string, warn: (rec: WorkloadRecord, err: unknown) => void): Promise<WorkloadRecord[]> {
+  return Promise.all((await listWorkloads(workloadsDir)).map((r) => releaseEndedAddress(workloadsDir, r).catch((err: unknown) => {
+    warn(r, err);
+    return r;
+  })));
 }

@@ -1,6 +1,5 @@
 import { Store } from '../../store/store.js';
-import { listWorkloads } from '../../targets/workload-record.js';
-import { releaseEndedAddress } from '../../targets/workload-address.js';
+import { listWorkloadsReleasingEnded } from '../../targets/workload-address.js';
 import { workloadStatus } from '../../targets/workload-status.js';
 import { emitJson, parse, type Command } from '../command.js';
 
@@ -13,10 +12,9 @@ export const command: Command = {
     parse(argv, {}, 'ps', false);
     const store = new Store({ root: ctx.store });
     // A workload that ended keeps its service address only until ferry looks at it: now.
-    const records = await Promise.all((await listWorkloads(store.workloadsDir)).map((r) => releaseEndedAddress(store.workloadsDir, r).catch((err: unknown) => {
+    const records = await listWorkloadsReleasingEnded(store.workloadsDir, (r, err) => {
       ctx.out.stderr(`ferry: warning: could not remove the service address ${r.address?.address ?? ''} of '${r.name}', which ended: ${err instanceof Error ? err.message : String(err)}\n`);
-      return r;
-    })));
+    });
     const snapshots = records.length ? (await store.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
     const rows = await Promise.all(records.map((r) => workloadStatus(r, snapshots)));
     if (ctx.json) {
