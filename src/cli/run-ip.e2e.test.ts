@@ -14,6 +14,7 @@ import { connectOnce, ECHO_SERVER, inNetns, makeNetnsPair, type NetnsPair } from
 import { FERRY, type Ran } from '../testing/ferry-cli.js';
 import { OwnedPids, waitFor } from '../testing/processes.js';
 import { PROJECT_ROOT } from '../criu/binary.js';
+import { attachWorkloadAddress } from '../targets/workload-address.js';
 
 let pair: NetnsPair;
 const pids = new OwnedPids();
@@ -175,6 +176,13 @@ describe('ferry run --ip (real namespaces)', () => {
     assert.ok(echoes() >= before + 5, `echoes went on after the restore (${before} → ${echoes()})`);
     assert.deepEqual(await listHolds({ netns: pair.a }), [], 'no hold rule left');
     client.kill('SIGKILL');
-    await removeServiceAddress({ address: ip }, { netns: pair.a });
+    // The restore wrote the record without the address (as a destination's does): attached
+    // afterwards, the workload's stop removes it.
+    assert.equal(await psAddress(store, 'svc'), null, 'the restore recorded no address');
+    await attachWorkloadAddress(join(store, 'workloads'), 'svc', a, { netnsPath: `/run/netns/${pair.a}` });
+    assert.equal((await psAddress(store, 'svc'))?.state, 'up');
+    const stop = JSON.parse(await ferryInOk(store, ['stop', 'svc', '--json'])) as { address: unknown };
+    assert.deepEqual(stop.address, { address: ip, removed: true });
+    assert.equal(await hasAddress(ip, { netns: pair.a }), false);
   });
 });

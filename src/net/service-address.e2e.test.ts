@@ -5,6 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { isFerryError } from '../util/errors.js';
 import { listInterfaces } from './interfaces.js';
+import { dropHeld, giveUp, reclaim, releaseAndAnnounce, takeHeld } from './address-moves.js';
 import { addServiceAddress, announce, clearHolds, hasAddress, holdInbound, listHolds, releaseInbound, removeServiceAddress } from './service-address.js';
 import { connectOnce, inNetns, makeNetnsPair, sh, startEchoServer, type NetnsPair } from './testing-netns.js';
 
@@ -116,5 +117,32 @@ describe('service addresses (real network namespaces)', () => {
     assert.deepEqual(await listHolds({ netns: pair.b }), []);
     assert.match(await inNetns(pair.b, 'iptables', ['-w', '5', '-S', 'INPUT']), /not-ferry/, 'the other rule stays');
     assert.deepEqual(await clearHolds({ netns: pair.b }), { cleared: 0 });
+  });
+
+  it('a move: given up on A, taken held on B (clients time out, no RST), released and announced (they connect); abort and reclaim', async () => {
+    const addr = pair.at(90);
+    const port = 7090;
+    servers.push(await startEchoServer(pair.b, '0.0.0.0', port));
+    const a = await addServiceAddress(addr, { netns: pair.a });
+    await giveUp(a, { netns: pair.a });
+    assert.equal(await hasAddress(addr, { netns: pair.a }), false);
+    // The source's interface name means nothing on the destination: B picks its own.
+    const taken = await takeHeld(a, { netns: pair.b });
+    assert.deepEqual(taken, { address: addr, prefix: 24, dev: pair.devB });
+    assert.equal(await connectOnce(pair.a, addr, port, 700), 'timeout', 'held');
+    await releaseAndAnnounce(a, { netns: pair.b });
+    assert.equal(await connectOnce(pair.a, addr, port, 3000), 'echoed');
+    assert.deepEqual(await listHolds({ netns: pair.b }), []);
+    // An aborted move: the destination drops hold and address; the source takes it back.
+    await holdInbound(addr, { netns: pair.b });
+    await dropHeld(a, { netns: pair.b });
+    assert.equal(await hasAddress(addr, { netns: pair.b }), false);
+    assert.deepEqual(await listHolds({ netns: pair.b }), []);
+    await reclaim(a, { netns: pair.a });
+    await reclaim(a, { netns: pair.a });
+    assert.deepEqual((await addressesOf(pair.a)).filter((l) => l.startsWith(`${addr}/`)), [`${addr}/24 ${pair.devA}`], 'reclaimed once');
+    await assert.rejects(takeHeld(a, { netns: pair.a }), (e) => isFerryError(e, 'ERR_ADDRESS_IN_USE'));
+    assert.deepEqual(await listHolds({ netns: pair.a }), [], 'a refused take leaves no hold');
+    await removeServiceAddress(a, { netns: pair.a });
   });
 });

@@ -1,4 +1,5 @@
-import { readlink } from 'node:fs/promises';
+import { readlink, stat } from 'node:fs/promises';
+import { FerryError } from '../util/errors.js';
 import { removeServiceAddress, type NetnsOption } from '../net/service-address.js';
 import { listWorkloads, readWorkload, workloadIsRunning, writeWorkload, type WorkloadAddress, type WorkloadRecord } from './workload-record.js';
 
@@ -11,6 +12,11 @@ import { listWorkloads, readWorkload, workloadIsRunning, writeWorkload, type Wor
 /** The calling process's network namespace, as the kernel names it (`net:[INODE]`). */
 export async function currentNetns(): Promise<string> {
   return readlink('/proc/self/ns/net');
+}
+
+/** The kernel's name (`net:[INODE]`) of the network namespace at `path` (a bind mount or /proc link). */
+export async function netnsId(path: string): Promise<string> {
+  return `net:[${(await stat(path)).ino}]`;
 }
 
 /** True while the record's address is up as far as ferry knows (added and not yet removed). */
@@ -68,4 +74,19 @@ export async function listWorkloadsReleasingEnded(workloadsDir: string, warn: (r
     warn(r, err);
     return r;
   })));
+}
+
+/**
+ * Records `a` as the service address of workload `name` (up, in this network namespace), for a
+ * record written without it: a restore, or a migration's destination once it took the address.
+ * The address is in this process's network namespace, or in the one at `netnsPath`
+ * (`/run/netns/NAME`, `/proc/PID/ns/net`).
+ */
+export async function attachWorkloadAddress(workloadsDir: string, name: string, a: { address: string; prefix: number; dev: string }, opts: { netnsPath?: string } = {}): Promise<WorkloadRecord> {
+  const rec = await readWorkload(workloadsDir, name);
+  if (!rec) throw new FerryError('ERR_NO_WORKLOAD', `no workload named '${name}' to give the address ${a.address}`, { hint: 'the workload record is written by the restore; attach the address after it' });
+  const netns = opts.netnsPath !== undefined ? await netnsId(opts.netnsPath) : await currentNetns();
+  const updated: WorkloadRecord = { ...rec, address: { address: a.address, prefix: a.prefix, dev: a.dev, netns } };
+  await writeWorkload(workloadsDir, updated);
+  return updated;
 }
