@@ -21,6 +21,8 @@ command -v apt-get >/dev/null || die "this setup needs a Debian-based system wit
 PKGS=(
   # runtimes and the things CRIU calls out to
   runc crun iptables iproute2 kmod procps util-linux libcap2-bin
+  # service addresses: gratuitous ARP when an address moves (iptables above holds its traffic)
+  iputils-arping
   # build tools for the native addon and for CRIU
   build-essential pkgconf python3 dpkg-dev xz-utils
   libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { FerryError } from '../util/errors.js';
 import { findOnPath } from '../util/path.js';
 import { resolveExecutable } from './exec-path.js';
-import { readWorkload, recordWorkload, validWorkloadName, workloadIsRunning, type WorkloadRecord } from './workload-record.js';
+import { addServiceAddress, removeServiceAddress } from '../net/service-address.js';
+import { addressIsUp, currentNetns, releaseEndedAddress } from './workload-address.js';
+import { listWorkloads, readWorkload, recordWorkload, validWorkloadName, workloadIsRunning, type WorkloadAddress, type WorkloadRecord } from './workload-record.js';
 
 export { readWorkload, writeWorkload, validWorkloadName, recordWorkload, workloadIsRunning, listWorkloads } from './workload-record.js';
 export type { WorkloadRecord } from './workload-record.js';
@@ -45,6 +47,14 @@ function execFailed(command: string[], path: string, errno: string, why: string,
   });
 }
 
+export interface RunOptions {
+  /**
+   * A service address for the workload (`ferry run --ip`): added on the host before the command
+   * starts (so it can bind it), removed again if the start fails, recorded with the workload.
+   */
+  address?: { address: string; prefix?: number; dev?: string };
+}
+
 /**
  * Starts `command` detached as pid 1 and session leader of its own pid namespace
  * (`unshare --pid --fork setsid`), stdin from /dev/null, stdout/stderr appended to log files
@@ -53,8 +63,9 @@ function execFailed(command: string[], path: string, errno: string, why: string,
  * command that cannot be executed is refused (ERR_RUN_EXEC) and leaves no record.
  * (No `--kill-child`: it sets a parent-death signal, which CRIU faithfully restores — and the
  * restored workload's parent is CRIU, which exits right after the restore.)
+ * With `opts.address`, the service address goes up before the command starts and is recorded.
  */
-export async function runWorkload(workloadsDir: string, name: string, command: string[]): Promise<WorkloadRecord> {
+export async function runWorkload(workloadsDir: string, name: string, command: string[], opts: RunOptions = {}): Promise<WorkloadRecord> {
   if (!validWorkloadName(name)) {
     throw new FerryError('ERR_USAGE', `invalid workload name '${name}'`, { hint: 'use letters, digits, dot, dash and underscore (max 64)' });
   }
@@ -63,10 +74,47 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
   if (existing && (await workloadIsRunning(existing))) {
     throw new FerryError('ERR_WORKLOAD_EXISTS', `a workload named '${name}' is already running (pid ${existing.pid})`, { hint: `pick another --name, or end it first with \`ferry stop ${name}\`` });
   }
+  // The record is about to be replaced: an ended workload's address goes first, and so does
+  // the same address left up by another workload that ended.
+  if (existing) await releaseEndedAddress(workloadsDir, existing);
+  if (opts.address) {
+    for (const r of await listWorkloads(workloadsDir)) {
+      if (addressIsUp(r) && r.address.address === opts.address.address) await releaseEndedAddress(workloadsDir, r);
+    }
+  }
   // Refused before anything starts: what execvp would not find or may not execute.
   const resolved = await resolveExecutable(command[0] ?? '');
   if (!resolved.ok) throw execFailed(command, resolved.path, resolved.errno, resolved.why);
 
+  let address: WorkloadAddress | undefined;
+  if (opts.address) {
+    const { address: a, prefix, dev } = opts.address;
+    const added = await addServiceAddress(a, { ...(prefix !== undefined ? { prefix } : {}), ...(dev !== undefined ? { dev } : {}) });
+    address = { ...added, netns: await currentNetns() };
+  }
+  let pid: number;
+  try {
+    pid = await launch(workloadsDir, name, command, resolved.path);
+  } catch (err) {
+    // A workload that did not start leaves no address behind.
+    if (address) {
+      await removeServiceAddress(address).catch((e: unknown) => {
+        if (err instanceof FerryError) err.addCleanupError(e);
+      });
+    }
+    throw err;
+  }
+  return recordWorkload(workloadsDir, {
+    name, pid, command,
+    stdout: join(workloadsDir, name, 'stdout.log'),
+    stderr: join(workloadsDir, name, 'stderr.log'),
+    startedAt: new Date().toISOString(),
+    ...(address ? { address } : {}),
+  });
+}
+
+/** Starts the command (see runWorkload) and answers the namespace init's pid once it exec'd. */
+async function launch(workloadsDir: string, name: string, command: string[], resolvedPath: string): Promise<number> {
   const dir = join(workloadsDir, name);
   const dirExisted = await stat(dir).then(() => true, () => false);
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -97,7 +145,7 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
   // unshare --fork exits with the init's status, so 126/127 is setsid's failed exec.
   const deadline = Date.now() + EXEC_WATCHDOG_MS;
   let pid: number | undefined;
-  let execd = launchers.has(resolved.path) || launchers.has(await realpath(resolved.path).catch(() => resolved.path));
+  let execd = launchers.has(resolvedPath) || launchers.has(await realpath(resolvedPath).catch(() => resolvedPath));
   while (Date.now() < deadline) {
     if (pid === undefined) {
       pid = await initOf(launcher);
@@ -120,7 +168,7 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
     await cleanupFailed();
     if (code === 126 || code === 127) {
       const errno = code === 126 ? 'EACCES' : 'ENOENT';
-      throw execFailed(command, resolved.path, errno, said.replace(/^setsid: /, '') || `the command could not be executed (status ${code})`);
+      throw execFailed(command, resolvedPath, errno, said.replace(/^setsid: /, '') || `the command could not be executed (status ${code})`);
     }
     throw new FerryError('ERR_RUN', code === undefined || code === null
       ? `the workload did not start: ${command.join(' ')}`
@@ -129,7 +177,7 @@ export async function runWorkload(workloadsDir: string, name: string, command: s
       hint: 'check the command runs on its own, e.g. with `unshare --pid --fork setsid -- CMD`',
     });
   }
-  return recordWorkload(workloadsDir, { name, pid, command, stdout, stderr, startedAt: new Date().toISOString() });
+  return pid;
 }
 
 /** unshare's only child: the namespace's init. */

@@ -26,6 +26,22 @@ export interface WorkloadRecord {
   restoredAt?: string;
   /** When `ferry stop` ended it. */
   stoppedAt?: string;
+  /** Its service address (`ferry run --ip`); absent in records of workloads without one. */
+  address?: WorkloadAddress;
+}
+
+/** A workload's service address, where it was configured, and whether ferry removed it again. */
+export interface WorkloadAddress {
+  address: string;
+  prefix: number;
+  dev: string;
+  /**
+   * The network namespace it was added in (`readlink /proc/self/ns/net`, e.g. `net:[4026531840]`):
+   * ferry removes it only from there, never from whatever namespace a later command runs in.
+   */
+  netns?: string;
+  /** When ferry removed it (the workload ended); absent while the address is up. */
+  removedAt?: string;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -4,7 +4,9 @@ import { workloadIsRunning, type WorkloadRecord } from './workload-record.js';
  * What became of a workload: `running` (its recorded process, same pid and start time),
  * `stopped` (ended by `ferry stop`), `exited` (gone otherwise: it ended, was killed, or a
  * checkpoint without --leave-running stopped it — `lastSnapshot` then names the newest snapshot
- * taken of this incarnation).
+ * taken of this incarnation). A workload that is not running keeps its service address until
+ * ferry removes it: callers that list workloads first pass each record through
+ * releaseEndedAddress (workload-address.ts), as `ferry ps` does.
  */
 export type WorkloadState = 'running' | 'stopped' | 'exited';
 
@@ -22,6 +24,11 @@ export interface WorkloadStatus {
   lastSnapshot: string | null;
   stdout: string;
   stderr: string;
+  /**
+   * Its service address (`ferry run --ip`): `up` while ferry has it configured, `removed` once the
+   * workload ended and ferry removed it (see releaseEndedAddress); null without one.
+   */
+  address: { address: string; prefix: number; dev: string; state: 'up' | 'removed'; removedAt: string | null } | null;
 }
 
 /** What workloadStatus needs to know of a snapshot (a manifest's id, createdAt and target.workload). */
@@ -46,5 +53,8 @@ export async function workloadStatus(rec: WorkloadRecord, snapshots: readonly Sn
     lastSnapshot: last?.id ?? null,
     stdout: rec.stdout,
     stderr: rec.stderr,
+    address: rec.address
+      ? { address: rec.address.address, prefix: rec.address.prefix, dev: rec.address.dev, state: rec.address.removedAt ? 'removed' : 'up', removedAt: rec.address.removedAt ?? null }
+      : null,
   };
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { treePids } from '../telemetry/proc.js';
 import { FerryError } from '../util/errors.js';
+import { addressIsUp, addressReachableHere, releaseEndedAddress, removeWorkloadAddress } from './workload-address.js';
 import { readWorkload, workloadIsRunning, writeWorkload, type WorkloadRecord } from './workload-record.js';
 
 export interface StopResult {
@@ -14,6 +15,8 @@ export interface StopResult {
   sigtermSent: number;
   sigkillSent: boolean;
   durationMs: number;
+  /** Its service address (`ferry run --ip`) and whether this stop removed it; null without one. */
+  address: { address: string; removed: boolean } | null;
 }
 
 /** How long the kernel gets to tear down a namespace after SIGKILL of its init. */
@@ -52,7 +55,8 @@ async function waitUntil(done: () => Promise<boolean> | boolean, deadline: numbe
  * the tree (the init only if it handles it), wait up to `timeoutMs` for the init to exit (an
  * init without a handler is not waited for once its descendants are gone), then SIGKILL the
  * init, which ends the whole namespace. Refuses an unknown name and a workload that is not
- * running; the pid is signalled only while it still has the recorded start time.
+ * running; the pid is signalled only while it still has the recorded start time. Its service
+ * address (if any) is removed once it is gone (an ended workload's too, before the refusal).
  */
 export async function stopWorkload(workloadsDir: string, name: string, timeoutMs: number): Promise<StopResult> {
   const rec = await readWorkload(workloadsDir, name);
@@ -60,11 +64,17 @@ export async function stopWorkload(workloadsDir: string, name: string, timeoutMs
     throw new FerryError('ERR_NO_WORKLOAD', `no workload named '${name}'`, { hint: '`ferry ps` lists the workloads started with `ferry run`' });
   }
   if (!(await workloadIsRunning(rec))) {
+    // Nothing to stop, but an address it left up goes now.
+    await releaseEndedAddress(workloadsDir, rec);
     throw new FerryError('ERR_WORKLOAD_NOT_RUNNING', `workload '${name}' is not running (its process ${rec.pid} ${rec.stoppedAt ? `was stopped at ${rec.stoppedAt}` : 'has exited'})`, {
       hint: `nothing to stop; \`ferry ps\` shows its state, its output is in ${rec.stderr}`,
     });
   }
   const started = Date.now();
+  // An address added in another network namespace than this command's is reachable only
+  // through the workload's own, so it goes before the workload does.
+  let current = rec;
+  if (addressIsUp(rec) && !(await addressReachableHere(rec.address))) current = await removeWorkloadAddress(workloadsDir, rec, { pid: rec.pid });
   const gone = async (): Promise<boolean> => !(await workloadIsRunning(rec));
   const handles = await catchesSigterm(rec.pid);
   const descendants = treePids(rec.pid).filter((p) => p !== rec.pid);
@@ -92,7 +102,9 @@ export async function stopWorkload(workloadsDir: string, name: string, timeoutMs
       }
     }
   }
-  const updated: WorkloadRecord = { ...rec, stoppedAt: new Date().toISOString() };
+  const updated: WorkloadRecord = { ...current, stoppedAt: new Date().toISOString() };
   await writeWorkload(workloadsDir, updated);
-  return { name, pid: rec.pid, outcome, initHandlesSigterm: handles, sigtermSent, sigkillSent, durationMs: Date.now() - started };
+  const after = await removeWorkloadAddress(workloadsDir, updated);
+  const address = rec.address && !rec.address.removedAt ? { address: rec.address.address, removed: !addressIsUp(after) } : null;
+  return { name, pid: rec.pid, outcome, initHandlesSigterm: handles, sigtermSent, sigkillSent, durationMs: Date.now() - started, address };
 }

@@ -129,6 +129,13 @@ export const ERROR_CODES = {
   ERR_TESTBED_STATE: failed(500, "the testbed's record or token is damaged, or a host's namespace is gone"),
   ERR_TESTBED_CLEANUP: failed(500, '`ferry testbed down` could not remove everything (a process did not end, a namespace or file could not be removed)'),
 
+  // Service addresses (the host's network: ip, iptables, arping)
+  ERR_ADDRESS: failed(422, 'a service address cannot be used: not a usable IPv4 address or prefix, or no interface of the host to put it on'),
+  ERR_ADDRESS_IN_USE: failed(409, 'the service address is already configured on this host (another workload has it, or a leftover)'),
+  ERR_NO_NETNS: failed(404, 'no network namespace with that name (/run/netns/NAME)'),
+  ERR_NET_COMMAND: failed(502, 'a network tool (ip, iptables, arping, nsenter) is missing or failed'),
+  ERR_NET_TIMEOUT: failed(504, 'a network tool (ip, iptables, arping, nsenter) did not finish in time and was killed'),
+
   // Benchmarks and test workloads (bench, tests)
   ERR_BENCH: failed(500, 'a benchmark step failed'),
   ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { storeListing } from '../../engine/listing.js';
-import { listWorkloads } from '../../targets/workload-record.js';
+import { listWorkloadsReleasingEnded } from '../../targets/workload-address.js';
 import { workloadStatus } from '../../targets/workload-status.js';
 import { FerryError } from '../../util/errors.js';
 import type { AgentDeps } from '../context.js';
@@ -29,7 +29,10 @@ export function storeRoutes(d: AgentDeps): Hono {
   });
   app.get('/v1/store', async (c) => c.json(await storeListing(d.engine.store)));
   app.get('/v1/workloads', async (c) => {
-    const records = await listWorkloads(d.engine.store.workloadsDir);
+    // As `ferry ps`: a workload that ended gives up its service address when it is looked at.
+    const records = await listWorkloadsReleasingEnded(d.engine.store.workloadsDir, (r, err) => {
+      d.log.warn({ workload: r.name, address: r.address?.address, err: err instanceof Error ? err.message : String(err) }, 'could not remove the service address of a workload that ended');
+    });
     const snapshots = records.length ? (await d.engine.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
     return c.json({ workloads: await Promise.all(records.map((r) => workloadStatus(r, snapshots))) });
   });

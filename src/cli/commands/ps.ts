@@ -1,16 +1,20 @@
 import { Store } from '../../store/store.js';
-import { listWorkloads } from '../../targets/workload-record.js';
+import { listWorkloadsReleasingEnded } from '../../targets/workload-address.js';
 import { workloadStatus } from '../../targets/workload-status.js';
 import { emitJson, parse, type Command } from '../command.js';
 
 export const command: Command = {
   summary: 'List the workloads ferry started (`ferry run`) in this store, with their state: running (the\n' +
-    'recorded process, checked by pid and start time), stopped (by `ferry stop`) or exited.',
+    'recorded process, checked by pid and start time), stopped (by `ferry stop`) or exited, and their\n' +
+    'service address (`--ip`). The address of a workload that ended is removed from the host here.',
   usage: 'ferry ps [--json]',
   async run(argv, ctx) {
     parse(argv, {}, 'ps', false);
     const store = new Store({ root: ctx.store });
-    const records = await listWorkloads(store.workloadsDir);
+    // A workload that ended keeps its service address only until ferry looks at it: now.
+    const records = await listWorkloadsReleasingEnded(store.workloadsDir, (r, err) => {
+      ctx.out.stderr(`ferry: warning: could not remove the service address ${r.address?.address ?? ''} of '${r.name}', which ended: ${err instanceof Error ? err.message : String(err)}\n`);
+    });
     const snapshots = records.length ? (await store.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
     const rows = await Promise.all(records.map((r) => workloadStatus(r, snapshots)));
     if (ctx.json) {
@@ -29,6 +33,7 @@ export const command: Command = {
         r.restoredFrom ? `restored from ${r.restoredFrom} at ${r.restoredAt ?? '?'}` : '',
         r.stoppedAt && r.state === 'stopped' ? `stopped at ${r.stoppedAt}` : '',
         r.lastSnapshot && r.state !== 'running' ? `last snapshot ${r.lastSnapshot}` : '',
+        r.address ? `address ${r.address.address}/${r.address.prefix} on ${r.address.dev}${r.address.state === 'removed' ? ' (removed)' : ''}` : '',
       ].filter(Boolean);
       if (notes.length) ctx.out.stdout(`${''.padEnd(w)}  ${notes.join('; ')}\n`);
       ctx.out.stdout(`${''.padEnd(w)}  logs: ${r.stdout}, ${r.stderr}\n`);

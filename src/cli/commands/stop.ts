@@ -34,6 +34,7 @@ export const command: Command = {
       : `killed: SIGKILL to its init${r.sigtermSent ? ` after SIGTERM to ${r.sigtermSent} process(es)` : ''}` +
         (r.initHandlesSigterm ? ' (it did not exit within --timeout)' : ' (the init has no SIGTERM handler, so it ignores SIGTERM)');
     ctx.out.stdout(`stopped '${r.name}' (pid ${r.pid}) in ${r.durationMs} ms: ${how}\n`);
+    if (r.address) ctx.out.stdout(`service address ${r.address.address} ${r.address.removed ? 'removed' : 'was already gone'}\n`);
     return 0;
   },
 };
