@@ -17,7 +17,8 @@ import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
 import { checkListenSafety, type ListenAddress } from './listen.js';
 import { IncomingMigrations, recoverIncoming } from '../migrate/incoming.js';
 import { runMigration } from '../migrate/job.js';
-import type { MigrateBody } from './routes/migrations.js';
+import { destinationAddressOps } from '../migrate/addresses.js';
+import type { MigrateBody } from '../migrate/protocol.js';
 
 export interface AgentServerOptions {
   listen: ListenAddress;
@@ -48,8 +49,9 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   for (const r of await recoverInterrupted(engine.store)) log.warn({ snapshot: r.snapshot, action: r.action }, `interrupted checkpoint ${r.action}: ${r.reason}`);
   // Jobs start up to a few per core; the freeze scheduler then lets one checkpoint freeze its tree
   // at a time (its measured default: src/bench/concurrency.ts), the others wait at pre-dump unfrozen.
-  const migrations = new IncomingMigrations({ engine, criuVersion: () => criuText() });
-  for (const r of await recoverIncoming(engine)) log.warn({ migration: r.id, removed: r.removed }, 'an unfinished incoming migration of an earlier agent was undone');
+  const address = destinationAddressOps(engine.store.workloadsDir);
+  const migrations = new IncomingMigrations({ engine, criuVersion: () => criuText(), address });
+  for (const r of await recoverIncoming(engine, address)) log.warn({ migration: r.id, removed: r.removed }, 'an unfinished incoming migration of an earlier agent was undone');
   const jobs = new Jobs({
     migrate: (req, interrupt) => runMigration(engine, req.migrate as unknown as MigrateBody, interrupt),
     engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()),

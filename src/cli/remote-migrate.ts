@@ -1,5 +1,5 @@
 import { AgentClient } from '../agent/client.js';
-import type { MigrateBody } from '../agent/routes/migrations.js';
+import type { MigrateBody } from '../migrate/protocol.js';
 import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import type { Job } from '../engine/jobs.js';
 import type { MigrateResult } from '../migrate/migrate.js';

@@ -32,6 +32,8 @@ export interface AddressOps {
   release(a: ServiceAddress): Promise<void>;
   /** On abort: drop the hold and the address. */
   remove(a: ServiceAddress): Promise<void>;
+  /** After the commit: the restored workload's record names the address (so stop and ps remove it). */
+  attach?(name: string, a: ServiceAddress): Promise<void>;
 }
 
 export const NO_ADDRESS_OPS: AddressOps = {
@@ -244,7 +246,10 @@ export class IncomingMigrations {
       // From here the workload runs here: what is left cannot undo that.
       m.state = 'committed';
       await this.persist(m);
-      if (m.pre.address) await this.address.release(m.pre.address).catch(() => undefined);
+      if (m.pre.address) {
+        await this.address.release(m.pre.address).catch(() => undefined);
+        if (m.name !== undefined) await this.address.attach?.(m.name, m.pre.address).catch(() => undefined);
+      }
       let kept = true;
       if (!this.o.keepSnapshot && m.snapshot !== undefined) {
         const [out] = await this.o.engine.remove([m.snapshot]);

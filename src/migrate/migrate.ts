@@ -113,7 +113,9 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     : fail(new FerryError('ERR_USAGE', 'containers cannot be migrated yet', { hint: 'checkpoint the container, `ferry export` it, and import and restore it on the other host' }));
   const pre = await phases.run('preflight', async () => {
     const { live } = await resolveLive(ref, driverPaths(engine.store), options);
-    const workload = (live.private as ProcessFacts).workload as (ProcessFacts['workload'] & { address?: ServiceAddress }) | undefined;
+    const workload = (live.private as ProcessFacts).workload;
+    const up = workload?.address && !workload.address.removedAt ? workload.address : undefined;
+    const address: ServiceAddress | undefined = up ? { address: up.address, prefix: up.prefix, dev: up.dev } : undefined;
     const record = live.record;
     const [host, version, bytes] = await Promise.all([hostFacts(), new CriuClient().version(), treeRssBytes(live.rootPid)]);
     const ownPidNamespace = record.kind === 'process' && record.ownPidNamespace === true;
@@ -124,10 +126,10 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
         ...(workload?.name !== undefined ? { workload: workload.name } : {}),
       },
       bytes, tier: req.tier ?? 'memory',
-      ...(workload?.address ? { address: workload.address } : {}),
+      ...(address ? { address } : {}),
       ...(req.holdMs !== undefined ? { holdMs: req.holdMs } : {}),
     }, interrupt);
-    return { live, address: workload?.address, host, bytes, destHost: answer.host };
+    return { live, address, host, bytes, destHost: answer.host };
   }).catch(fail);
   if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
 

@@ -18,6 +18,21 @@ import { SNAPSHOT_ID_PATTERN } from '../store/manifest.js';
  * snapshot is kept until the commit is acknowledged).
  */
 
+/** POST /v1/migrations (the source's agent): a migration from this host, run as a job — `ferry migrate`'s flags. */
+const Url = z.string().max(2048).regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL of a ferry agent');
+
+export const MigrateBody = z.strictObject({
+  target: z.union([z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a pid or a workload name'), z.number().int().min(1).max(2 ** 22)]),
+  to: z.strictObject({ url: Url, token: z.string().min(1).max(4096).optional(), name: z.string().max(64).optional() }),
+  strategy: z.enum(['cold']).optional(),
+  tcpEstablished: z.boolean().optional(),
+  compress: z.boolean().optional(),
+  tier: z.enum(['memory', 'disk']).optional(),
+  holdMs: z.number().int().min(1000).max(600_000).optional(),
+  keepSnapshot: z.boolean().optional(),
+});
+export type MigrateBody = z.infer<typeof MigrateBody>;
+
 export const MIGRATION_ID_PATTERN = /^m-[0-9a-f]{16}$/;
 export const MigrationId = z.string().regex(MIGRATION_ID_PATTERN);
 

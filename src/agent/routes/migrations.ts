@@ -1,7 +1,6 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
 import { FerryError } from '../../util/errors.js';
-import { AbortBody, MigrationId, PreflightBody, RestoreMigrationBody } from '../../migrate/protocol.js';
+import { AbortBody, MigrateBody, MigrationId, PreflightBody, RestoreMigrationBody } from '../../migrate/protocol.js';
 import type { AgentDeps } from '../context.js';
 import { jsonBody } from '../body.js';
 
@@ -10,20 +9,7 @@ function migrationId(id: string): string {
   return id;
 }
 
-const Url = z.string().max(2048).regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL of a ferry agent');
 
-/** POST /v1/migrations: a migration from this host, run as a job (the CLI's `ferry migrate`). */
-export const MigrateBody = z.strictObject({
-  target: z.union([z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a pid or a workload name'), z.number().int().min(1).max(2 ** 22)]),
-  to: z.strictObject({ url: Url, token: z.string().min(1).max(4096).optional(), name: z.string().max(64).optional() }),
-  strategy: z.enum(['cold']).optional(),
-  tcpEstablished: z.boolean().optional(),
-  compress: z.boolean().optional(),
-  tier: z.enum(['memory', 'disk']).optional(),
-  holdMs: z.number().int().min(1000).max(600_000).optional(),
-  keepSnapshot: z.boolean().optional(),
-});
-export type MigrateBody = z.infer<typeof MigrateBody>;
 
 /**
  * A migration's routes: the job that runs one from this host, and the destination's side of the

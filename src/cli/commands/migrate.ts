@@ -50,8 +50,9 @@ export const command: Command = {
         r = await (await import('../remote-migrate.js')).remoteMigrate(body, ctx);
       } else {
         const { migrate } = await import('../../migrate/migrate.js');
+        const { releaseAddress, reclaimAddress } = await import('../../migrate/addresses.js');
         ({ result: r } = await runInterruptible(`migrating ${target} to ${values.to}`, ctx, (signal) =>
-          migrate(createEngine({ store: ctx.store }), { ...body, interrupt: signal })));
+          migrate(createEngine({ store: ctx.store }), { ...body, interrupt: signal, releaseAddress, reclaimAddress })));
       }
       if (ctx.json) emitJson(ctx.out, r);
       else render(target, values.to, r, ctx.out);
