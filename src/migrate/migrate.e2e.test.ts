@@ -111,6 +111,9 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
       const ls = await ferryCli(s, ['snapshots', 'ls', '--json']);
       const ids = ls.code === 0 ? (JSON.parse(ls.stdout) as { snapshots: { id: string }[] }).snapshots.map((x) => x.id) : [];
       for (const id of ids) await ferryCli(s, ['snapshots', 'rm', id]);
+      // The store's memory tier lives outside its directory.
+      const storeId = (JSON.parse(await readFile(join(s, 'store.json'), 'utf8').catch(() => '{}')) as { id?: string }).id;
+      if (storeId) await rm(join('/dev/shm/ferry', storeId), { recursive: true, force: true });
     }
     await rm(dir, { recursive: true, force: true });
   });

@@ -8,6 +8,7 @@ import type { Tier } from '../store/manifest.js';
 import { OperationRecorder } from '../telemetry/operation.js';
 import { treePids } from '../telemetry/proc.js';
 import { CriuClient } from '../criu/client.js';
+import { dropCriuLocks, listCriuLocks } from '../net/criu-locks.js';
 import { parseTargetRef, resolveLive } from '../targets/drivers.js';
 import { hostFacts, type HostFacts } from '../targets/host.js';
 import type { ProcessFacts } from '../targets/process-driver.js';
@@ -133,6 +134,9 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   }).catch(fail);
   if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
 
+  // CRIU's lock rules for established connections that exist already (another workload's) stay.
+  const locksBefore = options.tcpEstablished ? new Set(await listCriuLocks()) : undefined;
+
   // Freeze, dump, and the handoff inside CRIU's post-dump hold.
   let frozenAt: number | undefined;
   let sent: { bytes: number; wireBytes: number; snapshot: string } | undefined;
@@ -193,6 +197,8 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   }
   const resumedAt = Date.now();
   where = 'running on destination';
+  // The connections live on the destination now: the source's locks on them are stale.
+  if (locksBefore) await dropCriuLocks((await listCriuLocks()).filter((r) => !locksBefore.has(r))).catch(() => 0);
   let sourceSnapshot: string | undefined = cp?.snapshot;
   if (sourceSnapshot !== undefined && !req.keepSnapshot) {
     const [out] = await engine.remove([sourceSnapshot]);
