@@ -346,6 +346,8 @@ export async function recoverIncoming(engine: Engine, address: AddressOps = NO_A
   const names = await readdir(dir).catch(() => [] as string[]);
   const out: { id: string; removed: string[] }[] = [];
   for (const n of names) {
+    // A record's write cut short by the kill (writeFileAtomic's temporary file).
+    if (/^\.m-[0-9a-f]{16}\.json\.tmp-/.test(n)) await rm(join(dir, n), { force: true });
     if (!/^m-[0-9a-f]{16}\.json$/.test(n)) continue;
     let rec: IncomingRecord | undefined;
     try { rec = JSON.parse(await readFile(join(dir, n), 'utf8')) as IncomingRecord; } catch { rec = undefined; }

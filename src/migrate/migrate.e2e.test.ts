@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
 import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
 import { memcheckWorkload } from '../testing/workloads.js';
@@ -61,10 +62,10 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
   const instances: { cleanup(): Promise<void> }[] = [];
   const workloads: { store: string; name: string }[] = [];
 
-  const startAgentProc = async (name: string, store?: string): Promise<AgentProc> => {
+  const startAgentProc = async (name: string, store?: string, env: Record<string, string> = {}): Promise<AgentProc> => {
     const s = store ?? join(dir, name);
     const log = join(dir, `${name}-${Date.now()}.log`);
-    const child = spawn(FERRY, ['--store', s, 'agent', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--log-file', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(FERRY, ['--store', s, 'agent', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--log-file', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     return { child, url: await started(child), store: s, log };
   };
 
@@ -179,6 +180,25 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     } finally {
       await stopAgent(c);
       execFileSync('umount', ['-l', small]);
+    }
+  });
+
+  it('a destination whose CRIU is of another line refuses at preflight, before anything is frozen', async () => {
+    // A stand-in for CRIU 3.17.1 speaking the real swrk protocol (it answers VERSION only).
+    const old = await startAgentProc('old', undefined, { FERRY_CRIU: join(PROJECT_ROOT, 'test', 'fixtures', 'fake-criu-old.py') });
+    try {
+      const w = await launch(a!.store, 'f-criu');
+      const r = await ferryCli(a!.store, ['migrate', 'f-criu', '--to', old.url, '--to-token-file', tokenFile, '--json']);
+      assert.equal(r.code, 1, r.stdout);
+      const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; message: string }; workload: string };
+      assert.equal(e.error.code, 'ERR_MIGRATE_REFUSED');
+      assert.equal(e.error.phase, 'preflight');
+      assert.match(e.error.message, /CRIU 3\.17\.1/);
+      assert.equal(e.workload, 'running on source');
+      await assertRolledBack(w, old);
+      await ferryCli(a!.store, ['stop', 'f-criu']);
+    } finally {
+      await stopAgent(old);
     }
   });
 
