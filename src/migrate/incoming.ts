@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { writeFileAtomic } from '../store/layout.js';
 import { checkRestorable } from '../targets/compat.js';
+import { containerState, readBundleSpec, runtimeRoot } from '../targets/container.js';
+import { findOnPath } from '../util/path.js';
 import { readWorkload, workloadIsRunning } from '../targets/run.js';
 import { processInfo } from '../targets/process.js';
 import { errorJson, FerryError } from '../util/errors.js';
@@ -120,7 +122,7 @@ export class IncomingMigrations {
       { id: `migration ${id}`, criu: { version: pre.criuVersion }, host: pre.host, target: { kind: pre.target.kind, ownPidNamespace: pre.target.ownPidNamespace }, bytes: pre.bytes },
       criuVersion, { spaceDir: store.tierDir(pre.tier) },
     ).catch(refuse);
-    if (pre.target.kind !== 'process') throw new FerryError('ERR_MIGRATE_REFUSED', 'the destination cannot take containers by migration yet', { hint: 'checkpoint the container, export it, and import and restore it there' });
+    if (pre.target.kind === 'container') await checkContainerDestination(pre);
     if (!pre.target.ownPidNamespace) {
       for (const pid of pre.target.pids) {
         const live = await processInfo(pid);
@@ -190,8 +192,11 @@ export class IncomingMigrations {
         const held = deferred<{ pid: number | undefined; verifyMs: number }>();
         const decision = deferred<void>();
         m.decision = decision;
+        const c = m.pre.target.container;
         const restoring = this.o.engine.restore({
           snapshot,
+          // A container comes back under its id, in this host's runtime state directory.
+          ...(c ? { runtimeRoot: runtimeRoot(c.runtime) } : {}),
           beforeResume: async ({ pid }) => {
             held.resolve({ pid, verifyMs: Date.now() - t0 });
             await decision.promise;
@@ -333,6 +338,24 @@ export class IncomingMigrations {
   /** Ended migrations are kept in memory (for GET) but leave no record behind. */
   private async forget(m: Incoming): Promise<void> {
     await rm(join(this.dir, `${m.id}.json`), { force: true });
+  }
+}
+
+/** Can this host run the container: its runtime, its bundle at the same path, its id free here? */
+async function checkContainerDestination(pre: PreflightBody): Promise<void> {
+  const c = pre.target.container;
+  if (!c) throw new FerryError('ERR_USAGE', 'a container migration must name its container (target.container)');
+  if (!findOnPath(c.runtime)) throw new FerryError('ERR_MIGRATE_REFUSED', `the destination refused: ${c.runtime} is not installed here`, { hint: `apt-get install ${c.runtime} on the destination` });
+  try {
+    await readBundleSpec(c.bundle);
+  } catch (e) {
+    throw new FerryError('ERR_MIGRATE_REFUSED', `the destination refused: container ${c.id}'s bundle ${c.bundle} is not here (${e instanceof Error ? e.message : String(e)})`, {
+      hint: 'ferry carries the container\'s memory, not its root file system: put the bundle (config.json and rootfs) at the same path on the destination (a shared or synchronised file system), then migrate',
+    });
+  }
+  const root = runtimeRoot(c.runtime);
+  if (await containerState(c.runtime, root, c.id)) {
+    throw new FerryError('ERR_MIGRATE_REFUSED', `the destination refused: a container '${c.id}' already exists in ${c.runtime} (${root}) there`, { hint: `remove it there first (\`${c.runtime} --root ${root} delete --force ${c.id}\`)` });
   }
 }
 

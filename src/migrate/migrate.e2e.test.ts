@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
 import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
+import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
 import { memcheckWorkload } from '../testing/workloads.js';
 import { execFileSync } from 'node:child_process';
 
@@ -99,7 +100,8 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     tokenFile = join(dir, 'token');
     await writeFile(tokenFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
     await mkdir(join(dir, 'w'));
-    [a, b] = [await startAgentProc('a'), await startAgentProc('b')];
+    [a, b] = [await startAgentProc('a', undefined, { FERRY_CRUN_ROOT: join(dir, 'crun-a'), FERRY_RUNC_ROOT: join(dir, 'runc-a') }),
+      await startAgentProc('b', undefined, { FERRY_CRUN_ROOT: join(dir, 'crun-b'), FERRY_RUNC_ROOT: join(dir, 'runc-b'), FERRY_CGROUP_PARENT: '/ferry-test-b' })];
   });
 
   after(async () => {
@@ -117,6 +119,12 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
       if (storeId) await rm(join('/dev/shm/ferry', storeId), { recursive: true, force: true });
     }
     await rm(dir, { recursive: true, force: true });
+    // The cgroups B restored its containers under (empty once they ended).
+    for (const c of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+      const parent = join('/sys/fs/cgroup', c, 'ferry-test-b');
+      for (const leaf of await readdir(parent, { withFileTypes: true }).catch(() => [])) if (leaf.isDirectory()) await rmdir(join(parent, leaf.name)).catch(() => undefined);
+      await rmdir(parent).catch(() => undefined);
+    }
   });
 
   it('moves a workload A → B (the CLI as source), then B → A through B\'s agent; it verifies on each side, nothing is left behind', async () => {
@@ -145,6 +153,51 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await w.inst.verify(outBack.destination.pid);
     assert.deepEqual(pidsWith(w.marker), [outBack.destination.pid], 'one live copy: on A again');
     await ferryCli(a!.store, ['stop', 'mc']);
+  });
+
+  it('a crun container moves A → B under its id and keeps its state; a runc container is refused before anything is frozen', async () => {
+    const rootA = join(dir, 'crun-a');
+    const rootB = join(dir, 'crun-b');
+    const id = `ferry-mig-${process.pid}`;
+    const data = join(dir, 'c-data');
+    const loop = ['/bin/sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/c.tmp; mv /data/c.tmp /data/counter; sleep 0.05; done'];
+    const bundle = await makeBundle('busybox', join(dir, 'c-bundle'), data, loop);
+    const counter = async () => Number((await readFile(join(data, 'counter'), 'utf8').catch(() => '0')).trim() || 0);
+    try {
+      await startContainer('crun', id, bundle, join(dir, 'c-logs'), rootA);
+      while (await counter() < 5) await new Promise((r) => setTimeout(r, 50));
+      const r = await ferryCli(a!.store, ['migrate', `container:${id}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_CRUN_ROOT: rootA });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const out = JSON.parse(r.stdout) as { destination: { pid: number; name: string } };
+      assert.equal(out.destination.name, id);
+      assert.equal(await stateOrUndefined('crun', id, rootA), undefined, 'gone from the source runtime');
+      const st = await state('crun', id, rootB);
+      assert.equal(st.status, 'running');
+      assert.equal(st.pid, out.destination.pid);
+      const at = await counter();
+      while (await counter() < at + 3) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(at > 5, 'it went on counting from where it was, not from 0');
+      assert.deepEqual((JSON.parse(await ferryOk(b!.store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] }).snapshots, []);
+    } finally {
+      await removeContainer('crun', id, rootA);
+      await removeContainer('crun', id, rootB);
+    }
+    // runc runs CRIU itself: there is no commit point to hold, so ferry says so and touches nothing.
+    const rid = `ferry-migr-${process.pid}`;
+    const rdata = join(dir, 'r-data');
+    const rbundle = await makeBundle('busybox', join(dir, 'r-bundle'), rdata, loop);
+    const runcA = join(dir, 'runc-a');
+    try {
+      await startContainer('runc', rid, rbundle, join(dir, 'r-logs'), runcA);
+      const r = await ferryCli(a!.store, ['migrate', `container:${rid}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_RUNC_ROOT: runcA });
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; hint: string }; workload: string };
+      assert.equal(e.error.phase, 'preflight');
+      assert.match(e.error.hint, /crun/);
+      assert.equal((await state('runc', rid, runcA)).status, 'running');
+    } finally {
+      await removeContainer('runc', rid, runcA);
+    }
   });
 
   it('a wrong token is refused at preflight, before anything is frozen', async () => {
@@ -238,7 +291,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
       }
       if (b!.child.exitCode !== null || b!.child.signalCode !== null) {
         // A restarted destination undoes what its predecessor had received.
-        b = await startAgentProc('b', b!.store);
+        b = await startAgentProc('b', b!.store, { FERRY_CRUN_ROOT: join(dir, 'crun-b'), FERRY_RUNC_ROOT: join(dir, 'runc-b'), FERRY_CGROUP_PARENT: '/ferry-test-b' });
         await ferryOk(b.store, ['snapshots', 'ls']);
       }
       await assertRolledBack(w, b!);

@@ -110,21 +110,27 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   // Preflight: the target, what will travel, and the destination's yes — nothing frozen yet.
   const options = recordOptions({ tcpEstablished: req.tcpEstablished === true });
   const ref = parseTargetRef(req.target);
-  const targetArg: string | number = ref.kind === 'process' ? ref.pid : ref.kind === 'workload' ? ref.name
-    : fail(new FerryError('ERR_USAGE', 'containers cannot be migrated yet', { hint: 'checkpoint the container, `ferry export` it, and import and restore it on the other host' }));
+  const targetArg: string | number = ref.kind === 'process' ? ref.pid : ref.kind === 'workload' ? ref.name : `container:${ref.id}`;
   const pre = await phases.run('preflight', async () => {
-    const { live } = await resolveLive(ref, driverPaths(engine.store), options);
-    const workload = (live.private as ProcessFacts).workload;
+    const { driver, live } = await resolveLive(ref, driverPaths(engine.store), options);
+    if (!driver.ownsCriu) {
+      throw new FerryError('ERR_USAGE', `${live.label} is run by ${driver.name}, which runs CRIU itself: ferry cannot hold its dump at a commit point, so it does not migrate it`, {
+        hint: 'run the container with crun (ferry drives CRIU for crun containers), or checkpoint it, `ferry export` it, and import and restore it on the other host',
+      });
+    }
+    const record = live.record;
+    const workload = record.kind === 'process' ? (live.private as ProcessFacts).workload : undefined;
     const up = workload?.address && !workload.address.removedAt ? workload.address : undefined;
     const address: ServiceAddress | undefined = up ? { address: up.address, prefix: up.prefix, dev: up.dev } : undefined;
-    const record = live.record;
     const [host, version, bytes] = await Promise.all([hostFacts(), new CriuClient().version(), treeRssBytes(live.rootPid)]);
-    const ownPidNamespace = record.kind === 'process' && record.ownPidNamespace === true;
+    // A container has its own pid namespace whenever its spec says so; CRIU restores it anew.
+    const ownPidNamespace = record.kind === 'process' ? record.ownPidNamespace === true : record.namespaces.includes('pid');
     const answer = await peer.preflight(id, {
       strategy, criuVersion: version.text, host,
       target: {
-        kind: 'process', ownPidNamespace, pids: ownPidNamespace ? [] : [...treePids(live.rootPid)],
+        kind: record.kind, ownPidNamespace, pids: ownPidNamespace ? [] : [...treePids(live.rootPid)],
         ...(workload?.name !== undefined ? { workload: workload.name } : {}),
+        ...(record.kind === 'container' ? { container: { id: record.id, runtime: record.runtime, bundle: record.bundle } } : {}),
       },
       bytes, tier: req.tier ?? 'memory',
       ...(address ? { address } : {}),

@@ -22,7 +22,7 @@ import { SNAPSHOT_ID_PATTERN } from '../store/manifest.js';
 const Url = z.string().max(2048).regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL of a ferry agent');
 
 export const MigrateBody = z.strictObject({
-  target: z.union([z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a pid or a workload name'), z.number().int().min(1).max(2 ** 22)]),
+  target: z.union([z.string().regex(/^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|container:[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/, 'a pid, a workload name or container:ID'), z.number().int().min(1).max(2 ** 22)]),
   to: z.strictObject({ url: Url, token: z.string().min(1).max(4096).optional(), name: z.string().max(64).optional() }),
   strategy: z.enum(['cold']).optional(),
   tcpEstablished: z.boolean().optional(),
@@ -64,6 +64,12 @@ export const PreflightBody = z.strictObject({
     workload: Name.optional(),
     /** Pids of the tree (checked free when it is not in its own pid namespace). */
     pids: z.array(z.number().int().min(1).max(2 ** 22)).max(65536),
+    /** Containers: restored under the same id, from the same bundle path, by the same runtime. */
+    container: z.strictObject({
+      id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/),
+      runtime: z.enum(['runc', 'crun']),
+      bundle: z.string().min(1).max(4096).regex(/^\/[^\0]*$/, 'an absolute path'),
+    }).optional(),
   }),
   /** About how many bytes will come (the tree's RSS). */
   bytes: z.number().int().min(0).max(2 ** 50),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { readRestoreStats } from '../criu/images/stats.js';
 import type { ContainerTarget } from '../store/manifest.js';
 import { FerryError } from '../util/errors.js';
-import { containerState, DEFAULT_RUNTIME_ROOT, findContainer, ownNamespaces, readBundleSpec, runtimeBinary, stdioDescriptors, type OciSpec, type Runtime } from './container.js';
+import { containerState, findContainer, runtimeRoot, ownNamespaces, readBundleSpec, runtimeBinary, stdioDescriptors, type OciSpec, type Runtime } from './container.js';
 import { externalMountsOf } from './container-io.js';
 import type { LiveTarget, RestoreCall, RestoredTarget, TargetRef } from './driver.js';
 
@@ -49,7 +49,7 @@ export interface ContainerRestorePlan {
 export function containerRestorePlan(call: RestoreCall, runtime: Runtime): ContainerRestorePlan {
   const t = call.manifest.target;
   if (t.kind !== 'container') throw new FerryError('ERR_USAGE', `snapshot ${call.manifest.id} is of a process, not a container`, { hint: 'restore it without --bundle/--runtime' });
-  const root = call.runtimeRoot ?? (runtime === t.runtime ? t.runtimeRoot : DEFAULT_RUNTIME_ROOT[runtime]);
+  const root = call.runtimeRoot ?? (runtime === t.runtime ? t.runtimeRoot : runtimeRoot(runtime));
   const id = call.as ?? t.id;
   const logDir = join(call.paths.containersDir, id);
   return {

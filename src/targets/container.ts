@@ -19,6 +19,15 @@ export type Runtime = (typeof RUNTIMES)[number];
 /** The state directories runc and crun use by default (as root). */
 export const DEFAULT_RUNTIME_ROOT: Readonly<Record<Runtime, string>> = { runc: '/run/runc', crun: '/run/crun' };
 
+/**
+ * The runtime's state directory on this host: $FERRY_RUNC_ROOT / $FERRY_CRUN_ROOT, else the
+ * runtime's own default. (Hosts sharing one machine — the testbed — each have their own, so a
+ * container restored on one does not collide with its original on another.)
+ */
+export function runtimeRoot(rt: Runtime): string {
+  return process.env[rt === 'runc' ? 'FERRY_RUNC_ROOT' : 'FERRY_CRUN_ROOT'] || DEFAULT_RUNTIME_ROOT[rt];
+}
+
 const TARGET_PREFIX = 'container:';
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
@@ -110,12 +119,12 @@ export interface ResolvedContainer { runtime: Runtime; root: string; state: Cont
 export async function findContainer(id: string, runtime?: Runtime, root?: string): Promise<ResolvedContainer> {
   const candidates: Runtime[] = runtime ? [runtime] : [...RUNTIMES];
   for (const rt of candidates) {
-    const r = root ?? DEFAULT_RUNTIME_ROOT[rt];
+    const r = root ?? runtimeRoot(rt);
     if (!runtime && !existsSync(r)) continue;
     const state = await containerState(rt, r, id);
     if (state) return { runtime: rt, root: r, state };
   }
-  const where = candidates.map((rt) => `${rt} (${root ?? DEFAULT_RUNTIME_ROOT[rt]})`).join(', ');
+  const where = candidates.map((rt) => `${rt} (${root ?? runtimeRoot(rt)})`).join(', ');
   throw new FerryError('ERR_NO_CONTAINER', `no container '${id}' in ${where}`, {
     hint: `list containers with \`runc list\` / \`crun list\`; pass --runtime and --runtime-root if it lives elsewhere`,
   });

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CriuOperationError } from '../criu/errors.js';
@@ -12,6 +13,27 @@ import type { TargetDriver } from './driver.js';
 import { dumpCriuOptions, restoreCriuOptions } from './recorded-options.js';
 
 const run = promisify(execFile);
+
+/**
+ * A cgroup v1 cpuset parent must have cpus and mems before a child can get any: the parent a
+ * host restores under (FERRY_CGROUP_PARENT) is made with its root's.
+ */
+async function ensureCpusetParent(parent: string, leaf: string): Promise<void> {
+  const base = '/sys/fs/cgroup/cpuset';
+  if (!existsSync(join(base, 'cpuset.cpus'))) return; // no v1 cpuset hierarchy
+  let path = base;
+  const parts = parent.split('/').filter(Boolean);
+  for (const [i, part] of [...parts, leaf].entries()) {
+    const up = path;
+    path = join(path, part);
+    // (the leaf is CRIU's to make; one left by an earlier failed restore is completed here)
+    if (i === parts.length && !existsSync(path)) break;
+    await mkdir(path, { recursive: true });
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if ((await readFile(join(path, f), 'utf8')).trim() === '') await writeFile(join(path, f), await readFile(join(up, f), 'utf8'));
+    }
+  }
+}
 
 /**
  * crun containers. Debian's crun 1.8.1 is built without CRIU support (`crun --version` lacks
@@ -66,6 +88,11 @@ export const crunDriver: TargetDriver<ContainerFacts> = {
   async restore(call) {
     const plan = containerRestorePlan(call, 'crun');
     await containerLogDir(plan);
+    // Hosts sharing one kernel (the testbed) share its cgroups: each restores under its own parent,
+    // or ending the original (by cgroup) would end the copy too.
+    const parent = (process.env['FERRY_CGROUP_PARENT'] ?? '').replace(/\/+$/, '');
+    const cgroupPath = `${parent}/${plan.id}`;
+    if (parent) await ensureCpusetParent(parent, plan.id);
     const { spec, text: specText, rootfs } = await readBundleSpec(plan.bundle);
     // CRIU wants the root to be a mount point (runc bind-mounts the rootfs the same way).
     const mnt = join(call.workDir, 'root');
@@ -88,7 +115,7 @@ export const crunDriver: TargetDriver<ContainerFacts> = {
           ...restoreCriuOptions(call.manifest.options, call.extra),
           external: [...external.map((m) => `mnt[${m.key}]:${m.source}`), ...(call.manifest.options.external ?? [])],
           manageCgroupsMode: 'soft',
-          cgroupRoots: [{ path: `/${plan.id}` }],
+          cgroupRoots: [{ path: cgroupPath }],
           ...(inheritFds.length ? { inheritFds } : {}),
           ...(call.manifest.options.tcpEstablished ? {} : { networkLock: 'skip' as const }),
         }, {
@@ -104,7 +131,7 @@ export const crunDriver: TargetDriver<ContainerFacts> = {
         if (err instanceof CriuOperationError) throw await restoreError(plan.id, plan.logPath, undefined, err);
         throw err;
       }
-      await adoptIntoCrun(plan.root, plan.id, { pid: restored, bundle: plan.bundle, rootfs, specText, cgroupPath: `/${plan.id}`, stdio: plan.target.stdio });
+      await adoptIntoCrun(plan.root, plan.id, { pid: restored, bundle: plan.bundle, rootfs, specText, cgroupPath, stdio: plan.target.stdio });
       return await restoredContainer(plan, restored, call.workDir);
     } finally {
       pipes.close();

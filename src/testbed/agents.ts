@@ -20,12 +20,12 @@ export interface StartedAgent { pid: number; startTime: number }
  * which CRIU needs) and execs node, so the pid is the agent's. Its stdio go to its log file, so
  * no caller's pipe is held open by it, and it runs in its own session.
  */
-export async function startAgent(o: { host: HostPlan; store: string; log: string; tokenFile: string; cli: string }): Promise<StartedAgent> {
+export async function startAgent(o: { host: HostPlan; store: string; log: string; tokenFile: string; cli: string; env?: Record<string, string> }): Promise<StartedAgent> {
   await mkdir(o.store, { recursive: true, mode: 0o700 });
   await mkdir(dirname(o.log), { recursive: true, mode: 0o700 });
   const fd = openSync(o.log, 'a', 0o600);
   try {
-    const env = { ...process.env };
+    const env = { ...process.env, ...o.env };
     // The agent is local to its host; a caller's remote settings must not leak into it.
     delete env['FERRY_AGENT'];
     delete env['FERRY_TOKEN'];

@@ -5,6 +5,7 @@
  * It works from the record when there is one and from what it finds by name when there is not
  * (after a crash, or a half-finished `up`), and is idempotent.
  */
+import { execFile } from 'node:child_process';
 import { access, readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_MEMORY_BASE, readBackPointer } from '../store/layout.js';
@@ -98,6 +99,22 @@ export async function teardown(target: TeardownTarget): Promise<TeardownResult> 
     result.processesKilled += r.killed;
     if (r.stuck.length && pass === 2) problems.push(`processes ${r.stuck.join(', ')} did not end after SIGKILL`);
   }
+  // Containers a host's runtimes run live in namespaces of their own: end them by their runtime.
+  for (const root of await runtimeRootsUnder(target.dir)) {
+    const rt = root.endsWith('runc') ? 'runc' : 'crun';
+    for (const id of await listContainers(rt, root)) {
+      const r = await runQuiet(rt, ['--root', root, 'delete', '--force', id]);
+      if (r !== 0) problems.push(`${rt} could not delete container ${id} (${root})`);
+    }
+  }
+  // The cgroups the hosts restored containers under (FERRY_CGROUP_PARENT), empty once they ended.
+  for (const c of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    for (const h of await readdir(hostsDir(target.dir)).catch(() => [] as string[])) {
+      const parent = join('/sys/fs/cgroup', c, `ferry-testbed-${h}`);
+      for (const leaf of await readdir(parent, { withFileTypes: true }).catch(() => [])) if (leaf.isDirectory()) await rmdir(join(parent, leaf.name)).catch(() => undefined);
+      await rmdir(parent).catch(() => undefined);
+    }
+  }
   // Hosts before the switch: each host's veth goes with its namespace.
   const ordered = [...target.namespaces].sort((a, b) => Number(a.endsWith('sw')) - Number(b.endsWith('sw')));
   for (const ns of ordered) {
@@ -135,6 +152,30 @@ export async function teardown(target: TeardownTarget): Promise<TeardownResult> 
     });
   }
   return result;
+}
+
+/** The hosts' runtime state directories (testbed exec's $FERRY_RUNC_ROOT / $FERRY_CRUN_ROOT). */
+async function runtimeRootsUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of await readdir(hostsDir(dir)).catch(() => [] as string[])) {
+    for (const rt of ['runc', 'crun']) {
+      const root = join(hostsDir(dir), h, 'runtime', rt);
+      if (await access(root).then(() => true, () => false)) out.push(root);
+    }
+  }
+  return out;
+}
+
+function runQuiet(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 20_000 }, (err) => resolve(err ? 1 : 0));
+  });
+}
+
+async function listContainers(rt: string, root: string): Promise<string[]> {
+  return new Promise((resolve) => {
+    execFile(rt, ['--root', root, 'list', '-q'], { timeout: 20_000 }, (err, stdout) => resolve(err ? [] : stdout.split('\n').map((l) => l.trim()).filter(Boolean)));
+  });
 }
 
 /** The host stores under the testbed directory (found without the record). */

@@ -34,6 +34,17 @@ export const tokenPath = (dir: string): string => join(dir, 'token');
 export const upLockPath = (dir: string): string => join(dir, 'up.lock');
 export const hostsDir = (dir: string): string => join(dir, 'hosts');
 export const hostStore = (dir: string, host: string): string => join(hostsDir(dir), host, 'store');
+/**
+ * A host's container runtimes' state directories ($FERRY_RUNC_ROOT, $FERRY_CRUN_ROOT for its
+ * agent and its `exec`): hosts on one machine must not share them, or a container restored on
+ * one would collide with its original on another.
+ */
+export const hostRuntimeEnv = (dir: string, host: string): { FERRY_RUNC_ROOT: string; FERRY_CRUN_ROOT: string; FERRY_CGROUP_PARENT: string } => ({
+  FERRY_RUNC_ROOT: join(hostsDir(dir), host, 'runtime', 'runc'),
+  FERRY_CRUN_ROOT: join(hostsDir(dir), host, 'runtime', 'crun'),
+  // Restored containers' cgroups: one kernel, so each host keeps its own subtree.
+  FERRY_CGROUP_PARENT: `/ferry-testbed-${host}`,
+});
 export const hostLog = (dir: string, host: string): string => join(hostsDir(dir), host, 'agent.log');
 
 const HostStateSchema = z.object({

@@ -16,7 +16,7 @@ import { isSameProcess } from './proc.js';
 import { downTestbed, teardown, testbedNamespaces, type DownResult } from './cleanup.js';
 import { HOST_IF, DEFAULT_RATE, chooseSubnet, planTestbed, parseRate, type TestbedPlan } from './plan.js';
 import { addBridge, addHostLink, addNetns, listNetns, machineNetwork, netnsPath, readQdiscs, shape, type Qdisc } from './netns.js';
-import { hostLog, hostStore, makeToken, readState, readToken, takeUpLock, testbedDir, testbedPrefix, tokenPath, writeState, type HostState, type TestbedState } from './state.js';
+import { hostLog, hostRuntimeEnv, hostStore, makeToken, readState, readToken, takeUpLock, testbedDir, testbedPrefix, tokenPath, writeState, type HostState, type TestbedState } from './state.js';
 
 export type { DownResult } from './cleanup.js';
 
@@ -112,7 +112,7 @@ async function upLocked(o: UpOptions, dir: string, prefix: string, rate: string)
       await shape(plan, plan.switchNetns, host.switchIf, false);
     }
     for (const host of plan.hosts) {
-      const a = await startAgent({ host, store: hostStore(dir, host.name), log: hostLog(dir, host.name), tokenFile: tokenPath(dir), cli: o.cli ?? join(PROJECT_ROOT, 'bin', 'ferry') });
+      const a = await startAgent({ host, store: hostStore(dir, host.name), log: hostLog(dir, host.name), tokenFile: tokenPath(dir), cli: o.cli ?? join(PROJECT_ROOT, 'bin', 'ferry'), env: hostRuntimeEnv(dir, host.name) });
       agents.push({ ...a, host: host.name });
     }
     await Promise.all(plan.hosts.map((host, i) => waitHealthy({
@@ -165,8 +165,8 @@ export interface ExecEnv {
   netns: string;
   /** The namespace's file, for `nsenter --net=`. */
   netnsPath: string;
-  /** FERRY_STORE, FERRY_AGENT, FERRY_TOKEN for that host. */
-  env: { FERRY_STORE: string; FERRY_AGENT: string; FERRY_TOKEN: string };
+  /** FERRY_STORE, FERRY_AGENT, FERRY_TOKEN and the runtimes' state directories for that host. */
+  env: { FERRY_STORE: string; FERRY_AGENT: string; FERRY_TOKEN: string; FERRY_RUNC_ROOT: string; FERRY_CRUN_ROOT: string; FERRY_CGROUP_PARENT: string };
 }
 
 /** What a command run "on" a host needs: its namespace and its ferry environment. */
@@ -177,7 +177,7 @@ export async function testbedExecEnv(hostName: string, o: TestbedOptions = {}): 
     throw new FerryError('ERR_TESTBED_STATE', `testbed: ${host.name}'s namespace ${host.netns} is gone`, { hint: 'the testbed is broken: `ferry testbed down`, then `ferry testbed up`' });
   }
   const token = await readToken(resolveDir(o));
-  return { netns: host.netns, netnsPath: netnsPath(host.netns), env: { FERRY_STORE: host.store, FERRY_AGENT: host.agent, FERRY_TOKEN: token } };
+  return { netns: host.netns, netnsPath: netnsPath(host.netns), env: { FERRY_STORE: host.store, FERRY_AGENT: host.agent, FERRY_TOKEN: token, ...hostRuntimeEnv(resolveDir(o), host.name) } };
 }
 
 /** The signals `ferry testbed exec` hands on to its command (SIGINT only without a terminal: on one, it reaches both). */

@@ -47,39 +47,41 @@ export async function makeBundle(kind: BundleKind, dir: string, dataDir: string,
  * Starts a container detached. stdin is /dev/null; stdout and stderr are pipes drained by `cat`
  * into `<logDir>/stdout.log` and `stderr.log` (pipes survive a checkpoint; host files would not).
  */
-export async function startContainer(runtime: TestRuntime, id: string, bundle: string, logDir: string): Promise<number> {
+export async function startContainer(runtime: TestRuntime, id: string, bundle: string, logDir: string, root?: string): Promise<number> {
   await mkdir(logDir, { recursive: true });
   const script = `"$@" </dev/null > >(exec cat >>"$LOGDIR/stdout.log") 2> >(exec cat >>"$LOGDIR/stderr.log")`;
   const code = await new Promise<number>((ok, bad) => {
-    const child = spawn('bash', ['-c', script, 'start', runtime, 'run', '--detach', '--bundle', bundle, id], {
+    const child = spawn('bash', ['-c', script, 'start', runtime, ...(root !== undefined ? ['--root', root] : []), 'run', '--detach', '--bundle', bundle, id], {
       env: { ...process.env, LOGDIR: logDir }, stdio: 'ignore',
     });
     child.once('error', bad);
     child.once('exit', (c) => ok(c ?? 1));
   });
   if (code !== 0) throw new Error(`${runtime} run ${id} exited ${code}: ${await readFile(join(logDir, 'stderr.log'), 'utf8').catch(() => '')}`);
-  return (await state(runtime, id)).pid;
+  return (await state(runtime, id, root)).pid;
 }
 
-export async function state(runtime: TestRuntime, id: string): Promise<{ pid: number; status: string }> {
-  const { stdout } = await run(runtime, ['state', id]);
+const rootArgs = (root: string | undefined): string[] => (root !== undefined ? ['--root', root] : []);
+
+export async function state(runtime: TestRuntime, id: string, root?: string): Promise<{ pid: number; status: string }> {
+  const { stdout } = await run(runtime, [...rootArgs(root), 'state', id]);
   const s = JSON.parse(stdout) as { pid: number; status: string };
   return { pid: s.pid, status: s.status };
 }
 
-export async function stateOrUndefined(runtime: TestRuntime, id: string): Promise<{ pid: number; status: string } | undefined> {
-  return state(runtime, id).catch(() => undefined);
+export async function stateOrUndefined(runtime: TestRuntime, id: string, root?: string): Promise<{ pid: number; status: string } | undefined> {
+  return state(runtime, id, root).catch(() => undefined);
 }
 
 /** Kills and deletes a container; quiet when it does not exist. */
-export async function removeContainer(runtime: TestRuntime, id: string): Promise<void> {
-  await run(runtime, ['kill', id, 'KILL']).catch(() => undefined);
+export async function removeContainer(runtime: TestRuntime, id: string, root?: string): Promise<void> {
+  await run(runtime, [...rootArgs(root), 'kill', id, 'KILL']).catch(() => undefined);
   for (let i = 0; i < 50; i++) {
-    const s = await stateOrUndefined(runtime, id);
+    const s = await stateOrUndefined(runtime, id, root);
     if (!s || s.status === 'stopped') break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  await run(runtime, ['delete', '--force', id]).catch(() => undefined);
+  await run(runtime, [...rootArgs(root), 'delete', '--force', id]).catch(() => undefined);
 }
 
 /** Runs a command inside a container (`<runtime> exec`). */
