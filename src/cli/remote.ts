@@ -8,7 +8,7 @@ import type { SnapshotManifest } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
 import { emitJson, type CommandContext, type Output } from './command.js';
-import { startProgress } from './progress.js';
+import { progressLine } from './progress.js';
 
 /**
  * The CLI's remote mode (`--agent URL`): a command's request becomes a job on the agent; its phase
@@ -21,7 +21,7 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
   const agent = ctx.agent!;
   const client = new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
   const submitted = kind === 'checkpoint' ? await client.checkpoint(body as CheckpointBody) : await client.restore(body as RestoreBody);
-  const stop = startProgress(what, ctx.json);
+  const progress = progressLine(what, ctx.json);
   let signal: NodeJS.Signals | undefined;
   const onSignal = (s: NodeJS.Signals) => () => {
     if (signal) return;
@@ -34,12 +34,15 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
   let job: Job;
   try {
     job = await client.wait(submitted.id, (e) => {
-      if (e.type === 'phase' && engineChannels.phase.hasSubscribers) {
+      // While it waits (to start, or for a freeze slot with its workload running): its place.
+      if (e.type === 'progress') progress.note(queuedNote(e.queuePosition, e.queueLength));
+      else if (e.type === 'state') progress.note(e.state === 'queued' && e.job.queuePosition !== undefined ? queuedNote(e.job.queuePosition, e.job.queueLength) : undefined);
+      else if (engineChannels.phase.hasSubscribers) {
         engineChannels.phase.publish({ id: -1, operation: kind, phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) } satisfies PhaseEvent);
       }
     });
   } finally {
-    stop();
+    progress.stop();
     for (const [s, h] of handlers) process.off(s, h);
   }
   if (job.state !== 'succeeded' || !job.result) {
@@ -50,6 +53,8 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
   }
   return { job, client };
 }
+
+const queuedNote = (position: number, length: number | undefined) => `queued (position ${position}${length !== undefined ? ` of ${length}` : ''})`;
 
 export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandContext, render: (r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal) => void): Promise<number> {
   const { memoryBudget, target, interrupt: _, ...rest } = req;
