@@ -3,7 +3,6 @@ import type { CheckpointBody, RestoreBody } from '../agent/schemas.js';
 import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import type { CheckpointRequest, CheckpointResult, RestoreRequest, RestoreResult } from '../engine/engine.js';
 import type { Job, JobKind } from '../engine/jobs.js';
-import type { StoreListing } from '../engine/listing.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
@@ -17,9 +16,15 @@ import { progressLine } from './progress.js';
  * printed as the local command prints its own — `--json` is the result itself, which the agent
  * shapes with the same functions — with the same exit codes (the error's code).
  */
+/** The client of the agent the command runs through (--agent URL / $FERRY_AGENT, with its token). */
+export function agentClient(ctx: CommandContext): AgentClient {
+  const agent = ctx.agent;
+  if (!agent) throw new FerryError('ERR_INTERNAL', 'remote mode without an agent URL');
+  return new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
+}
+
 async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody | RestoreBody, what: string): Promise<{ job: Job; client: AgentClient }> {
-  const agent = ctx.agent!;
-  const client = new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
+  const client = agentClient(ctx);
   const submitted = kind === 'checkpoint' ? await client.checkpoint(body as CheckpointBody) : await client.restore(body as RestoreBody);
   const progress = progressLine(what, ctx.json);
   let signal: NodeJS.Signals | undefined;
@@ -96,8 +101,3 @@ export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, re
   return 0;
 }
 
-/** `snapshots ls` through the agent: its store's listing (GET /v1/store), the same object ls prints. */
-export async function remoteListing(ctx: CommandContext): Promise<StoreListing> {
-  const agent = ctx.agent!;
-  return new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) }).listing();
-}

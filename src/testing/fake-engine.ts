@@ -95,7 +95,7 @@ export class FakeEngine implements Engine {
 
   remove(ids: readonly string[]): Promise<RemoveOutcome[]> {
     return Promise.resolve(ids.map((id): RemoveOutcome => this.snapshots.delete(id)
-      ? { id, ok: true, result: { removed: id } as never }
+      ? { id, ok: true, result: { removed: id, compacted: [] } }
       : { id, ok: false, error: new FerryError('ERR_NO_SNAPSHOT', `no snapshot '${id}' in the store`) }));
   }
 
