@@ -318,13 +318,11 @@ export class Jobs {
           const p = sched.acquire({ bytes: dump.bytes, tier: dump.tier, priority: entry.job.priority ?? 0, signal: AbortSignal.any([interrupt, over.signal]), id: entry.job.id });
           const waits = (sched.queuePosition(entry.job.id) ?? 0) > 0;
           if (waits) this.setState(entry, 'queued');
-          try {
-            const r = await p;
-            if (over.signal.aborted) r();
-            else release = r;
-          } finally {
-            if (waits && !FINAL_STATES.includes(entry.job.state)) this.setState(entry, 'running');
-          }
+          // (Should the wait end otherwise — cancelled, the target died — the job's end follows.)
+          const r = await p;
+          if (over.signal.aborted) r();
+          else release = r;
+          if (waits) this.setState(entry, 'running');
         },
         afterFreeze: () => release?.(),
       } : {};
