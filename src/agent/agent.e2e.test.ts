@@ -43,7 +43,8 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     store = join(dir, 'store');
     token = randomBytes(24).toString('hex');
     await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
-    agent = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await writeFile(join(dir, 'agent.json'), JSON.stringify({ scheduler: { dumps: 1, memoryBytes: '1G', diskBandwidth: '2G' }, maxRunningJobs: 6 }));
+    agent = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--config', join(dir, 'agent.json'), '--log-file', join(dir, 'agent.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     url = (await started(agent)).listening;
     pid = (JSON.parse(await ferryOk(store, ['run', '--name', 'sleeper', '--json', '--', 'sleep', '1000'])) as { pid: number }).pid;
   });
@@ -55,7 +56,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
       if (agent.exitCode === null) agent.kill('SIGKILL');
     }
-    for (const w of ['sleeper', 'copy-remote', 'copy-local']) await ferryCli(store, ['stop', w]);
+    for (const w of ['sleeper', 'copy-remote', 'copy-local', 'env-run']) await ferryCli(store, ['stop', w]);
     killQuietly(pid);
     await rm(dir, { recursive: true, force: true });
   });
@@ -105,11 +106,17 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     assert.match(metrics, /^ferry_checkpoint_bytes_written_total [1-9]/m);
     assert.match(metrics, /^ferry_checkpoint_frozen_seconds_count 1$/m);
 
-    const log = (await readFile(join(dir, 'agent.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { job?: string; state?: string });
+    const log = (await readFile(join(dir, 'agent.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { job?: string; state?: string; msg: string; budgets?: object });
     assert.ok(log.some((l) => l.job === job.id && l.state === 'succeeded'), 'the log has the job id on its lines');
+    // --config set the scheduler's budgets (the rest from the host).
+    assert.deepEqual(log.find((l) => l.msg === 'agent listening')?.budgets, { dumps: 1, memoryBytes: 2 ** 30, diskBandwidth: 2 * 2 ** 30 });
+    await writeFile(join(dir, 'bad.json'), '{"scheduler":{"dumps":0}}');
+    const bad = await ferryCli(store, ['agent', '--listen', '127.0.0.1:0', '--config', join(dir, 'bad.json')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^ferry: error: the agent's config .*bad\.json is invalid: scheduler\.dumps/);
   });
 
-  it('the CLI through the agent (--agent URL): checkpoint, restore and snapshots ls print and exit as the local commands do', async () => {
+  it('the CLI through the agent (--agent URL): checkpoint, restore, ps and snapshots ls/inspect/rm print and exit as the local commands do; machine verbs run locally under $FERRY_AGENT', async () => {
     const remote = (args: string[], env: Record<string, string> = {}) => ferryCli(store, ['--agent', url, ...args, '--token-file', join(dir, 'token')], env);
     const r = await remote(['checkpoint', 'sleeper', '--leave-running', '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -147,15 +154,36 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     const lsHuman = await remote(['snapshots', 'ls']);
     assert.equal(lsHuman.code, 0, lsHuman.stderr);
     assert.equal(lsHuman.stdout.split('\n').slice(0, 5).join('\n'), (await ferryOk(store, ['snapshots', 'ls'])).split('\n').slice(0, 5).join('\n'));
-    assert.equal((await remote(['snapshots', 'rm', snap])).code, 2, 'rm does not run remotely yet');
+
+    // snapshots inspect, ps: the same output (JSON and text) as the local commands.
+    for (const args of [['snapshots', 'inspect', snap, '--json'], ['snapshots', 'inspect', snap], ['ps', '--json'], ['ps']]) {
+      const [r1, l1] = [await remote(args), await ferryCli(store, args)];
+      assert.equal(r1.code, 0, r1.stderr);
+      assert.equal(r1.stdout, l1.stdout, args.join(' '));
+    }
+    // snapshots rm: one through the agent, one locally, printed alike; a missing one fails alike.
+    const other = String(local['snapshot']);
+    const [rmRemote, rmLocal] = [await remote(['snapshots', 'rm', snap, '--json']), await ferryCli(store, ['snapshots', 'rm', other, '--json'])];
+    assert.equal(rmRemote.code, 0, rmRemote.stderr);
+    assert.deepEqual(Object.keys(JSON.parse(rmRemote.stdout) as object).sort(), Object.keys(JSON.parse(rmLocal.stdout) as object).sort());
+    assert.equal((JSON.parse(rmRemote.stdout) as { removed: string }).removed, snap);
+    const [goneRemote, goneLocal] = [await remote(['snapshots', 'rm', snap]), await ferryCli(store, ['snapshots', 'rm', snap])];
+    assert.equal(goneRemote.code, goneLocal.code);
+    assert.notEqual(goneLocal.code, 0);
+    assert.equal(goneRemote.stderr.split('\n')[0], goneLocal.stderr.split('\n')[0]);
 
     // No token: refused with the agent's code; a verb without remote mode refuses rather than run locally.
     const noToken = await ferryCli(store, ['--agent', url, 'checkpoint', 'sleeper', '--leave-running']);
     assert.equal(noToken.code, 1);
     assert.match(noToken.stderr, /^ferry: error: missing or wrong bearer token/);
-    const ps = await ferryCli(store, ['ps'], { FERRY_AGENT: url });
-    assert.equal(ps.code, 2);
-    assert.match(ps.stderr, /`ferry ps` does not run through an agent yet/);
+    // A verb about this machine runs here when the URL is only in $FERRY_AGENT; an explicit --agent is refused.
+    const run = await ferryCli(store, ['run', '--name', 'env-run', '--json', '--', 'sleep', '1000'], { FERRY_AGENT: url });
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(isAlive((JSON.parse(run.stdout) as { pid: number }).pid));
+    assert.equal((await ferryCli(store, ['stop', 'env-run'], { FERRY_AGENT: url })).code, 0);
+    const explicit = await ferryCli(store, ['--agent', url, 'stop', 'sleeper']);
+    assert.equal(explicit.code, 2);
+    assert.match(explicit.stderr, /`ferry stop` does not run through an agent/);
     assert.equal((await ferryCli(store, ['ps'], { FERRY_AGENT: '' })).code, 0, 'an empty FERRY_AGENT means local');
   });
 

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LimitAdmission } from '../engine/admission.js';
+import { inspectReport, type InspectReport } from '../engine/inspect-report.js';
 import { Jobs, type Job } from '../engine/jobs.js';
+import { PE_PRESENT } from '../criu/images/pagemap.js';
+import { PID, writeDump } from '../testing/synthetic-dump.js';
 import { Store } from '../store/store.js';
 import { FakeEngine } from '../testing/fake-engine.js';
 import { createAgentApp } from './app.js';
@@ -127,6 +130,29 @@ describe('agent routes (in-process, fake engine)', () => {
     assert.equal((await gone.json() as { error: { code: string } }).error.code, 'ERR_NO_SNAPSHOT');
   });
 
+  it('GET /v1/snapshots/:id/inspect: the report of `ferry snapshots inspect --json` (images decoded; environment names only unless env=full)', async () => {
+    const { job } = await (await post('/v1/checkpoints', { target: 'w1', name: 'synth' })).json() as { job: Job };
+    assert.equal((await jobs.settled(job.id))?.state, 'succeeded');
+    const images = join(dir, 'synth-images');
+    await mkdir(images);
+    await writeDump(images, PE_PRESENT);
+    engine.snapshots.get('synth')!.dir = images;
+    const r = await req('/v1/snapshots/synth/inspect');
+    assert.equal(r.status, 200);
+    const report = await r.json() as InspectReport;
+    assert.deepEqual(report, JSON.parse(JSON.stringify(await inspectReport(await engine.inspect('synth'), false))) as unknown);
+    assert.equal(report.manifest.id, 'synth');
+    assert.ok(!('files' in report.manifest));
+    assert.equal(report.images.processes[0]?.pid, PID);
+    assert.match(report.environmentValues, /^hidden/);
+    assert.equal((await (await req('/v1/snapshots/synth/inspect?env=full')).json() as InspectReport).environmentValues, 'shown');
+    const bad = await req('/v1/snapshots/synth/inspect?env=all');
+    assert.equal(bad.status, 400);
+    assert.equal((await req('/v1/snapshots/missing/inspect')).status, 404);
+    assert.equal((await req('/v1/snapshots/a..b/inspect')).status, 400);
+    assert.equal((await req('/v1/snapshots/synth', { method: 'DELETE' })).status, 200);
+  });
+
   it('GET /v1/store: the listing of `ferry snapshots ls --json` (the store on disk: empty here)', async () => {
     const l = await (await req('/v1/store')).json() as Record<string, unknown>;
     assert.deepEqual(Object.keys(l).sort(), ['damaged', 'leftovers', 'memoryTier', 'snapshots', 'totalBytes', 'totalLogicalBytes', 'totalStoredBytes']);
@@ -134,7 +160,7 @@ describe('agent routes (in-process, fake engine)', () => {
   });
 
   it('GET /v1/workloads (an empty store)', async () => {
-    assert.deepEqual(await (await req('/v1/workloads')).json(), { workloads: [] });
+    assert.deepEqual(await (await req('/v1/workloads')).json(), { workloads: [], workloadsDir: join(dir, 'workloads') });
   });
 
   it('ids with .. or / are refused with 400', async () => {
@@ -189,6 +215,6 @@ describe('agent routes (in-process, fake engine)', () => {
   it('the routes wrote nothing but the store\'s own layout (the fake engine keeps snapshots in memory)', async () => {
     const store = new Store({ root: dir });
     assert.deepEqual(await store.list(), []);
-    assert.ok((await readdir(dir)).every((e) => !e.startsWith('fake-')));
+    assert.ok((await readdir(dir)).every((e) => !e.startsWith('fake-') && e !== 'synth'));
   });
 });

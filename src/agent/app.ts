@@ -43,6 +43,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations };
   const unlog = o.jobs.observe((job, e) => {
     if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
+    else if (e.type === 'progress') log.debug({ job: job.id, queuePosition: e.queuePosition, queueLength: e.queueLength }, 'job queue place');
     else log.info({ job: job.id, kind: job.kind, state: e.state, ...(job.error ? { error: job.error } : {}) }, 'job state');
   });
 

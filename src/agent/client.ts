@@ -1,5 +1,8 @@
 import type { Job, JobEvent, JobState } from '../engine/jobs.js';
+import type { InspectReport } from '../engine/inspect-report.js';
 import type { StoreListing } from '../engine/listing.js';
+import type { RemoveResult } from '../store/retention.js';
+import type { WorkloadStatus } from '../targets/workload-status.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError } from '../util/errors.js';
 import type { CheckpointBody, RestoreBody } from './schemas.js';
@@ -42,10 +45,15 @@ export class AgentClient {
   cancel(id: string): Promise<{ job: Job; cancelled: boolean }> { return this.call('DELETE', `/v1/jobs/${encodeURIComponent(id)}`); }
   async snapshots(): Promise<Record<string, unknown>[]> { return (await this.call<{ snapshots: Record<string, unknown>[] }>('GET', '/v1/snapshots')).snapshots; }
   async snapshot(id: string): Promise<Record<string, unknown>> { return (await this.call<{ snapshot: Record<string, unknown> }>('GET', `/v1/snapshots/${encodeURIComponent(id)}`)).snapshot; }
-  removeSnapshot(id: string): Promise<{ removed: string; result: unknown }> { return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`); }
+  /** As `ferry snapshots rm ID`; `result` is what its --json prints. */
+  removeSnapshot(id: string): Promise<{ removed: string; result: RemoveResult }> { return this.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`); }
   /** The store's listing, as `ferry snapshots ls --json` prints it. */
   listing(): Promise<StoreListing> { return this.call('GET', '/v1/store'); }
-  async workloads(): Promise<Record<string, unknown>[]> { return (await this.call<{ workloads: Record<string, unknown>[] }>('GET', '/v1/workloads')).workloads; }
+  async workloads(): Promise<WorkloadStatus[]> { return (await this.workloadListing()).workloads; }
+  /** What `ferry ps --json` prints, and where the agent's store keeps its workloads. */
+  workloadListing(): Promise<{ workloads: WorkloadStatus[]; workloadsDir: string }> { return this.call('GET', '/v1/workloads'); }
+  /** What `ferry snapshots inspect ID --json` prints (`showEnv`: the environment's values too, as --show-env). */
+  inspect(id: string, showEnv = false): Promise<InspectReport> { return this.call('GET', `/v1/snapshots/${encodeURIComponent(id)}/inspect${showEnv ? '?env=full' : ''}`); }
 
   /** The job's events (replayed from its start), ending after its final state. */
   async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
@@ -66,7 +74,7 @@ export class AgentClient {
           if (line.startsWith('event: ')) type = line.slice(7);
           else if (line.startsWith('data: ')) data += line.slice(6);
         }
-        if (type !== 'state' && type !== 'phase') continue;
+        if (type !== 'state' && type !== 'phase' && type !== 'progress') continue;
         const e = { type, ...(JSON.parse(data) as object) } as JobEvent;
         yield e;
         if (e.type === 'state' && FINAL.includes(e.state)) return;

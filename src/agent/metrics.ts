@@ -15,15 +15,23 @@ export function createMetrics(jobs: Jobs): { registry: Registry; dispose(): void
   const phase = new Histogram({ name: 'ferry_phase_duration_seconds', help: "Engine phases' durations", labelNames: ['kind', 'phase'], buckets, registers: [registry] });
   const frozen = new Histogram({ name: 'ferry_checkpoint_frozen_seconds', help: "Time a checkpoint's tree was frozen (CRIU's frozen_time)", buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] });
   const bytes = new Counter({ name: 'ferry_checkpoint_bytes_written_total', help: 'Bytes of snapshot images written by checkpoints', registers: [registry] });
-  new Gauge({ name: 'ferry_jobs_queued', help: 'Jobs waiting for admission', registers: [registry], collect() { this.set(jobs.admission.waiting().length); } });
+  new Gauge({ name: 'ferry_jobs_queued', help: 'Jobs waiting: for a freeze slot (CRIU started, the workload running) or to start', registers: [registry], collect() { this.set(jobs.queue().length); } });
   new Gauge({ name: 'ferry_jobs_running', help: 'Jobs running', registers: [registry], collect() { this.set(jobs.list().filter((j) => j.state === 'running').length); } });
 
+  // When each queued job started waiting (a checkpoint waits again at its freeze gate).
+  const queuedAt = new Map<string, number>();
   const unobserve = jobs.observe((job, e) => {
     if (e.type === 'phase') {
       if (e.state === 'end' && e.ms !== undefined) phase.observe({ kind: job.kind, phase: e.phase }, e.ms / 1000);
       return;
     }
-    if (e.state === 'running' && job.startedAt) wait.observe({ kind: job.kind }, secondsBetween(job.createdAt, job.startedAt));
+    if (e.type === 'progress') return;
+    if (e.state === 'queued') queuedAt.set(job.id, performance.now());
+    const since = queuedAt.get(job.id);
+    if (since !== undefined && e.state !== 'queued') {
+      queuedAt.delete(job.id);
+      if (e.state === 'running') wait.observe({ kind: job.kind }, (performance.now() - since) / 1000);
+    }
     if (e.state !== 'succeeded' && e.state !== 'failed' && e.state !== 'cancelled') return;
     total.inc({ kind: job.kind, outcome: e.state });
     if (job.startedAt && job.endedAt) duration.observe({ kind: job.kind, outcome: e.state }, secondsBetween(job.startedAt, job.endedAt));

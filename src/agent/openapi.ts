@@ -31,14 +31,15 @@ export function openApiDocument(version: string): Record<string, unknown> {
         get: { summary: 'one job', parameters: [param('id', JobId)], responses: { 200: ok('{ job }'), ...errors } },
         delete: { summary: 'cancel a job', parameters: [param('id', JobId)], responses: { 202: ok('{ job, cancelled: true }'), 200: ok('{ job, cancelled: false } (already finished)'), ...errors } },
       },
-      '/v1/jobs/{id}/events': { get: { summary: "server-sent events: 'state' and 'phase', replayed from the job's start, ending after its final state", parameters: [param('id', JobId)], responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': {} } }, ...errors } } },
+      '/v1/jobs/{id}/events': { get: { summary: "server-sent events: 'state' (with the job: a queued one has queuePosition, 1 = next, and queueLength), 'phase', and 'progress' ({ queuePosition, queueLength } as a waiting job's place moves); replayed from the job's start, ending after its final state", parameters: [param('id', JobId)], responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': {} } }, ...errors } } },
       '/v1/snapshots': { get: { summary: 'every complete snapshot (manifests)', responses: { 200: ok('{ snapshots: [manifest + dir] }'), ...errors } } },
       '/v1/snapshots/{id}': {
         get: { summary: "one snapshot's manifest", parameters: [param('id', SnapshotId)], responses: { 200: ok('{ snapshot }'), ...errors } },
         delete: { summary: 'remove a snapshot (snapshots building on it take over its pages)', parameters: [param('id', SnapshotId)], responses: { 200: ok('{ removed, result }'), ...errors } },
       },
+      '/v1/snapshots/{id}/inspect': { get: { summary: 'as `ferry snapshots inspect ID --json`: the manifest and the decoded CRIU images; ?env=full shows the environment\'s values (default names only)', parameters: [param('id', SnapshotId), { name: 'env', in: 'query', required: false, schema: { enum: ['names', 'full'] } }], responses: { 200: ok('{ manifest, environmentValues, images }'), ...errors } } },
       '/v1/store': { get: { summary: 'the store\'s listing, as `ferry snapshots ls --json`: snapshots, damaged ones, leftovers, totals, memory tier', responses: { 200: ok('{ snapshots, damaged, leftovers, totalBytes, totalLogicalBytes, totalStoredBytes, memoryTier }'), ...errors } } },
-      '/v1/workloads': { get: { summary: 'the workloads `ferry run` started in this store (as `ferry ps --json`)', responses: { 200: ok('{ workloads }'), ...errors } } },
+      '/v1/workloads': { get: { summary: 'the workloads `ferry run` started in this store (as `ferry ps --json`)', responses: { 200: ok('{ workloads, workloadsDir }'), ...errors } } },
       '/v1/migrations/{id}/images': {
         put: {
           summary: 'receive a migration\'s images as a stream (src/migrate/wire.ts: XXH3 per chunk, optional zstd) into a new sealed snapshot; on any failure nothing is kept',

@@ -14,6 +14,8 @@ export const JobId = z.string().regex(/^j-[0-9a-f]{16}$/);
 
 const Path = z.string().min(1).max(4096).regex(/^\/[^\0]*$/, 'must be an absolute path');
 const Bytes = z.number().int().min(0).max(2 ** 50);
+const Priority = z.number().int().min(-1000).max(1000).optional()
+  .describe('higher is admitted first, in the job queue and for a freeze slot (default 0)');
 
 export const CheckpointBody = z.strictObject({
   target: z.union([
@@ -38,6 +40,7 @@ export const CheckpointBody = z.strictObject({
   maxDepth: z.number().int().min(0).max(1000).optional(),
   runtime: z.enum(['runc', 'crun']).optional(),
   runtimeRoot: Path.optional(),
+  priority: Priority,
 });
 export type CheckpointBody = z.infer<typeof CheckpointBody>;
 
@@ -49,12 +52,13 @@ export const RestoreBody = z.strictObject({
   bundle: Path.optional(),
   runtime: z.enum(['runc', 'crun']).optional(),
   runtimeRoot: Path.optional(),
+  priority: Priority,
 });
 export type RestoreBody = z.infer<typeof RestoreBody>;
 
 /** The engine's request for a checkpoint body (what `ferry checkpoint` builds from its flags). */
 export function checkpointRequest(b: CheckpointBody): CheckpointRequest {
-  const { memoryBudget, spillToDisk, tier, ...rest } = b;
+  const { memoryBudget, spillToDisk, tier, priority: _, ...rest } = b;
   const req: CheckpointRequest = { tier: tier ?? 'disk', target: rest.target, memoryBudget: {
     ...(memoryBudget !== undefined ? { memoryBudgetBytes: memoryBudget } : {}),
     ...(spillToDisk !== undefined ? { spillToDisk } : {}),
@@ -65,6 +69,7 @@ export function checkpointRequest(b: CheckpointBody): CheckpointRequest {
 
 export function restoreRequest(b: RestoreBody): RestoreRequest {
   const req: RestoreRequest = { snapshot: b.snapshot };
-  for (const [k, v] of Object.entries(b)) if (v !== undefined) (req as unknown as Record<string, unknown>)[k] = v;
+  const { priority: _, ...rest } = b;
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) (req as unknown as Record<string, unknown>)[k] = v;
   return req;
 }

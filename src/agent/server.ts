@@ -14,6 +14,7 @@ import { recoverInterrupted } from '../engine/recover.js';
 import { Jobs, type Job } from '../engine/jobs.js';
 import { FerryError } from '../util/errors.js';
 import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
+import type { AgentConfig } from './config.js';
 import { checkListenSafety, type ListenAddress } from './listen.js';
 import { IncomingMigrations, recoverIncoming } from '../migrate/incoming.js';
 import { runMigration } from '../migrate/job.js';
@@ -27,6 +28,8 @@ export interface AgentServerOptions {
   /** Where the JSON log lines go (default: stderr). */
   logFile?: string;
   bodyLimit?: number;
+  /** From `--config FILE` (config.ts): the scheduler's budgets, how many jobs start at once. */
+  config?: AgentConfig;
 }
 
 export interface RunningAgent {
@@ -52,9 +55,10 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   const address = destinationAddressOps(engine.store.workloadsDir);
   const migrations = new IncomingMigrations({ engine, criuVersion: () => criuText(), address });
   for (const r of await recoverIncoming(engine, address)) log.warn({ migration: r.id, removed: r.removed }, 'an unfinished incoming migration of an earlier agent was undone');
+  const scheduler = new Admission(hostBudgets(o.config?.scheduler));
   const jobs = new Jobs({
     migrate: (req, interrupt) => runMigration(engine, req.migrate as unknown as MigrateBody, interrupt),
-    engine, admission: new LimitAdmission(4 * availableParallelism()), scheduler: new Admission(hostBudgets()),
+    engine, admission: new LimitAdmission(o.config?.maxRunningJobs ?? 4 * availableParallelism()), scheduler,
     journal: new JobJournal<Job>(join(engine.store.root, 'jobs')),
   });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -74,7 +78,7 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   const a = server.address();
   const port = typeof a === 'object' && a ? a.port : o.listen.port;
   const url = `http://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${port}`;
-  log.info({ url, store: o.store, auth: o.token !== undefined }, 'agent listening');
+  log.info({ url, store: o.store, auth: o.token !== undefined, budgets: scheduler.budgets }, 'agent listening');
   let closing: Promise<void> | undefined;
   return {
     url, log,

@@ -48,19 +48,22 @@ commands:
 global options:
   --json            machine-readable output on stdout (every command)
   --store DIR       snapshot store (default: $FERRY_STORE or /var/lib/ferry)
-  --agent URL       run checkpoint/restore/snapshots ls through a ferry agent (default: $FERRY_AGENT; empty: local);
-                    its token: --token-file FILE or $FERRY_TOKEN
+  --agent URL       run checkpoint, restore, migrate, ps and snapshots ls/inspect/rm through a ferry agent (default:
+                    $FERRY_AGENT; empty: local); its token: --token-file FILE or $FERRY_TOKEN. Verbs about this
+                    machine (run, stop, doctor, criu, bench, agent, export, import, ...) run locally when the URL
+                    comes from $FERRY_AGENT, and refuse an explicit --agent
   --debug           show stack traces on errors
   -h, --help        help for ferry or a command
 
 Run \`ferry <command> --help\` for a command's options.`;
 
 /** Pulls the global flags out of argv (wherever they appear) and returns the rest. */
-function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
+function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext; agentFlag: boolean } {
   const ctx: CommandContext = { json: false, debug: false, store: process.env['FERRY_STORE'] || '/var/lib/ferry', out: processOutput };
   const rest: string[] = [];
   // An empty $FERRY_AGENT (or --agent '') means local.
   let agentUrl = process.env['FERRY_AGENT'] ?? '';
+  let agentFlag = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     if (a === '--') { rest.push(...argv.slice(i)); break; }
@@ -75,25 +78,34 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext } {
       const v = a === '--agent' ? argv[++i] : a.slice('--agent='.length);
       if (v === undefined || v.startsWith('-')) throw new FerryError('ERR_USAGE', '--agent needs a URL', { hint: 'ferry --agent http://127.0.0.1:7387 <command>' });
       agentUrl = v;
+      agentFlag = true;
     } else rest.push(a);
   }
   if (agentUrl !== '') ctx.agent = { url: agentUrl };
-  return { rest, ctx };
+  return { rest, ctx, agentFlag };
 }
 
-/** Verbs that run through an agent (--agent URL); the others refuse rather than run locally by surprise. */
-const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'migrate']);
+/** Verbs that run through an agent (--agent URL or $FERRY_AGENT). */
+const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migrate']);
+/**
+ * Verbs about the machine they run on (its processes, CRIU, kernel, files): with the agent's URL
+ * only from $FERRY_AGENT (set for a whole shell on a host) they run locally, so `ferry run` works
+ * beside `ferry checkpoint` there; an explicit --agent on them is refused, not ignored.
+ */
+const LOCAL_VERBS = new Set(['run', 'stop', 'doctor', 'criu', 'bench', 'agent', 'export', 'import', 'container-archive', 'testbed']);
 
 /** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
-async function remoteSetup(ctx: CommandContext, verb: string, args: string[]): Promise<string[]> {
+async function remoteSetup(ctx: CommandContext, verb: string, args: string[], agentFlag: boolean): Promise<string[]> {
   if (!ctx.agent) return args;
-  // The agent itself and `version` are about this host: always local.
-  if (verb === 'agent' || verb === 'version') {
+  // `version` is ferry's own, and the agent itself always runs here.
+  if (verb === 'version' || verb === 'agent' || (!agentFlag && LOCAL_VERBS.has(verb))) {
     delete ctx.agent;
     return args;
   }
   if (!REMOTE_VERBS.has(verb)) {
-    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent yet (checkpoint, restore and snapshots ls do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
+    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent: it works on the machine it runs on (checkpoint, restore, migrate, ps and snapshots ls/inspect/rm run through one)`, {
+      hint: 'run it without --agent on the agent\'s host (with the URL only in $FERRY_AGENT, it runs locally)',
+    });
   }
   const out: string[] = [];
   let tokenFile: string | undefined;
@@ -141,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
       return 0;
     }
-    return await command.run(await remoteSetup(ctx, verb, args), ctx);
+    return await command.run(await remoteSetup(ctx, verb, args, split.agentFlag), ctx);
   } catch (err) {
     return reportError(err, ctx);
   }

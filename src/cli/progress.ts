@@ -9,24 +9,54 @@ const PHASE: Record<string, string> = {
   preflight: 'checking this host',
 };
 
+export interface ProgressLine {
+  /**
+   * A state that outranks the phase while it lasts (e.g. "queued (position 2 of 5)" while an
+   * agent's job waits); undefined clears it. Off a terminal (and without --json) each new note
+   * is written as a line of its own, so logs show a wait too.
+   */
+  note(text: string | undefined): void;
+  stop(): void;
+}
+
 /**
  * A one-line progress display on stderr for long operations (only on a terminal, never with
  * --json): elapsed time and the engine phase in progress, from the engine's phase channel.
  */
 export function startProgress(what: string, json: boolean): () => void {
-  if (json || !process.stderr.isTTY) return () => undefined;
+  const line = progressLine(what, json);
+  return () => line.stop();
+}
+
+/** startProgress, with notes (see ProgressLine). */
+export function progressLine(what: string, json: boolean): ProgressLine {
+  if (json) return { note: () => undefined, stop: () => undefined };
+  if (!process.stderr.isTTY) {
+    let last: string | undefined;
+    return {
+      note(text) {
+        if (text !== undefined && text !== last) process.stderr.write(`${what}: ${text}\n`);
+        last = text;
+      },
+      stop: () => undefined,
+    };
+  }
   const started = Date.now();
   let phase = 'starting';
+  let note: string | undefined;
   const onPhase = (m: unknown) => {
     const e = m as PhaseEvent;
     if (e.state === 'start') phase = PHASE[e.phase] ?? e.phase;
   };
   engineChannels.phase.subscribe(onPhase);
-  const draw = () => process.stderr.write(`\r\x1b[2K${what}: ${phase} … ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const draw = () => process.stderr.write(`\r\x1b[2K${what}: ${note ?? phase} … ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const timer = setInterval(draw, 100);
-  return () => {
-    clearInterval(timer);
-    engineChannels.phase.unsubscribe(onPhase);
-    process.stderr.write('\r\x1b[2K');
+  return {
+    note(text) { note = text; },
+    stop() {
+      clearInterval(timer);
+      engineChannels.phase.unsubscribe(onPhase);
+      process.stderr.write('\r\x1b[2K');
+    },
   };
 }

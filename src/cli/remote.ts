@@ -3,12 +3,11 @@ import type { CheckpointBody, RestoreBody } from '../agent/schemas.js';
 import { engineChannels, type PhaseEvent } from '../engine/channels.js';
 import type { CheckpointRequest, CheckpointResult, RestoreRequest, RestoreResult } from '../engine/engine.js';
 import type { Job, JobKind } from '../engine/jobs.js';
-import type { StoreListing } from '../engine/listing.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
 import { emitJson, type CommandContext, type Output } from './command.js';
-import { startProgress } from './progress.js';
+import { progressLine } from './progress.js';
 
 /**
  * The CLI's remote mode (`--agent URL`): a command's request becomes a job on the agent; its phase
@@ -17,11 +16,17 @@ import { startProgress } from './progress.js';
  * printed as the local command prints its own — `--json` is the result itself, which the agent
  * shapes with the same functions — with the same exit codes (the error's code).
  */
+/** The client of the agent the command runs through (--agent URL / $FERRY_AGENT, with its token). */
+export function agentClient(ctx: CommandContext): AgentClient {
+  const agent = ctx.agent;
+  if (!agent) throw new FerryError('ERR_INTERNAL', 'remote mode without an agent URL');
+  return new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
+}
+
 async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody | RestoreBody, what: string): Promise<{ job: Job; client: AgentClient }> {
-  const agent = ctx.agent!;
-  const client = new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) });
+  const client = agentClient(ctx);
   const submitted = kind === 'checkpoint' ? await client.checkpoint(body as CheckpointBody) : await client.restore(body as RestoreBody);
-  const stop = startProgress(what, ctx.json);
+  const progress = progressLine(what, ctx.json);
   let signal: NodeJS.Signals | undefined;
   const onSignal = (s: NodeJS.Signals) => () => {
     if (signal) return;
@@ -34,12 +39,15 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
   let job: Job;
   try {
     job = await client.wait(submitted.id, (e) => {
-      if (e.type === 'phase' && engineChannels.phase.hasSubscribers) {
+      // While it waits (to start, or for a freeze slot with its workload running): its place.
+      if (e.type === 'progress') progress.note(queuedNote(e.queuePosition, e.queueLength));
+      else if (e.type === 'state') progress.note(e.state === 'queued' && e.job.queuePosition !== undefined ? queuedNote(e.job.queuePosition, e.job.queueLength) : undefined);
+      else if (engineChannels.phase.hasSubscribers) {
         engineChannels.phase.publish({ id: -1, operation: kind, phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) } satisfies PhaseEvent);
       }
     });
   } finally {
-    stop();
+    progress.stop();
     for (const [s, h] of handlers) process.off(s, h);
   }
   if (job.state !== 'succeeded' || !job.result) {
@@ -50,6 +58,8 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
   }
   return { job, client };
 }
+
+const queuedNote = (position: number, length: number | undefined) => `queued (position ${position}${length !== undefined ? ` of ${length}` : ''})`;
 
 export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandContext, render: (r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal) => void): Promise<number> {
   const { memoryBudget, target, interrupt: _, ...rest } = req;
@@ -91,8 +101,3 @@ export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, re
   return 0;
 }
 
-/** `snapshots ls` through the agent: its store's listing (GET /v1/store), the same object ls prints. */
-export async function remoteListing(ctx: CommandContext): Promise<StoreListing> {
-  const agent = ctx.agent!;
-  return new AgentClient({ url: agent.url, ...(agent.token !== undefined ? { token: agent.token } : {}) }).listing();
-}

@@ -46,9 +46,10 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
   /**
    * Awaited at CRIU's pre-dump notification, before CRIU freezes the tree (CRIU-run dumps only):
    * a scheduler's admission gate (scheduler/admission.ts). The tree runs while it waits; if it
-   * throws, CRIU aborts the dump and the tree runs on.
+   * throws, CRIU aborts the dump and the tree runs on. `dump`: what the dump will write — the
+   * tree's resident memory (an estimate) into the tier it was placed in.
    */
-  beforeFreeze?: () => Promise<void>;
+  beforeFreeze?: (dump: FreezeRequest) => Promise<void>;
   /** Called at CRIU's post-dump notification (images complete; the tree resumes or ends on the answer): frees the gate's slot. */
   afterFreeze?: () => void;
   /**
@@ -75,6 +76,9 @@ export interface Handoff {
   criuVersion: string;
   name: string | undefined;
 }
+
+/** What a checkpoint tells its freeze gate: the bytes it will write and where. */
+export interface FreezeRequest { bytes: number; tier: Tier }
 
 /** What a checkpoint's intent record carries, for engine/recover.ts. */
 export interface CheckpointIntent {
@@ -179,7 +183,8 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
         ...(beforeFreeze ? {
           'pre-dump': async () => {
             // Waiting for its turn is not a stall (the watchdog still watches the target).
-            await (watchdog ? watchdog.hold(beforeFreeze) : beforeFreeze());
+            const dump: FreezeRequest = { bytes: need, tier };
+            await (watchdog ? watchdog.hold(() => beforeFreeze(dump)) : beforeFreeze(dump));
             throwIfInterrupted(req.interrupt, 'stopped before the freeze');
           },
         } : {}),

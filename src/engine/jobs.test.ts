@@ -9,6 +9,9 @@ import { isJobId, Jobs, type Job, type JobEvent } from './jobs.js';
 import { JobJournal } from './job-journal.js';
 import { Admission as SchedulerAdmission } from '../scheduler/admission.js';
 
+/** Lets pending promise callbacks and timers of 0 ms run. */
+const tick = () => new Promise((r) => setTimeout(r, 10));
+
 describe('Jobs', () => {
   let dir = '';
   before(async () => { dir = await mkdtemp(join(tmpdir(), 'ferry-jobs-')); });
@@ -36,9 +39,10 @@ describe('Jobs', () => {
     const a = jobs.submit('checkpoint', { target: 'w1' });
     const b = jobs.submit('checkpoint', { target: 'w2' });
     await new Promise((r) => setTimeout(r, 50));
-    // Both jobs run (their CRIU started), but only one holds the freeze; the other waits unfrozen.
+    // Both CRIUs started, but only one holds the freeze; the other waits unfrozen, reported as queued.
     assert.equal(jobs.get(a.id)?.state, 'running');
-    assert.equal(jobs.get(b.id)?.state, 'running');
+    assert.equal(jobs.get(b.id)?.state, 'queued');
+    assert.equal(jobs.get(b.id)?.queuePosition, 1);
     const snap = scheduler.snapshot();
     assert.deepEqual([snap.running.map((r) => r.id), snap.queued.map((q) => q.id)], [[a.id], [b.id]]);
     open();
@@ -46,6 +50,85 @@ describe('Jobs', () => {
     assert.equal((await jobs.settled(b.id))?.state, 'succeeded');
     assert.deepEqual([scheduler.snapshot().running, scheduler.snapshot().queued], [[], []], 'every slot is given back');
     await jobs.close();
+  });
+
+  it('a checkpoint waiting for a freeze slot is queued with its place (1 = next); places advance; its stream says queued, then running', async () => {
+    const engine = new FakeEngine(dir);
+    const opens = ['q1', 'q2', 'q3'].map((t) => engine.hold(t));
+    const jobs = new Jobs({ engine, admission: new LimitAdmission(8), scheduler: new SchedulerAdmission({ dumps: 1, memoryBytes: 1 << 30 }) });
+    const [a, b, c] = ['q1', 'q2', 'q3'].map((target) => jobs.submit('checkpoint', { target }));
+    await tick();
+    const place = (id: string) => { const j = jobs.get(id); return [j?.state, j?.queuePosition, j?.queueLength]; };
+    assert.deepEqual([place(a!.id), place(b!.id), place(c!.id)], [['running', undefined, undefined], ['queued', 1, 2], ['queued', 2, 2]]);
+    assert.deepEqual(jobs.queue(), [b!.id, c!.id]);
+    const seen: JobEvent[] = [];
+    jobs.subscribe(c!.id, (e) => seen.push(e));
+    opens[0]!();
+    await jobs.settled(a!.id);
+    await tick();
+    assert.deepEqual([place(b!.id), place(c!.id)], [['running', undefined, undefined], ['queued', 1, 1]], 'c moved up');
+    opens[1]!();
+    opens[2]!();
+    assert.equal((await jobs.settled(c!.id))?.state, 'succeeded');
+    const story = seen.map((e) => e.type === 'state' ? `${e.state}${e.job.queuePosition !== undefined ? `@${e.job.queuePosition}/${e.job.queueLength}` : ''}`
+      : e.type === 'progress' ? `place ${e.queuePosition}/${e.queueLength}` : `${e.phase}:${e.state}`);
+    // Submitted (it started at once: 8 may run), its CRIU started, queued at its freeze gate, moved up, admitted.
+    assert.deepEqual(story, ['queued', 'running', 'criu:start', 'queued@2/2', 'place 1/1', 'running', 'criu:end', 'commit:start', 'commit:end', 'succeeded']);
+    await jobs.close();
+  });
+
+  it('a checkpoint that fails while it waits for its freeze gives its place up; the others proceed', async () => {
+    const engine = new FakeEngine(dir);
+    const open = engine.hold('f1');
+    const scheduler = new SchedulerAdmission({ dumps: 1, memoryBytes: 1 << 30 });
+    const jobs = new Jobs({ engine, admission: new LimitAdmission(8), scheduler });
+    const [a, b, c] = ['f1', 'f2', 'f3'].map((target) => jobs.submit('checkpoint', { target }));
+    await tick();
+    assert.deepEqual(jobs.queue(), [b!.id, c!.id]);
+    engine.kill('f2');
+    const bDone = await jobs.settled(b!.id);
+    assert.equal(bDone?.state, 'failed');
+    assert.equal(bDone?.error?.code, 'ERR_TARGET_DIED');
+    await tick();
+    assert.deepEqual(jobs.queue(), [c!.id], 'its request left the scheduler');
+    assert.equal(jobs.get(c!.id)?.queuePosition, 1);
+    open();
+    assert.deepEqual([(await jobs.settled(a!.id))?.state, (await jobs.settled(c!.id))?.state], ['succeeded', 'succeeded']);
+    assert.deepEqual([scheduler.snapshot().running, scheduler.snapshot().queued], [[], []], 'no slot leaked');
+    await jobs.close();
+  });
+
+  it('priorities order both lines: the job admission and the freeze scheduler', async () => {
+    const engine = new FakeEngine(dir);
+    const open = engine.hold('p0');
+    const jobs = new Jobs({ engine, admission: new LimitAdmission(8), scheduler: new SchedulerAdmission({ dumps: 1, memoryBytes: 1 << 30 }) });
+    const first = jobs.submit('checkpoint', { target: 'p0' });
+    const low = jobs.submit('checkpoint', { target: 'low' }, { priority: -1 });
+    const normal = jobs.submit('checkpoint', { target: 'normal' });
+    const high = jobs.submit('checkpoint', { target: 'high' }, { priority: 10 });
+    await tick();
+    assert.deepEqual(jobs.queue(), [high.id, normal.id, low.id]);
+    assert.equal(jobs.get(high.id)?.priority, 10);
+    assert.deepEqual([high, normal, low].map((j) => jobs.get(j.id)?.queuePosition), [1, 2, 3]);
+    const order: string[] = [];
+    for (const j of [low, normal, high]) void jobs.settled(j.id).then((d) => order.push(String(d?.result?.['target'] && (d.result['target'] as { workload?: string }).workload)));
+    open();
+    await Promise.all([first, low, normal, high].map((j) => jobs.settled(j.id)));
+    await tick();
+    assert.deepEqual(order, ['high', 'normal', 'low']);
+    await jobs.close();
+
+    // The job admission (before CRIU starts) orders by priority too.
+    const engine2 = new FakeEngine(dir);
+    const open2 = engine2.hold('x');
+    const one = new Jobs({ engine: engine2, admission: new LimitAdmission(1) });
+    one.submit('checkpoint', { target: 'x' });
+    const l = one.submit('checkpoint', { target: 'l' });
+    const h = one.submit('checkpoint', { target: 'h' }, { priority: 1 });
+    await tick();
+    assert.deepEqual(one.queue(), [h.id, l.id]);
+    open2();
+    await one.close();
   });
 
   it('job records outlive the process: finished jobs come back as they were; unfinished ones read as interrupted', async () => {
@@ -74,7 +157,7 @@ describe('Jobs', () => {
     await jobs.settled(job.id);
     const seen: JobEvent[] = [];
     jobs.subscribe(job.id, (e) => seen.push(e));
-    assert.deepEqual(seen.map((e) => (e.type === 'state' ? e.state : `${e.phase}:${e.state}`)),
+    assert.deepEqual(seen.map((e) => (e.type === 'state' ? e.state : e.type === 'phase' ? `${e.phase}:${e.state}` : 'progress')),
       ['queued', 'running', 'criu:start', 'criu:end', 'commit:start', 'commit:end', 'succeeded']);
     await jobs.close();
   });
@@ -100,7 +183,8 @@ describe('Jobs', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(jobs.get(a.id)?.state, 'running');
     assert.equal(jobs.get(b.id)?.state, 'queued');
-    assert.equal(jobs.get(b.id)?.queuePosition, 0);
+    assert.equal(jobs.get(b.id)?.queuePosition, 1, '1 = next');
+    assert.equal(jobs.get(b.id)?.queueLength, 1);
     assert.equal(jobs.cancel(b.id), true);
     const bDone = await jobs.settled(b.id);
     assert.equal(bDone?.state, 'cancelled');

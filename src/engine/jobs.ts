@@ -7,6 +7,7 @@ import type { JobJournal } from './job-journal.js';
 import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
 import { engineChannels, type PhaseEvent } from './channels.js';
 import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
+import type { FreezeRequest } from './checkpoint.js';
 import { checkpointJson, restoreJson } from './result-json.js';
 
 /**
@@ -49,8 +50,16 @@ export interface Job {
   id: string;
   kind: JobKind;
   state: JobState;
-  /** 0-based place among jobs waiting for admission (queued jobs only). */
+  /** Higher is admitted first (default 0); present when the request gave one. */
+  priority?: number;
+  /**
+   * Queued jobs only: the place in the agent's waiting line, 1 = next. The line is the checkpoints
+   * waiting for a freeze slot (their CRIU started, their workloads running), then the jobs not
+   * started yet; a place can change as jobs of a higher priority arrive.
+   */
   queuePosition?: number;
+  /** Queued jobs only: how many wait in that line. */
+  queueLength?: number;
   phases: JobPhase[];
   /** The same shape as the CLI's `--json` output for the command. */
   result?: Record<string, unknown>;
@@ -60,9 +69,19 @@ export interface Job {
   endedAt?: string;
 }
 
+/**
+ * What a job's stream says: its state changes (with the job), its engine phases, and — while it
+ * waits — its place in the line whenever that moves (`progress`).
+ */
 export type JobEvent =
   | { type: 'state'; state: JobState; job: Job }
-  | { type: 'phase'; phase: string; state: 'start' | 'end'; ms?: number };
+  | { type: 'phase'; phase: string; state: 'start' | 'end'; ms?: number }
+  | { type: 'progress'; queuePosition: number; queueLength: number };
+
+export interface SubmitOptions {
+  /** Higher is admitted first, by the job admission and by the freeze scheduler (default 0). */
+  priority?: number;
+}
 
 interface Entry {
   job: Job;
@@ -72,6 +91,8 @@ interface Entry {
   events: JobEvent[];
   emitter: EventEmitter;
   done: Promise<void>;
+  /** The place last reported, `position/length` (so only moves are sent). */
+  reportedPlace?: string | undefined;
 }
 
 export interface JobsOptions {
@@ -116,6 +137,7 @@ export class Jobs {
   private readonly byOperation = new Map<number, string>();
   private readonly onPhase = (m: unknown) => this.phaseEvent(m as PhaseEvent);
   private readonly observers = new Set<(job: Job, e: JobEvent) => void>();
+  private readonly unwatch: (() => void)[] = [];
 
   constructor(options: JobsOptions) {
     this.engine = options.engine;
@@ -126,6 +148,32 @@ export class Jobs {
     this.journal = options.journal;
     if (this.journal) this.reload(this.journal);
     engineChannels.phase.subscribe(this.onPhase);
+    const moved = () => this.lineMoved();
+    if (this.admission.onChange) this.unwatch.push(this.admission.onChange(moved));
+    if (this.scheduler) this.unwatch.push(this.scheduler.onChange(moved));
+  }
+
+  /**
+   * The waiting line, next first: checkpoints at their freeze gate (CRIU started, the workload
+   * running), then jobs not started yet.
+   */
+  queue(): string[] {
+    return [...(this.scheduler?.waiting() ?? []), ...this.admission.waiting()];
+  }
+
+  /** Tells each queued job whose place moved. */
+  private lineMoved(): void {
+    const line = this.queue();
+    for (const entry of this.entries.values()) {
+      // (A job joins the line before its first event, which then carries its place.)
+      if (entry.job.state !== 'queued' || entry.events.length === 0) continue;
+      const i = line.indexOf(entry.job.id);
+      if (i < 0) continue; // just admitted: its 'running' follows
+      const place = `${i + 1}/${line.length}`;
+      if (place === entry.reportedPlace) continue;
+      entry.reportedPlace = place;
+      this.emit(entry, { type: 'progress', queuePosition: i + 1, queueLength: line.length });
+    }
   }
 
   /** Jobs of earlier agents: finished ones as they were; unfinished ones failed, interrupted. */
@@ -142,6 +190,7 @@ export class Jobs {
             : 'see the store\'s workloads: the restore may or may not have happened',
         };
         delete job.queuePosition;
+        delete job.queueLength;
         journal.save(job);
       }
       const entry: Entry = {
@@ -159,10 +208,10 @@ export class Jobs {
     return () => this.observers.delete(fn);
   }
 
-  submit(kind: JobKind, request: JobRequest): Job {
+  submit(kind: JobKind, request: JobRequest, options: SubmitOptions = {}): Job {
     const id = `j-${randomBytes(8).toString('hex')}`;
     const entry: Entry = {
-      job: { id, kind, state: 'queued', phases: [], createdAt: new Date().toISOString() },
+      job: { id, kind, state: 'queued', ...(options.priority !== undefined ? { priority: options.priority } : {}), phases: [], createdAt: new Date().toISOString() },
       request, controller: new AbortController(), cancelRequested: false, events: [], emitter: new EventEmitter(),
       done: Promise.resolve(),
     };
@@ -172,8 +221,8 @@ export class Jobs {
     } catch {
       // history only (see setState)
     }
-    this.emit(entry, { type: 'state', state: 'queued', job: this.view(entry) });
-    entry.done = this.run(entry);
+    entry.done = this.run(entry); // joins the admission's line at once
+    this.emitState(entry);
     return this.view(entry);
   }
 
@@ -225,6 +274,7 @@ export class Jobs {
     for (const id of this.entries.keys()) this.cancel(id, reason);
     await Promise.all([...this.entries.values()].map((e) => e.done));
     engineChannels.phase.unsubscribe(this.onPhase);
+    for (const u of this.unwatch.splice(0)) u();
   }
 
   private async run(entry: Entry): Promise<void> {
@@ -259,9 +309,20 @@ export class Jobs {
       const req = entry.request as CheckpointRequest;
       const sched = this.scheduler;
       let release: (() => void) | undefined;
+      // Ends a request still waiting when the checkpoint ends another way (its target died, CRIU failed).
+      const over = new AbortController();
       const gate = sched ? {
-        beforeFreeze: async () => {
-          release = await sched.acquire({ bytes: 0, tier: req.tier ?? 'disk', signal: interrupt, id: entry.job.id });
+        // CRIU has started and waits at pre-dump with the tree running: the job is queued again,
+        // with its place in the line, until the scheduler's budgets admit its bytes.
+        beforeFreeze: async (dump: FreezeRequest) => {
+          const p = sched.acquire({ bytes: dump.bytes, tier: dump.tier, priority: entry.job.priority ?? 0, signal: AbortSignal.any([interrupt, over.signal]), id: entry.job.id });
+          const waits = (sched.queuePosition(entry.job.id) ?? 0) > 0;
+          if (waits) this.setState(entry, 'queued');
+          // (Should the wait end otherwise — cancelled, the target died — the job's end follows.)
+          const r = await p;
+          if (over.signal.aborted) r();
+          else release = r;
+          if (waits) this.setState(entry, 'running');
         },
         afterFreeze: () => release?.(),
       } : {};
@@ -269,6 +330,7 @@ export class Jobs {
         const r = await this.engine.checkpoint({ ...req, ...gate, interrupt });
         return checkpointJson(r, interrupt.aborted ? { deferredInterrupt: String(interrupt.reason) } : {});
       } finally {
+        over.abort();
         release?.();
       }
     }
@@ -316,7 +378,13 @@ export class Jobs {
     } catch {
       // a full or failing disk must not fail the job itself; the record is only history
     }
-    this.emit(entry, { type: 'state', state, job: this.view(entry) });
+    this.emitState(entry);
+  }
+
+  private emitState(entry: Entry): void {
+    const job = this.view(entry);
+    entry.reportedPlace = job.queuePosition !== undefined ? `${job.queuePosition}/${job.queueLength}` : undefined;
+    this.emit(entry, { type: 'state', state: job.state, job });
   }
 
   private emit(entry: Entry, e: JobEvent): void {
@@ -328,8 +396,12 @@ export class Jobs {
   private view(entry: Entry): Job {
     const job = structuredClone(entry.job);
     if (job.state === 'queued') {
-      const i = this.admission.waiting().indexOf(job.id);
-      if (i >= 0) job.queuePosition = i;
+      const line = this.queue();
+      const i = line.indexOf(job.id);
+      if (i >= 0) {
+        job.queuePosition = i + 1;
+        job.queueLength = line.length;
+      }
     }
     return job;
   }

@@ -1,5 +1,8 @@
 import { memoryTierUsage, readHostMemory, resolveBudget, resolveReserve, storedBytes } from '../store/budget.js';
 import type { Leftover, Store } from '../store/store.js';
+import { listWorkloadsReleasingEnded } from '../targets/workload-address.js';
+import type { WorkloadRecord } from '../targets/workload-record.js';
+import { workloadStatus, type WorkloadStatus } from '../targets/workload-status.js';
 import { recoverInterrupted } from './recover.js';
 
 /**
@@ -49,4 +52,12 @@ export function leftoverRow(l: Leftover) {
     id: l.id, kind: l.kind, tier: l.tier ?? null, dir: l.dir ?? null, intent: l.intentPath ?? null, op: l.op ?? null, phase: l.phase ?? null,
     bytes: l.bytes, ageMs: Math.round(l.ageMs), ownerAlive: l.ownerAlive ?? null, ...(l.damaged ? { damaged: l.damaged } : {}),
   };
+}
+
+/** What `ferry ps --json` prints and GET /v1/workloads answers: the workloads `ferry run` started in the store. */
+export async function workloadListing(store: Store, warn: (rec: WorkloadRecord, err: unknown) => void): Promise<{ workloads: WorkloadStatus[]; workloadsDir: string }> {
+  // A workload that ended gives up its service address when it is looked at (`warn`: when that fails).
+  const records = await listWorkloadsReleasingEnded(store.workloadsDir, warn);
+  const snapshots = records.length ? (await store.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
+  return { workloads: await Promise.all(records.map((r) => workloadStatus(r, snapshots))), workloadsDir: store.workloadsDir };
 }

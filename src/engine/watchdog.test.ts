@@ -18,6 +18,17 @@ describe('the CRIU watchdog', () => {
   before(async () => { dir = await mkdtemp(join(tmpdir(), 'ferry-wd-')); });
   after(async () => { await rm(dir, { recursive: true, force: true }); });
 
+  it('a hold (a checkpoint waiting for its freeze slot) ends with the reason when the target dies meanwhile', async () => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const wd = await new Watchdog({ pid: child.pid!, label: 'pid Y (sleep)', workDir: dir, imagesDir: dir }).start();
+    const held = wd.hold(() => new Promise<never>(() => undefined)); // a slot that never comes
+    const alive = setTimeout(() => undefined, 5000); // (the watchdog's timer does not keep the loop up)
+    child.kill('SIGKILL');
+    await assert.rejects(held, (e: Error & { code?: string }) => e.code === 'ERR_TARGET_DIED' && /pid Y/.test(e.message));
+    clearTimeout(alive);
+    wd.stop();
+  });
+
   it('ends the operation when the target dies, naming it', async () => {
     const child = spawn('sleep', ['30'], { stdio: 'ignore' });
     const wd = await new Watchdog({ pid: child.pid!, label: 'pid X (sleep)', workDir: dir, imagesDir: dir }).start();

@@ -44,9 +44,21 @@ export class Watchdog {
    */
   async hold<T>(fn: () => Promise<T>): Promise<T> {
     this.held++;
+    // When the watchdog fires meanwhile (the target died), the hold ends with its reason at once:
+    // CRIU is killed, but its client waits for this handler's answer before it notices, so an
+    // unanswered wait (a freeze slot that is not coming) would keep the dead job queued.
+    const signal = this.controller.signal;
+    let onAbort: (() => void) | undefined;
+    const fired = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason as Error);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    fired.catch(() => undefined);
     try {
-      return await fn();
+      return await Promise.race([fn(), fired]);
     } finally {
+      signal.removeEventListener('abort', onAbort!);
       this.held--;
       this.lastProgress = Date.now();
     }

@@ -106,6 +106,7 @@ export class Admission {
   private readonly paceAt: Record<AdmissionTier, number> = { memory: -Infinity, disk: -Infinity };
   private paceTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  private readonly listeners = new Set<() => void>();
 
   constructor(budgets: AdmissionBudgets, opts: { now?: () => number } = {}) {
     checkBudgets(budgets);
@@ -171,6 +172,17 @@ export class Admission {
     return i < 0 ? undefined : i + 1;
   }
 
+  /** Calls `fn` whenever the queue or the running set may have changed (e.g. to show queue positions); returns the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** The ids waiting, in the order they will be admitted. */
+  waiting(): string[] {
+    return this.queue.map((w) => w.id);
+  }
+
   snapshot(): AdmissionSnapshot {
     const t = this.now();
     return {
@@ -204,6 +216,7 @@ export class Admission {
     while (this.queue.length > 0 && this.fits(this.queue[0]!)) this.queue.shift()!.admit();
     clearTimeout(this.paceTimer);
     this.paceTimer = undefined;
+    for (const fn of this.listeners) fn();
     const head = this.queue[0];
     if (head === undefined) return;
     const wait = this.paceAt[head.tier] - this.now();

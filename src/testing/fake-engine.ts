@@ -17,6 +17,11 @@ export class FakeEngine implements Engine {
   readonly snapshots = new Map<string, StoredSnapshot>();
   readonly checkpoints: CheckpointRequest[] = [];
   gate: Promise<void> = Promise.resolve();
+  /** Per target: the resident bytes its freeze gate is told (default 0). */
+  readonly rss = new Map<string | number, number>();
+  /** Per target: a gate of its own, held before its pretend freeze ends (see hold()). */
+  private readonly holds = new Map<string | number, Promise<void>>();
+  private readonly deaths = new Map<string | number, (err: Error) => void>();
   private nextOp = 1_000_000;
   private seq = 0;
 
@@ -39,8 +44,16 @@ export class FakeEngine implements Engine {
     if (req.target === 'fail') throw new FerryError('ERR_NO_WORKLOAD', `no pid or workload named '${req.target}'`, { hint: 'see `ferry ps`' });
     await phase('criu', async () => {
       // Like CRIU's pre-dump and post-dump: the freeze gate is asked before the (pretend) freeze.
-      await req.beforeFreeze?.();
-      await this.gate;
+      const key = typeof req.target === 'object' ? '' : req.target;
+      // As the real watchdog does, a target that dies while its gate waits ends the checkpoint (the wait goes on unawaited).
+      const died = new Promise<never>((_, reject) => this.deaths.set(key, reject));
+      died.catch(() => undefined);
+      try {
+        await Promise.race([req.beforeFreeze?.({ bytes: this.rss.get(key) ?? 0, tier: req.tier ?? 'disk' }), died]);
+      } finally {
+        this.deaths.delete(key);
+      }
+      await (this.holds.get(key) ?? this.gate);
       req.afterFreeze?.();
       if (req.interrupt?.aborted) throw interruptedError(req.interrupt, 'the workload keeps running');
     });
@@ -52,6 +65,18 @@ export class FakeEngine implements Engine {
     });
     const snap = this.snapshots.get(id)!;
     return { snapshot: id, dir: snap.dir, manifest: snap.manifest, telemetry: telemetry('checkpoint'), placement: { tier: snap.manifest.tier, spilled: false } } as unknown as CheckpointResult;
+  }
+
+  /** Holds `target`'s checkpoints frozen until the returned function is called. */
+  hold(target: string | number): () => void {
+    let open = (): void => undefined;
+    this.holds.set(target, new Promise<void>((r) => { open = r; }));
+    return () => { this.holds.delete(target); open(); };
+  }
+
+  /** The target of a checkpoint waiting at its freeze gate dies: that checkpoint fails with ERR_TARGET_DIED. */
+  kill(target: string | number): void {
+    this.deaths.get(target)?.(new FerryError('ERR_TARGET_DIED', `${target} died while CRIU was dumping it; CRIU was stopped`));
   }
 
   restore(req: RestoreRequest): Promise<RestoreResult> {
@@ -70,7 +95,7 @@ export class FakeEngine implements Engine {
 
   remove(ids: readonly string[]): Promise<RemoveOutcome[]> {
     return Promise.resolve(ids.map((id): RemoveOutcome => this.snapshots.delete(id)
-      ? { id, ok: true, result: { removed: id } as never }
+      ? { id, ok: true, result: { removed: id, compacted: [] } }
       : { id, ok: false, error: new FerryError('ERR_NO_SNAPSHOT', `no snapshot '${id}' in the store`) }));
   }
 

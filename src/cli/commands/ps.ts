@@ -1,6 +1,5 @@
 import { Store } from '../../store/store.js';
-import { listWorkloadsReleasingEnded } from '../../targets/workload-address.js';
-import { workloadStatus } from '../../targets/workload-status.js';
+import { workloadListing } from '../../engine/listing.js';
 import { emitJson, parse, type Command } from '../command.js';
 
 export const command: Command = {
@@ -11,18 +10,17 @@ export const command: Command = {
   async run(argv, ctx) {
     parse(argv, {}, 'ps', false);
     const store = new Store({ root: ctx.store });
-    // A workload that ended keeps its service address only until ferry looks at it: now.
-    const records = await listWorkloadsReleasingEnded(store.workloadsDir, (r, err) => {
+    // Through an agent (--agent URL): the workloads of its store, printed the same way. A workload
+    // that ended keeps its service address only until ferry looks at it: now.
+    const { workloads: rows, workloadsDir } = ctx.agent ? await (await import('../remote.js')).agentClient(ctx).workloadListing() : await workloadListing(store, (r, err) => {
       ctx.out.stderr(`ferry: warning: could not remove the service address ${r.address?.address ?? ''} of '${r.name}', which ended: ${err instanceof Error ? err.message : String(err)}\n`);
     });
-    const snapshots = records.length ? (await store.list()).map(({ manifest: m }) => ({ id: m.id, createdAt: m.createdAt, workload: m.target.workload })) : [];
-    const rows = await Promise.all(records.map((r) => workloadStatus(r, snapshots)));
     if (ctx.json) {
       emitJson(ctx.out, { workloads: rows });
       return 0;
     }
     if (!rows.length) {
-      ctx.out.stdout(`no workloads in ${store.workloadsDir} (start one with \`ferry run --name NAME -- CMD\`)\n`);
+      ctx.out.stdout(`no workloads in ${workloadsDir} (start one with \`ferry run --name NAME -- CMD\`)\n`);
       return 0;
     }
     const w = Math.max(4, ...rows.map((r) => r.name.length));

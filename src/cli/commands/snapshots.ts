@@ -44,13 +44,14 @@ export const command: Command = {
       if (!id || extra.length) throw new FerryError('ERR_USAGE', `snapshots ${sub}: give exactly one snapshot id`, { hint: 'list them with `ferry snapshots ls`' });
       return id;
     };
-    if (ctx.agent && sub !== 'ls') {
-      throw new FerryError('ERR_USAGE', `\`ferry snapshots ${sub}\` does not run through an agent yet (snapshots ls does)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
+    if (ctx.agent && sub !== 'ls' && sub !== 'inspect' && sub !== 'rm') {
+      throw new FerryError('ERR_USAGE', `\`ferry snapshots ${sub}\` does not run through an agent yet (snapshots ls, inspect and rm do)`, { hint: 'run it without --agent (and with FERRY_AGENT empty) on the agent\'s host' });
     }
+    const remote = ctx.agent ? await import('../remote.js') : undefined;
     switch (sub) {
       case 'ls': {
         // Through an agent (--agent URL): its store's listing, printed the same way.
-        const listing = ctx.agent ? await (await import('../remote.js')).remoteListing(ctx) : await storeListing(store);
+        const listing = remote ? await remote.agentClient(ctx).listing() : await storeListing(store);
         const { snapshots: rows, damaged, leftovers, memoryTier, ...totals } = listing;
         if (ctx.json) { printJson(listing); return 0; }
         const out: string[] = [];
@@ -86,15 +87,14 @@ export const command: Command = {
         return 0;
       }
       case 'inspect': {
-        const s = await store.get(needId());
-        // Loaded only here: the image decoders are the heaviest modules of the CLI.
-        const { inspectImages } = await import('../../criu/images/inspect.js');
+        const target = needId();
         // The environment recovered from memory may hold secrets: names only unless --show-env.
         const showEnv = values['show-env'] === true;
-        const images = await inspectImages(s.dir, { environment: showEnv ? 'full' : 'names' });
-        const environmentValues = showEnv ? 'shown' : 'hidden (names only; --show-env shows values)';
-        if (ctx.json) { printJson({ manifest: { ...s.manifest, files: undefined }, environmentValues, images }); return 0; }
-        const m = s.manifest;
+        // Through an agent: its store's snapshot, decoded there (the same report).
+        const report = remote ? await remote.agentClient(ctx).inspect(target, showEnv)
+          : await (await import('../../engine/inspect-report.js')).inspectReport(await store.get(target), showEnv);
+        if (ctx.json) { printJson(report); return 0; }
+        const { manifest: m, images } = report;
         const lines = [
           `snapshot ${m.id}  (${m.tier} tier, ${formatBytes(m.bytes)}, taken ${m.createdAt} on ${m.host.hostname}, CRIU ${m.criu.version})`,
           ...(m.target.kind === 'container' ? [
@@ -123,7 +123,8 @@ export const command: Command = {
         const target = needId();
         const { removeSnapshot } = await import('../../store/retention.js');
         const { withSnapshotLock } = await import('../../store/locks.js');
-        const r = await withSnapshotLock(store.root, target, `a change of snapshot ${target}`, () => removeSnapshot(store, target));
+        const r = remote ? (await remote.agentClient(ctx).removeSnapshot(target)).result
+          : await withSnapshotLock(store.root, target, `a change of snapshot ${target}`, () => removeSnapshot(store, target));
         if (ctx.json) printJson(r);
         else process.stdout.write(`removed ${target}${r.compacted.length ? ` (its pages were folded into ${r.compacted.join(', ')}, which built on it)` : ''}\n`);
         return 0;
