@@ -1,11 +1,11 @@
 import { hostname } from 'node:os';
 import { kill } from 'node:process';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { writeFileAtomic } from '../store/layout.js';
 import { checkRestorable } from '../targets/compat.js';
-import { containerState, readBundleSpec, runtimeRoot } from '../targets/container.js';
+import { containerState, readBundleSpec, runRuntime, runtimeRoot } from '../targets/container.js';
 import { findOnPath } from '../util/path.js';
 import { readWorkload, workloadIsRunning } from '../targets/run.js';
 import { processInfo } from '../targets/process.js';
@@ -70,6 +70,8 @@ interface Incoming {
   restore?: Promise<{ pid: number; name: string | undefined; ms: number }>;
   decision?: Deferred<void>;
   addressTaken: boolean;
+  /** A runc container restored (and running) but not committed: deleted on abort. */
+  running?: { runtime: 'runc' | 'crun'; root: string; id: string } | undefined;
   timer?: NodeJS.Timeout;
   /** Serialises steps (a commit racing an abort or the hold timer). */
   step: Promise<unknown>;
@@ -189,6 +191,8 @@ export class IncomingMigrations {
           await this.address.prepare(m.pre.address);
           m.addressTaken = true;
         }
+        const c0 = m.pre.target.container;
+        if (c0?.runtime === 'runc') return await this.restoreUnheld(m, snapshot, c0, t0);
         const held = deferred<{ pid: number | undefined; verifyMs: number }>();
         const decision = deferred<void>();
         m.decision = decision;
@@ -224,16 +228,36 @@ export class IncomingMigrations {
     });
   }
 
+  /**
+   * runc runs CRIU itself: nothing can be held in CRIU. The source holds its copy frozen (paused)
+   * instead, and the copy here runs once restored — in its own cgroup (FERRY_CGROUP_PARENT: hosts
+   * on one kernel must not share the original's, which is frozen and will be deleted).
+   */
+  private async restoreUnheld(m: Incoming, snapshot: string, c: NonNullable<PreflightBody['target']['container']>, t0: number): Promise<RestoreAnswer> {
+    const root = runtimeRoot(c.runtime);
+    const bundle = await cgroupBundle(this.o.engine.store.root, m.id, c);
+    const r = await this.o.engine.restore({ snapshot, runtimeRoot: root, ...(bundle !== undefined ? { bundle } : {}) });
+    m.running = { runtime: c.runtime, root, id: c.id };
+    m.restore = Promise.resolve({ pid: r.pid, name: r.name, ms: r.timings.totalMs });
+    m.pid = r.pid;
+    m.state = 'held';
+    await this.persist(m);
+    const holdMs = m.pre.holdMs ?? DEFAULT_HOLD_MS;
+    m.timer = setTimeout(() => { void this.abort(m.id, `neither commit nor abort came within ${holdMs} ms`, 'ERR_MIGRATE_TIMEOUT').catch(() => undefined); }, holdMs);
+    m.timer.unref();
+    return { migration: m.id, pid: r.pid, verifyMs: r.timings.verifyMs, ms: Date.now() - t0 };
+  }
+
   /** The source copy is gone: the held copy runs, takes the address; the migration is done. */
   async commit(id: string): Promise<CommitAnswer> {
     const m = this.get(id);
     return this.serial(m, async () => {
       if (m.state === 'committed') return this.committedAnswer(m, 0, 0);
-      if (m.state !== 'held' || !m.decision || !m.restore) throw this.wrongState(m, 'commit');
+      if (m.state !== 'held' || !m.restore) throw this.wrongState(m, 'commit');
       clearTimeout(m.timer);
       m.state = 'committing';
       const t0 = Date.now();
-      m.decision.resolve();
+      m.decision?.resolve();
       let r: { pid: number; name: string | undefined; ms: number };
       try {
         r = await m.restore;
@@ -249,6 +273,7 @@ export class IncomingMigrations {
         throw e;
       }
       // From here the workload runs here: what is left cannot undo that.
+      m.running = undefined;
       m.state = 'committed';
       await this.persist(m);
       if (m.pre.address) {
@@ -297,6 +322,11 @@ export class IncomingMigrations {
     clearTimeout(m.timer);
     const e = errorJson(err) as { code: string; message: string; hint?: string };
     m.error = { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) };
+    if (m.running) {
+      // A runc copy runs once restored (runc holds nothing): delete it.
+      await runRuntime(m.running.runtime, m.running.root, ['delete', '--force', m.running.id]).catch(() => undefined);
+      m.running = undefined;
+    }
     if (m.addressTaken && m.pre.address) {
       await this.address.remove(m.pre.address).catch(() => undefined);
       m.addressTaken = false;
@@ -339,6 +369,22 @@ export class IncomingMigrations {
   private async forget(m: Incoming): Promise<void> {
     await rm(join(this.dir, `${m.id}.json`), { force: true });
   }
+}
+
+/**
+ * The bundle a runc container is restored from here: on hosts sharing a kernel
+ * (FERRY_CGROUP_PARENT set), a copy of its config whose cgroup is this host's; else the bundle.
+ */
+async function cgroupBundle(storeRoot: string, migration: string, c: NonNullable<PreflightBody['target']['container']>): Promise<string | undefined> {
+  const parent = (process.env['FERRY_CGROUP_PARENT'] ?? '').replace(/\/+$/, '');
+  if (!parent) return undefined;
+  const spec = JSON.parse(await readFile(join(c.bundle, 'config.json'), 'utf8')) as { root?: { path?: string }; linux?: { cgroupsPath?: string } };
+  if (spec.root?.path !== undefined && !isAbsolute(spec.root.path)) spec.root.path = resolve(c.bundle, spec.root.path);
+  spec.linux = { ...(spec.linux ?? {}), cgroupsPath: `${parent}/${c.id}` };
+  const dir = join(storeRoot, 'bundles', migration);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
+  return dir;
 }
 
 /** Can this host run the container: its runtime, its bundle at the same path, its id free here? */

@@ -155,7 +155,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await ferryCli(a!.store, ['stop', 'mc']);
   });
 
-  it('a crun container moves A → B under its id and keeps its state; a runc container is refused before anything is frozen', async () => {
+  it('a crun container and a runc container each move A → B under their id and keep their state', async () => {
     const rootA = join(dir, 'crun-a');
     const rootB = join(dir, 'crun-b');
     const id = `ferry-mig-${process.pid}`;
@@ -182,21 +182,32 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
       await removeContainer('crun', id, rootA);
       await removeContainer('crun', id, rootB);
     }
-    // runc runs CRIU itself: there is no commit point to hold, so ferry says so and touches nothing.
+    // runc runs CRIU itself: its commit point is the container's freezer (pause, checkpoint, delete).
     const rid = `ferry-migr-${process.pid}`;
     const rdata = join(dir, 'r-data');
     const rbundle = await makeBundle('busybox', join(dir, 'r-bundle'), rdata, loop);
     const runcA = join(dir, 'runc-a');
+    const runcB = join(dir, 'runc-b');
+    const rcounter = async () => Number((await readFile(join(rdata, 'counter'), 'utf8').catch(() => '0')).trim() || 0);
     try {
       await startContainer('runc', rid, rbundle, join(dir, 'r-logs'), runcA);
+      while (await rcounter() < 5) await new Promise((r) => setTimeout(r, 50));
       const r = await ferryCli(a!.store, ['migrate', `container:${rid}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_RUNC_ROOT: runcA });
-      assert.equal(r.code, 2, r.stdout + r.stderr);
-      const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; hint: string }; workload: string };
-      assert.equal(e.error.phase, 'preflight');
-      assert.match(e.error.hint, /crun/);
-      assert.equal((await state('runc', rid, runcA)).status, 'running');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const out = JSON.parse(r.stdout) as { destination: { pid: number; name: string }; phases: Record<string, number> };
+      assert.equal(out.destination.name, rid);
+      for (const p of ['freeze', 'transfer', 'restore', 'handoff', 'commit']) assert.ok(p in out.phases, `phase ${p}`);
+      assert.equal(await stateOrUndefined('runc', rid, runcA), undefined, 'gone from the source runtime');
+      const st = await state('runc', rid, runcB);
+      assert.equal(st.status, 'running');
+      const at = await rcounter();
+      while (await rcounter() < at + 3) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(at > 5, 'it went on counting from where it was');
+      assert.deepEqual((JSON.parse(await ferryOk(b!.store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] }).snapshots, []);
+      assert.deepEqual((JSON.parse(await ferryOk(a!.store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] }).snapshots, []);
     } finally {
       await removeContainer('runc', rid, runcA);
+      await removeContainer('runc', rid, runcB);
     }
   });
 

@@ -13,6 +13,7 @@ import { parseTargetRef, resolveLive } from '../targets/drivers.js';
 import { hostFacts, type HostFacts } from '../targets/host.js';
 import type { ProcessFacts } from '../targets/process-driver.js';
 import { treeRssBytes } from '../targets/process.js';
+import { runRuntime } from '../targets/container.js';
 import { recordOptions } from '../targets/recorded-options.js';
 import { errorJson, FerryError, isFerryError, type ErrorCode } from '../util/errors.js';
 import { MigrationError, type WorkloadWhere } from './errors.js';
@@ -113,11 +114,6 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   const targetArg: string | number = ref.kind === 'process' ? ref.pid : ref.kind === 'workload' ? ref.name : `container:${ref.id}`;
   const pre = await phases.run('preflight', async () => {
     const { driver, live } = await resolveLive(ref, driverPaths(engine.store), options);
-    if (!driver.ownsCriu) {
-      throw new FerryError('ERR_USAGE', `${live.label} is run by ${driver.name}, which runs CRIU itself: ferry cannot hold its dump at a commit point, so it does not migrate it`, {
-        hint: 'run the container with crun (ferry drives CRIU for crun containers), or checkpoint it, `ferry export` it, and import and restore it on the other host',
-      });
-    }
     const record = live.record;
     const workload = record.kind === 'process' ? (live.private as ProcessFacts).workload : undefined;
     const up = workload?.address && !workload.address.removedAt ? workload.address : undefined;
@@ -136,9 +132,14 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
       ...(address ? { address } : {}),
       ...(req.holdMs !== undefined ? { holdMs: req.holdMs } : {}),
     }, interrupt);
-    return { live, address, host, bytes, destHost: answer.host };
+    return { live, driver: driver.name, address, host, bytes, destHost: answer.host };
   }).catch(fail);
   if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
+  if (pre.live.record.kind === 'container' && pre.driver === 'runc') {
+    // runc runs CRIU itself: no post-dump to hold. The commit point is the container's freezer.
+    return byPause(engine, req, { id, strategy, t0, peer, phases, interrupt, send, host: pre.host, destHost: pre.destHost, record: pre.live.record, rootPid: pre.live.rootPid, targetArg: String(targetArg) },
+      (p) => { phase = p; }, (w) => { where = w; }).catch(fail);
+  }
 
   // CRIU's lock rules for established connections that exist already (another workload's) stay.
   const locksBefore = options.tcpEstablished ? new Set(await listCriuLocks()) : undefined;
@@ -217,6 +218,80 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     bytesMoved: sent?.bytes ?? 0, wireBytes: sent?.wireBytes ?? 0, phases: phasesMs,
     source: { host: pre.host.hostname, pid: pre.live.rootPid, snapshot: sourceSnapshot },
     destination: { host: pre.destHost, url: req.to.url, pid: answer.pid || restoredPid || 0, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
+  };
+}
+
+interface PauseContext {
+  id: string; strategy: Strategy; t0: number; peer: PeerClient; phases: Phases; interrupt: AbortSignal; send: ImageSender;
+  host: HostFacts; destHost: string; record: Extract<Handoff['target'], { kind: 'container' }>; rootPid: number; targetArg: string;
+}
+
+/**
+ * A runc container's migration. runc runs CRIU itself, so ferry cannot hold its post-dump; the
+ * container's freezer holds it instead: pause → checkpoint (leave running: it stays paused) →
+ * transfer → restore on the destination (running there, in its own cgroup) → delete the paused
+ * source copy → commit. Any failure before the delete resumes the source copy and makes the
+ * destination delete its copy and everything it received. (The destination's copy runs before
+ * the commit — it is the only one running: the source's is frozen.)
+ */
+async function byPause(engine: Engine, req: MigrateRequest, c: PauseContext, setPhase: (p: string) => void, setWhere: (w: WorkloadWhere) => void): Promise<MigrateResult> {
+  const runc = async (args: string[]): Promise<void> => {
+    const r = await runRuntime('runc', c.record.runtimeRoot, args);
+    if (r.code !== 0) throw new FerryError('ERR_RUNTIME', `runc ${args[0] ?? ''} ${c.record.id} failed: ${r.stderr.trim().split('\n').at(-1) ?? `status ${r.code}`}`, { hint: `\`runc --root ${c.record.runtimeRoot} state ${c.record.id}\` shows the container` });
+  };
+  setPhase('freeze');
+  const frozenAt = Date.now();
+  await c.phases.run('freeze', () => runc(['pause', c.record.id]));
+  let handedOff = false;
+  let snapshot: string | undefined;
+  let sent: ImageSendResult | undefined;
+  try {
+    setPhase('dump');
+    const cp = await engine.checkpoint({ target: c.targetArg, leaveRunning: true, tier: 'memory', dedup: false, name: `migrated-${c.id}`, interrupt: c.interrupt });
+    snapshot = cp.snapshot;
+    setPhase('transfer');
+    const r: ImageSendResult = await c.phases.run('transfer', () => c.send({
+      dir: cp.dir, meta: { target: cp.manifest.target, options: cp.manifest.options, criuVersion: cp.manifest.criu.version, name: undefined, host: c.host },
+      url: req.to.url, token: req.to.token, migrationId: c.id, compress: req.compress === true, signal: c.interrupt,
+    }));
+    sent = r;
+    if (c.interrupt.aborted) throw interruptedError(c.interrupt, `container ${c.record.id} was resumed on the source`);
+    setPhase('restore');
+    await c.phases.run('restore', () => c.peer.restore(c.id, r.snapshot, c.interrupt));
+    if (c.interrupt.aborted) throw interruptedError(c.interrupt, `container ${c.record.id} was resumed on the source`);
+    // The handoff: the paused source copy goes; from here the destination's copy is the one.
+    setPhase('handoff');
+    await c.phases.run('handoff', () => runc(['delete', '--force', c.record.id]));
+    handedOff = true;
+  } catch (err) {
+    if (!handedOff) {
+      await runc(['resume', c.record.id]).catch(() => undefined);
+      await c.peer.abort(c.id, `the source failed: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
+      if (snapshot !== undefined) await engine.remove([snapshot]).catch(() => undefined);
+    }
+    throw err;
+  }
+  setWhere('running on destination (uncommitted)');
+  setPhase('commit');
+  let answer: CommitAnswer;
+  try {
+    answer = await c.phases.run('commit', () => c.peer.commit(c.id));
+  } catch (err) {
+    answer = await afterFailedCommit(engine, c.peer, c.id, snapshot, undefined, req, err, setWhere);
+  }
+  const resumedAt = Date.now();
+  setWhere('running on destination');
+  let sourceSnapshot: string | undefined = snapshot;
+  if (sourceSnapshot !== undefined && !req.keepSnapshot) {
+    const [out] = await engine.remove([sourceSnapshot]);
+    if (out?.ok) sourceSnapshot = undefined;
+  }
+  return {
+    ok: true, strategy: c.strategy, migration: c.id,
+    downtimeMs: resumedAt - frozenAt, totalMs: Date.now() - c.t0,
+    bytesMoved: sent?.bytes ?? 0, wireBytes: sent?.wireBytes ?? 0, phases: { ...c.phases.rec.phasesSoFar() },
+    source: { host: c.host.hostname, pid: c.rootPid, snapshot: sourceSnapshot },
+    destination: { host: c.destHost, url: req.to.url, pid: answer.pid, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
   };
 }
 

@@ -66,7 +66,9 @@ describe('migrate: images of a real checkpoint sent to another store\'s agent, r
     pids.push(run.pid);
     await waitFor(() => isAlive(run.pid), 5000, 'the workload');
     await new Promise((r) => setTimeout(r, 300));
+    const beforeCheckpoint = await count();
     const cp = JSON.parse(await ferryOk(storeA, ['checkpoint', 'counter', '--leave-running', '--json'])) as { snapshot: string };
+    const afterCheckpoint = await count();
     assert.ok(isAlive(run.pid));
     const s = await new Store({ root: storeA }).get(cp.snapshot);
     const m = s.manifest;
@@ -96,9 +98,14 @@ describe('migrate: images of a real checkpoint sent to another store\'s agent, r
     pids.push(restored.pid);
     assert.equal(restored.name, 'counter-b');
     assert.ok(isAlive(restored.pid), "the copy runs");
+    // The copy goes on from the count it had at the checkpoint (the original counted on until it
+    // was stopped, so the copy's first value lies between the counts around the checkpoint).
     const deadline = Date.now() + 10_000;
-    while ((await count()) < stoppedAt + 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.ok((await count()) >= stoppedAt + 10, `the restored copy counts on from ${stoppedAt}: now ${await count()}`);
+    while ((await count()) === stoppedAt && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const first = await count();
+    assert.ok(first >= beforeCheckpoint && first <= afterCheckpoint + 2, `the restored copy resumed at ${first}, not within ${beforeCheckpoint}…${afterCheckpoint}: it did not continue from the checkpoint`);
+    while ((await count()) < first + 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok((await count()) >= first + 10, `the restored copy counts on from ${first}: now ${await count()}`);
     const ps = JSON.parse(await ferryOk(storeB, ['ps', '--json'])) as { workloads?: { name: string; state: string }[] } | { name: string; state: string }[];
     const rows = Array.isArray(ps) ? ps : ps.workloads ?? [];
     assert.ok(rows.some((w) => w.name === 'counter-b' && w.state === 'running'), JSON.stringify(ps));

@@ -14,9 +14,11 @@ export interface ContainerFacts { root: string; specText: string; spec: OciSpec 
 export async function resolveContainer(ref: TargetRef, runtime: Runtime): Promise<LiveTarget<ContainerFacts>> {
   if (ref.kind !== 'container') throw new FerryError('ERR_USAGE', 'a process target was given to a container driver');
   const { root, state } = await findContainer(ref.id, runtime, ref.runtimeRoot);
-  if (state.status !== 'running' || state.pid <= 0) {
+  // A paused container (frozen by its runtime) is dumped as it is, and stays paused after a
+  // --leave-running dump: a runc migration holds it that way.
+  if ((state.status !== 'running' && state.status !== 'paused') || state.pid <= 0) {
     throw new FerryError('ERR_CONTAINER_STATE', `container ${ref.id} is ${state.status}, not running`, {
-      hint: `only a running container can be checkpointed; start it (\`${runtime} start ${ref.id}\`)`,
+      hint: `only a running (or paused) container can be checkpointed; start it (\`${runtime} start ${ref.id}\`)`,
     });
   }
   const { spec, text: specText, rootfs } = await readBundleSpec(state.bundle);
