@@ -3,8 +3,8 @@ import type { InspectReport } from '../engine/inspect-report.js';
 import type { StoreListing } from '../engine/listing.js';
 import type { RemoveResult } from '../store/retention.js';
 import type { WorkloadStatus } from '../targets/workload-status.js';
-import { isErrorCode } from '../util/error-codes.js';
 import { FerryError } from '../util/errors.js';
+import { agentError, callAgent, sendToAgent, type FetchFn } from '../util/agent-http.js';
 import type { CheckpointBody, RestoreBody } from './schemas.js';
 
 /**
@@ -58,7 +58,7 @@ export class AgentClient {
   /** The job's events (replayed from its start), ending after its final state. */
   async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
     const res = await this.send('GET', `/v1/jobs/${encodeURIComponent(id)}/events`, undefined, signal);
-    if (!res.ok) throw await errorOf(res);
+    if (!res.ok) throw await agentError(res);
     if (!res.body) throw new FerryError('ERR_AGENT_UNREACHABLE', 'the agent sent an event stream without a body');
     const decoder = new TextDecoder();
     let buf = '';
@@ -93,40 +93,17 @@ export class AgentClient {
     return this.call(method, path, body, opts);
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+  private call<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
     const limit = AbortSignal.timeout(opts.timeoutMs ?? this.o.timeoutMs ?? 30_000);
-    const res = await this.send(method, path, body, opts.signal ? AbortSignal.any([limit, opts.signal]) : limit);
-    if (!res.ok) throw await errorOf(res);
-    try {
-      return await res.json() as T;
-    } catch {
-      throw new FerryError('ERR_AGENT_UNREACHABLE', `${method} ${path}: the agent's answer is not JSON`, { hint: 'is the URL a ferry agent?' });
-    }
+    return callAgent<T>(this.conn(), method, path, body, opts.signal ? AbortSignal.any([limit, opts.signal]) : limit);
   }
 
-  private async send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
-    const headers: Record<string, string> = {};
-    if (this.o.token !== undefined) headers['authorization'] = `Bearer ${this.o.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    try {
-      return await this.doFetch(this.base + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
-    } catch (err) {
-      const c = (err as { cause?: { code?: string; message?: string } }).cause;
-      const cause = c?.code ?? c?.message ?? (err as Error).message;
-      throw new FerryError('ERR_AGENT_UNREACHABLE', `cannot reach the agent at ${this.base}: ${cause}`, { hint: 'is `ferry agent` running there, and is the URL right?', cause: err });
-    }
+  private send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
+    return sendToAgent(this.conn(), method, path, body, signal);
   }
-}
 
-/** An error answer as a FerryError with the agent's code (ERR_AGENT_UNREACHABLE when it is not one). */
-async function errorOf(res: Response): Promise<FerryError> {
-  const text = await res.text().catch(() => '');
-  let e: { code?: unknown; message?: unknown; hint?: unknown } | undefined;
-  try {
-    e = (JSON.parse(text) as { error?: typeof e }).error;
-  } catch { /* not JSON */ }
-  if (typeof e?.code === 'string' && isErrorCode(e.code) && typeof e.message === 'string') {
-    return new FerryError(e.code, e.message, typeof e.hint === 'string' ? { hint: e.hint } : {});
+  private conn(): { base: string; token?: string; fetch: FetchFn } {
+    return { base: this.base, fetch: this.doFetch, ...(this.o.token !== undefined ? { token: this.o.token } : {}) };
   }
-  return new FerryError('ERR_AGENT_UNREACHABLE', `the agent answered ${res.status} without a ferry error: ${text.slice(0, 200)}`, { hint: 'is the URL a ferry agent?' });
+
 }
