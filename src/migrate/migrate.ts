@@ -18,7 +18,7 @@ import { recordOptions } from '../targets/recorded-options.js';
 import { errorJson, FerryError, isFerryError, type ErrorCode } from '../util/errors.js';
 import { MigrationError, type WorkloadWhere } from './errors.js';
 import { PeerClient } from './peer.js';
-import type { CommitAnswer, ServiceAddress } from './protocol.js';
+import type { CommitAnswer, ImageSender, ImageSendResult, ServiceAddress } from './protocol.js';
 
 /**
  * A migration from this host (the source) to another agent (the destination), the cold
@@ -37,14 +37,7 @@ import type { CommitAnswer, ServiceAddress } from './protocol.js';
 
 export type Strategy = 'cold';
 
-/** What the images' sender needs (wire transfer: send-images.ts). */
-export interface ImageMeta { target: Handoff['target']; options: Handoff['options']; criuVersion: string; name: string | undefined; host: HostFacts }
-export interface ImageSendArgs {
-  dir: string; meta: ImageMeta; url: string; token: string | undefined; migrationId: string; compress: boolean;
-  signal: AbortSignal; onProgress?: (bytes: number) => void;
-}
-export interface ImageSendResult { bytes: number; wireBytes: number; files: number; ms: number; snapshot: string }
-export type ImageSender = (a: ImageSendArgs) => Promise<ImageSendResult>;
+export type { ImageMeta, ImageSendArgs, ImageSendResult, ImageSender } from './protocol.js';
 
 export interface MigrateRequest {
   /** A pid or a `ferry run` workload name. */

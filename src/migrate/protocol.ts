@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { SNAPSHOT_ID_PATTERN } from '../store/manifest.js';
+import type { Handoff } from '../engine/checkpoint.js';
+import type { HostFacts } from '../targets/host.js';
 
 /**
  * The migration protocol between a source and a destination agent: the destination's routes
@@ -104,3 +106,12 @@ export interface IncomingView {
 export interface PreflightAnswer { migration: string; tier: 'memory' | 'disk'; criuVersion: string; host: string }
 export interface RestoreAnswer { migration: string; pid: number | undefined; verifyMs: number; ms: number }
 export interface CommitAnswer { migration: string; pid: number; name: string | undefined; snapshot: string; restoreMs: number; ms: number; snapshotKept: boolean }
+
+/** What the source's image sender (send-images.ts) is given and answers, as migrate.ts calls it. */
+export interface ImageMeta { target: Handoff['target']; options: Handoff['options']; criuVersion: string; name: string | undefined; host: HostFacts }
+export interface ImageSendArgs {
+  dir: string; meta: ImageMeta; url: string; token: string | undefined; migrationId: string; compress: boolean;
+  signal: AbortSignal; onProgress?: (bytes: number) => void;
+}
+export interface ImageSendResult { bytes: number; wireBytes: number; files: number; ms: number; snapshot: string }
+export type ImageSender = (a: ImageSendArgs) => Promise<ImageSendResult>;

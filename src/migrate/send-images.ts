@@ -21,7 +21,7 @@ import type { Tier } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { errnoCode, FerryError } from '../util/errors.js';
 import { formatBytes } from '../util/format.js';
-import type { ImageSendArgs, ImageSendResult } from './migrate.js';
+import type { ImageSendArgs, ImageSendResult } from './protocol.js';
 import type { ReceiveImagesResult } from './receive-images.js';
 import { badFileName, encodeImages, MAX_CHUNK, WIRE_CONTENT_TYPE, WIRE_VERSION, type SnapshotMeta, type WireFile, type WireHeader } from './wire.js';
 
