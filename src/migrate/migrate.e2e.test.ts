@@ -266,6 +266,34 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     }
   });
 
+  it('the source ferry SIGKILLed during the transfer: CRIU resumes the workload; the destination drops what it got; the next command cleans the source store', async () => {
+    const w = await launch(a!.store, 'f-source-killed');
+    const proxy = await startProxy(Number(new URL(b!.url).port));
+    const cli = spawn(FERRY, ['--store', a!.store, 'migrate', 'f-source-killed', '--to', `http://127.0.0.1:${proxy.port}`, '--to-token-file', tokenFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<NodeJS.Signals | null>((r) => cli.once('exit', (_c, sig) => r(sig)));
+    proxy.fault = { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20, action: () => { cli.kill('SIGKILL'); } };
+    try {
+      assert.equal(await exited, 'SIGKILL');
+      assert.ok(proxy.fired);
+    } finally {
+      await proxy.close();
+    }
+    // CRIU notices its ferry is gone (the post-dump answer never comes) and resumes the tree.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try { await w.inst.verify(w.pid); break; } catch (e) { if (Date.now() > deadline) throw e; }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // The destination saw the stream break: nothing kept (its record goes once it aborts).
+    const until = Date.now() + 10_000;
+    while ((await readdir(join(b!.store, 'migrations')).catch(() => [] as string[])).length && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    await assertRolledBack(w, b!);
+    // The source's next command finds the interrupted checkpoint and removes its partial images.
+    const ls = JSON.parse(await ferryOk(a!.store, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[]; leftovers: unknown[] };
+    assert.deepEqual(ls.snapshots, []);
+    await ferryCli(a!.store, ['stop', 'f-source-killed']);
+  });
+
   for (const fault of ['flip', 'cut', 'kill-during-transfer', 'kill-during-restore'] as const) {
     it(`a fault in flight (${fault}): the source resumes and verifies; the destination keeps nothing`, async () => {
       const name = `f-${fault}`;
