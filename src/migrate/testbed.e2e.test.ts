@@ -5,13 +5,14 @@
 // service address moved, and neither host keeps a snapshot, a hold or a CRIU lock rule.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY } from '../testing/ferry-cli.js';
 import { testbedDown, testbedUp, type UpResult } from '../testbed/testbed.js';
+import { hostRuntimeEnv } from '../testbed/state.js';
 
 const CLIENT = join(PROJECT_ROOT, 'test', 'workloads', 'redis-client.py');
 const KEYS = 20_000;
@@ -107,5 +108,56 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     }
     await ok('h2', [FERRY, 'stop', 'redis'], local);
     assert.doesNotMatch(await addresses('h2'), new RegExp(`${service.replace(/\./g, '\\.')}/`), 'stop removes the address');
+  });
+
+  it('the destination agent killed during the restore: the client keeps its connection to the source; no address, hold or rule is left', async () => {
+    const service = tb!.subnet.replace(/\.0\/\d+$/, '.101');
+    await ok('h1', [FERRY, 'run', '--name', 'redis2', '--ip', service, '--json', '--',
+      '/usr/bin/redis-server', '--port', '6380', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], local);
+    const deadline = Date.now() + 15_000;
+    while ((await on('h3', ['python3', CLIENT, service, '6380', 'fill', '2000', String(SIZE)])).code !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const stop = join(dir, 'stop-load-2');
+    const load = new Promise<Ran>((resolve) => {
+      const c = spawn(FERRY, ['testbed', 'exec', 'h3', '--', 'python3', CLIENT, service, '6380', 'load', stop], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+      c.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr: '' }));
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const h2 = tb!.hosts.find((h) => h.name === 'h2')!;
+    // Kill h2's agent the moment it starts restoring (its migration record says so).
+    const watcher = setInterval(() => {
+      void (async () => {
+        for (const f of await readdir(join(h2.store, 'migrations')).catch(() => [] as string[])) {
+          const rec = JSON.parse(await readFile(join(h2.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
+          if (rec.state === 'restoring') { clearInterval(watcher); try { process.kill(h2.agentPid, 'SIGKILL'); } catch { /* gone */ } }
+        }
+      })();
+    }, 2);
+    const m = await on('h1', [FERRY, 'migrate', 'redis2', '--to', 'h2', '--tcp-established', '--json']);
+    clearInterval(watcher);
+    await new Promise((r) => setTimeout(r, 500));
+    await writeFile(stop, '');
+    const client = await load;
+    assert.equal(m.code, 1, m.stdout + m.stderr);
+    const e = JSON.parse(m.stdout) as { error: { phase: string }; workload: string };
+    assert.equal(e.workload, 'running on source');
+    assert.equal(e.error.phase, 'restore');
+    const seen = JSON.parse(client.stdout) as { ops: number; counter: number; error: string | null };
+    assert.equal(seen.error, null, 'the client kept its connection to the source');
+    assert.equal(seen.counter, seen.ops);
+    // h2's agent comes back, and removes what its predecessor had taken: the snapshot, the held address.
+    const agent = spawn('nsenter', [`--net=/run/netns/ferry-tbm-h2`, '--', process.execPath, FERRY, '--store', h2.store, 'agent',
+      '--listen', `${h2.address}:7387`, '--token-file', join(dir, 'token'), '--log-file', join(dir, 'h2-again.log')], { detached: true, stdio: 'ignore', env: { ...process.env, ...hostRuntimeEnv(dir, 'h2') } });
+    agent.unref();
+    const up = Date.now() + 15_000;
+    while ((await on('h2', ['sh', '-c', `test -z "$(ls ${join(h2.store, 'migrations')} 2>/dev/null)"`])).code !== 0 && Date.now() < up) await new Promise((r) => setTimeout(r, 100));
+    assert.doesNotMatch(await addresses('h2'), new RegExp(`${service.replace(/\./g, '\\.')}/`), 'no address left on h2');
+    assert.deepEqual(await iptables('h2'), [], 'no hold or rule left on h2');
+    assert.deepEqual(await iptables('h1'), [], 'CRIU unlocked the source when it resumed it');
+    assert.match(await addresses('h1'), new RegExp(`${service.replace(/\./g, '\\.')}/`), 'the source keeps its address');
+    const ls = JSON.parse(await ok('h2', [FERRY, 'snapshots', 'ls', '--json'], local)) as { snapshots: unknown[] };
+    assert.deepEqual(ls.snapshots, []);
+    await ok('h1', [FERRY, 'stop', 'redis2'], local);
   });
 });
