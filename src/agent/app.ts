@@ -44,6 +44,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   const unlog = o.jobs.observe((job, e) => {
     if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
     else if (e.type === 'progress') log.debug({ job: job.id, queuePosition: e.queuePosition, queueLength: e.queueLength }, 'job queue place');
+    else if (e.type === 'transfer') log.debug({ job: job.id, bytes: e.bytes, totalBytes: e.totalBytes }, 'job transfer');
     else log.info({ job: job.id, kind: job.kind, state: e.state, ...(job.error ? { error: job.error } : {}) }, 'job state');
   });
 

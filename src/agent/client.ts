@@ -74,7 +74,7 @@ export class AgentClient {
           if (line.startsWith('event: ')) type = line.slice(7);
           else if (line.startsWith('data: ')) data += line.slice(6);
         }
-        if (type !== 'state' && type !== 'phase' && type !== 'progress') continue;
+        if (type !== 'state' && type !== 'phase' && type !== 'progress' && type !== 'transfer') continue;
         const e = { type, ...(JSON.parse(data) as object) } as JobEvent;
         yield e;
         if (e.type === 'state' && FINAL.includes(e.state)) return;

@@ -15,6 +15,9 @@ export function createMetrics(jobs: Jobs): { registry: Registry; dispose(): void
   const phase = new Histogram({ name: 'ferry_phase_duration_seconds', help: "Engine phases' durations", labelNames: ['kind', 'phase'], buckets, registers: [registry] });
   const frozen = new Histogram({ name: 'ferry_checkpoint_frozen_seconds', help: "Time a checkpoint's tree was frozen (CRIU's frozen_time)", buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] });
   const bytes = new Counter({ name: 'ferry_checkpoint_bytes_written_total', help: 'Bytes of snapshot images written by checkpoints', registers: [registry] });
+  const downtime = new Histogram({ name: 'ferry_migration_downtime_seconds', help: 'Migrations from this host: from the freeze to the copy running on the destination', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: [registry] });
+  const moved = new Counter({ name: 'ferry_migration_bytes_moved_total', help: 'Image bytes migrations from this host sent (before compression)', registers: [registry] });
+  const wire = new Counter({ name: 'ferry_migration_wire_bytes_total', help: 'Bytes migrations from this host put on the wire (after compression and framing)', registers: [registry] });
   new Gauge({ name: 'ferry_jobs_queued', help: 'Jobs waiting: for a freeze slot (CRIU started, the workload running) or to start', registers: [registry], collect() { this.set(jobs.queue().length); } });
   new Gauge({ name: 'ferry_jobs_running', help: 'Jobs running', registers: [registry], collect() { this.set(jobs.list().filter((j) => j.state === 'running').length); } });
 
@@ -25,7 +28,7 @@ export function createMetrics(jobs: Jobs): { registry: Registry; dispose(): void
       if (e.state === 'end' && e.ms !== undefined) phase.observe({ kind: job.kind, phase: e.phase }, e.ms / 1000);
       return;
     }
-    if (e.type === 'progress') return;
+    if (e.type === 'progress' || e.type === 'transfer') return;
     if (e.state === 'queued') queuedAt.set(job.id, performance.now());
     const since = queuedAt.get(job.id);
     if (since !== undefined && e.state !== 'queued') {
@@ -36,6 +39,11 @@ export function createMetrics(jobs: Jobs): { registry: Registry; dispose(): void
     total.inc({ kind: job.kind, outcome: e.state });
     if (job.startedAt && job.endedAt) duration.observe({ kind: job.kind, outcome: e.state }, secondsBetween(job.startedAt, job.endedAt));
     const r = job.result;
+    if (job.kind === 'migrate' && r && e.state === 'succeeded') {
+      if (typeof r['downtimeMs'] === 'number') downtime.observe(r['downtimeMs'] / 1000);
+      if (typeof r['bytesMoved'] === 'number') moved.inc(r['bytesMoved']);
+      if (typeof r['wireBytes'] === 'number') wire.inc(r['wireBytes']);
+    }
     if (job.kind === 'checkpoint' && r) {
       const stats = r['stats'] as { frozen_time?: number } | undefined;
       if (typeof stats?.frozen_time === 'number') frozen.observe(stats.frozen_time / 1e6);

@@ -1,4 +1,4 @@
-import { engineChannels, type PhaseEvent } from '../engine/channels.js';
+import { engineChannels, type PhaseEvent, type TransferEvent } from '../engine/channels.js';
 
 /** How each engine phase reads on the progress line. */
 const PHASE: Record<string, string> = {
@@ -7,6 +7,12 @@ const PHASE: Record<string, string> = {
   seal: 'checksumming and committing',
   verify: 'verifying checksums',
   preflight: 'checking this host',
+  freeze: 'freezing',
+  transfer: 'sending the images',
+  restore: 'restoring on the destination',
+  handoff: 'handing off',
+  commit: 'committing',
+  hold: 'held for the commit',
 };
 
 export interface ProgressLine {
@@ -48,7 +54,17 @@ export function progressLine(what: string, json: boolean): ProgressLine {
     const e = m as PhaseEvent;
     if (e.state === 'start') phase = PHASE[e.phase] ?? e.phase;
   };
+  // A transfer shows its bytes and rate.
+  let sendStart: { at: number; bytes: number } | undefined;
+  const onTransfer = (m: unknown) => {
+    const e = m as TransferEvent;
+    sendStart ??= { at: Date.now(), bytes: e.bytes };
+    const s = (Date.now() - sendStart.at) / 1000;
+    const rate = s > 0 ? `, ${((e.bytes - sendStart.bytes) / 1e6 / s).toFixed(0)} MB/s` : '';
+    phase = `sending the images: ${(e.bytes / 2 ** 20).toFixed(1)} of ~${(e.totalBytes / 2 ** 20).toFixed(0)} MiB${rate}`;
+  };
   engineChannels.phase.subscribe(onPhase);
+  engineChannels.transfer.subscribe(onTransfer);
   const draw = () => process.stderr.write(`\r\x1b[2K${what}: ${note ?? phase} … ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const timer = setInterval(draw, 100);
   return {
@@ -56,6 +72,7 @@ export function progressLine(what: string, json: boolean): ProgressLine {
     stop() {
       clearInterval(timer);
       engineChannels.phase.unsubscribe(onPhase);
+      engineChannels.transfer.unsubscribe(onTransfer);
       process.stderr.write('\r\x1b[2K');
     },
   };

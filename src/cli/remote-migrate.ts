@@ -1,6 +1,6 @@
 import { AgentClient } from '../agent/client.js';
 import type { MigrateBody } from '../migrate/protocol.js';
-import { engineChannels, type PhaseEvent } from '../engine/channels.js';
+import { engineChannels, type PhaseEvent, type TransferEvent } from '../engine/channels.js';
 import type { Job } from '../engine/jobs.js';
 import type { MigrateResult } from '../migrate/migrate.js';
 import { MigrationError } from '../migrate/errors.js';
@@ -31,6 +31,7 @@ export async function remoteMigrate(body: MigrateBody, ctx: CommandContext): Pro
   let job: Job;
   try {
     job = await client.wait(submitted.id, (e) => {
+      if (e.type === 'transfer') engineChannels.transfer.publish({ id: -1, operation: 'migrate', bytes: e.bytes, totalBytes: e.totalBytes } satisfies TransferEvent);
       if (e.type === 'phase' && engineChannels.phase.hasSubscribers) {
         engineChannels.phase.publish({ id: -1, operation: 'migrate', phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) } satisfies PhaseEvent);
       }

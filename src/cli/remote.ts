@@ -1,6 +1,6 @@
 import { AgentClient } from '../agent/client.js';
 import type { CheckpointBody, RestoreBody } from '../agent/schemas.js';
-import { engineChannels, type PhaseEvent } from '../engine/channels.js';
+import { engineChannels, type PhaseEvent, type TransferEvent } from '../engine/channels.js';
 import type { CheckpointRequest, CheckpointResult, RestoreRequest, RestoreResult } from '../engine/engine.js';
 import type { Job, JobKind } from '../engine/jobs.js';
 import type { SnapshotManifest } from '../store/manifest.js';
@@ -42,6 +42,7 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
       // While it waits (to start, or for a freeze slot with its workload running): its place.
       if (e.type === 'progress') progress.note(queuedNote(e.queuePosition, e.queueLength));
       else if (e.type === 'state') progress.note(e.state === 'queued' && e.job.queuePosition !== undefined ? queuedNote(e.job.queuePosition, e.job.queueLength) : undefined);
+      else if (e.type === 'transfer') engineChannels.transfer.publish({ id: -1, operation: kind, bytes: e.bytes, totalBytes: e.totalBytes } satisfies TransferEvent);
       else if (engineChannels.phase.hasSubscribers) {
         engineChannels.phase.publish({ id: -1, operation: kind, phase: e.phase, state: e.state, ...(e.ms !== undefined ? { ms: e.ms } : {}) } satisfies PhaseEvent);
       }

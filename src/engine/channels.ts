@@ -10,6 +10,8 @@ export const engineChannels = {
   phase: diagnostics_channel.channel('ferry:engine:phase'),
   /** {@link CriticalEvent}: the operation entered or left a stretch that must not be interrupted. */
   critical: diagnostics_channel.channel('ferry:engine:critical'),
+  /** {@link TransferEvent}: bytes of an operation's transfer so far (a migration's images). */
+  transfer: diagnostics_channel.channel('ferry:engine:transfer'),
   /** {@link RecoveredEvent}: an operation interrupted earlier (ferry killed) was finished or undone. */
   recovered: diagnostics_channel.channel('ferry:engine:recovered'),
 } as const;
@@ -24,6 +26,14 @@ export interface PhaseEvent {
   state: 'start' | 'end';
   /** On 'end': how long it took. */
   ms?: number;
+}
+
+export interface TransferEvent {
+  id: number;
+  operation: EngineOperation;
+  /** Bytes of the images sent so far, and about how many there are (the tree's RSS). */
+  bytes: number;
+  totalBytes: number;
 }
 
 export interface CriticalEvent {

@@ -71,7 +71,7 @@ describe('Jobs', () => {
     opens[2]!();
     assert.equal((await jobs.settled(c!.id))?.state, 'succeeded');
     const story = seen.map((e) => e.type === 'state' ? `${e.state}${e.job.queuePosition !== undefined ? `@${e.job.queuePosition}/${e.job.queueLength}` : ''}`
-      : e.type === 'progress' ? `place ${e.queuePosition}/${e.queueLength}` : `${e.phase}:${e.state}`);
+      : e.type === 'progress' ? `place ${e.queuePosition}/${e.queueLength}` : e.type === 'transfer' ? `transfer ${e.bytes}` : `${e.phase}:${e.state}`);
     // Submitted (it started at once: 8 may run), its CRIU started, queued at its freeze gate, moved up, admitted.
     assert.deepEqual(story, ['queued', 'running', 'criu:start', 'queued@2/2', 'place 1/1', 'running', 'criu:end', 'commit:start', 'commit:end', 'succeeded']);
     await jobs.close();

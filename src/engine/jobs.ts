@@ -5,7 +5,7 @@ import { errorJson, FerryError, isFerryError } from '../util/errors.js';
 import { LimitAdmission, type Admission } from './admission.js';
 import type { JobJournal } from './job-journal.js';
 import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
-import { engineChannels, type PhaseEvent } from './channels.js';
+import { engineChannels, type PhaseEvent, type TransferEvent } from './channels.js';
 import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
 import type { FreezeRequest } from './checkpoint.js';
 import { checkpointJson, restoreJson } from './result-json.js';
@@ -76,7 +76,9 @@ export interface Job {
 export type JobEvent =
   | { type: 'state'; state: JobState; job: Job }
   | { type: 'phase'; phase: string; state: 'start' | 'end'; ms?: number }
-  | { type: 'progress'; queuePosition: number; queueLength: number };
+  | { type: 'progress'; queuePosition: number; queueLength: number }
+  /** A migration's images on their way: bytes sent so far of about totalBytes. */
+  | { type: 'transfer'; bytes: number; totalBytes: number };
 
 export interface SubmitOptions {
   /** Higher is admitted first, by the job admission and by the freeze scheduler (default 0). */
@@ -136,6 +138,7 @@ export class Jobs {
   /** Telemetry id → job id, learnt from the first phase event seen in a job's scope. */
   private readonly byOperation = new Map<number, string>();
   private readonly onPhase = (m: unknown) => this.phaseEvent(m as PhaseEvent);
+  private readonly onTransfer = (m: unknown) => this.transferEvent(m as TransferEvent);
   private readonly observers = new Set<(job: Job, e: JobEvent) => void>();
   private readonly unwatch: (() => void)[] = [];
 
@@ -148,6 +151,7 @@ export class Jobs {
     this.journal = options.journal;
     if (this.journal) this.reload(this.journal);
     engineChannels.phase.subscribe(this.onPhase);
+    engineChannels.transfer.subscribe(this.onTransfer);
     const moved = () => this.lineMoved();
     if (this.admission.onChange) this.unwatch.push(this.admission.onChange(moved));
     if (this.scheduler) this.unwatch.push(this.scheduler.onChange(moved));
@@ -274,6 +278,7 @@ export class Jobs {
     for (const id of this.entries.keys()) this.cancel(id, reason);
     await Promise.all([...this.entries.values()].map((e) => e.done));
     engineChannels.phase.unsubscribe(this.onPhase);
+    engineChannels.transfer.unsubscribe(this.onTransfer);
     for (const u of this.unwatch.splice(0)) u();
   }
 
@@ -339,6 +344,13 @@ export class Jobs {
       return this.migrator(entry.request as MigrateJobRequest, interrupt);
     }
     return restoreJson(await this.engine.restore({ ...(entry.request as RestoreRequest), interrupt }));
+  }
+
+  private transferEvent(e: TransferEvent): void {
+    const id = this.scope.getStore() ?? this.byOperation.get(e.id);
+    const entry = id === undefined ? undefined : this.entries.get(id);
+    if (!entry || FINAL_STATES.includes(entry.job.state)) return;
+    this.emit(entry, { type: 'transfer', bytes: e.bytes, totalBytes: e.totalBytes });
   }
 
   private phaseEvent(e: PhaseEvent): void {

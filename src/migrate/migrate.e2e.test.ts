@@ -150,6 +150,19 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     const back = await ferryCli(b!.store, ['migrate', 'mc', '--to', a!.url, '--json'], { FERRY_AGENT: b!.url, FERRY_TOKEN: (await readFile(tokenFile, 'utf8')).trim() });
     assert.equal(back.code, 0, back.stderr + back.stdout);
     const outBack = JSON.parse(back.stdout) as { destination: { pid: number } };
+    // The job on B: its events carried the transfer's bytes; /metrics counts the migration.
+    const token = (await readFile(tokenFile, 'utf8')).trim();
+    const api = (path: string) => fetch(b!.url + path, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
+    const jobs = (await (await api('/v1/jobs')).json()) as { jobs: { id: string; kind: string; state: string; phases: { name: string }[] }[] };
+    const job = jobs.jobs.find((j) => j.kind === 'migrate');
+    assert.equal(job?.state, 'succeeded');
+    for (const p of ['preflight', 'transfer', 'restore', 'commit']) assert.ok(job.phases.some((x) => x.name === p), `job phase ${p}`);
+    const events = await (await api(`/v1/jobs/${job.id}/events`)).text();
+    assert.match(events, /event: transfer\ndata: \{"bytes":\d+,"totalBytes":\d+\}/);
+    const metrics = await (await api('/metrics')).text();
+    assert.match(metrics, /^ferry_migration_downtime_seconds_count 1$/m);
+    assert.match(metrics, /^ferry_migration_bytes_moved_total [1-9]\d*/m);
+    assert.match(metrics, /^ferry_jobs_total\{kind="migrate",outcome="succeeded"\} 1$/m);
     await w.inst.verify(outBack.destination.pid);
     assert.deepEqual(pidsWith(w.marker), [outBack.destination.pid], 'one live copy: on A again');
     await ferryCli(a!.store, ['stop', 'mc']);

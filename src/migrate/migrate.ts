@@ -4,6 +4,7 @@ import type { Handoff } from '../engine/checkpoint.js';
 import { interruptedError } from '../engine/interrupt.js';
 import { driverPaths } from '../engine/paths.js';
 import { Phases } from '../engine/phases.js';
+import { engineChannels, type TransferEvent } from '../engine/channels.js';
 import type { Tier } from '../store/manifest.js';
 import { OperationRecorder } from '../telemetry/operation.js';
 import { treePids } from '../telemetry/proc.js';
@@ -148,6 +149,7 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     const r: ImageSendResult = await phases.run('transfer', () => send({
       dir: h.imagesDir, meta: { target: h.target, options: h.options, criuVersion: h.criuVersion, name: h.name, host: pre.host },
       url: req.to.url, token: req.to.token, migrationId: id, compress: req.compress === true, signal: interrupt,
+      onProgress: transferProgress(phases, pre.bytes),
     }));
     sent = { bytes: r.bytes, wireBytes: r.wireBytes, snapshot: r.snapshot };
     if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
@@ -214,6 +216,17 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   };
 }
 
+/** Publishes the transfer's bytes (at most ten times a second) for progress lines and job events. */
+function transferProgress(phases: Phases, totalBytes: number): (bytes: number) => void {
+  let last = 0;
+  return (bytes) => {
+    const now = Date.now();
+    if (now - last < 100 || !engineChannels.transfer.hasSubscribers) return;
+    last = now;
+    engineChannels.transfer.publish({ id: phases.rec.id, operation: 'migrate', bytes, totalBytes } satisfies TransferEvent);
+  };
+}
+
 interface PauseContext {
   id: string; strategy: Strategy; t0: number; peer: PeerClient; phases: Phases; interrupt: AbortSignal; send: ImageSender;
   host: HostFacts; destHost: string; record: Extract<Handoff['target'], { kind: 'container' }>; rootPid: number; targetArg: string;
@@ -246,6 +259,7 @@ async function byPause(engine: Engine, req: MigrateRequest, c: PauseContext, set
     const r: ImageSendResult = await c.phases.run('transfer', () => c.send({
       dir: cp.dir, meta: { target: cp.manifest.target, options: cp.manifest.options, criuVersion: cp.manifest.criu.version, name: undefined, host: c.host },
       url: req.to.url, token: req.to.token, migrationId: c.id, compress: req.compress === true, signal: c.interrupt,
+      onProgress: transferProgress(c.phases, Object.values(cp.manifest.files).reduce((a, f) => a + f.size, 0)),
     }));
     sent = r;
     if (c.interrupt.aborted) throw interruptedError(c.interrupt, `container ${c.record.id} was resumed on the source`);
