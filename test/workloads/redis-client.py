@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """A Redis client for migration tests and the demo (stdlib only, RESP over one TCP connection).
 
-  redis-client.py HOST PORT fill N SIZE      SET key:i to a value derived from i (pipelined)
-  redis-client.py HOST PORT verify N SIZE    check every key:i (MGET in batches); exit 1 on a mismatch
+  redis-client.py HOST PORT fill N SIZE [KIND]    SET key:i to a value of SIZE characters derived from i
+                                                 (pipelined); KIND repeat (default): a SHA-256 hex digest
+                                                 repeated (compresses very well); random: SHAKE-256 of i
+                                                 as hex (4 random bits a byte: compresses about 2:1)
+  redis-client.py HOST PORT verify N SIZE [KIND]  check every key:i (MGET in batches); exit 1 on a mismatch
   redis-client.py HOST PORT load STOPFILE    INCR a counter every 5 ms on ONE connection until STOPFILE
                                              exists; prints JSON: ops, counter, the longest wait for a
                                              reply (the client-observed pause), errors. The connection is
@@ -10,9 +13,15 @@
 """
 import hashlib, json, os, socket, sys, time
 
-def value(i, size):
+def value(i, size, kind='repeat'):
+    if kind == 'random':
+        return hashlib.shake_256(str(i).encode()).hexdigest((size + 1) // 2)[:size]
     seed = hashlib.sha256(str(i).encode()).hexdigest()
     return (seed * (size // 64 + 1))[:size]
+
+def batch_of(size):
+    """Keys per pipelined batch: 1000, fewer for big values (at most about 64 MiB in flight)."""
+    return max(1, min(1000, (64 << 20) // max(1, size)))
 
 class Conn:
     def __init__(self, host, port):
@@ -58,23 +67,29 @@ class Conn:
 
 def main():
     host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if mode in ('fill', 'verify') and len(sys.argv) > 6 and sys.argv[6] not in ('repeat', 'random'):
+        sys.exit('redis-client.py: KIND is repeat or random, not %r' % sys.argv[6])
     c = Conn(host, port)
     if mode == 'fill':
         n, size = int(sys.argv[4]), int(sys.argv[5])
-        for start in range(0, n, 1000):
-            batch = range(start, min(n, start + 1000))
-            c.send(*[('SET', 'key:%d' % i, value(i, size)) for i in batch])
+        kind = sys.argv[6] if len(sys.argv) > 6 else 'repeat'
+        step = batch_of(size)
+        for start in range(0, n, step):
+            batch = range(start, min(n, start + step))
+            c.send(*[('SET', 'key:%d' % i, value(i, size, kind)) for i in batch])
             for _ in batch:
                 c.reply()
         print(json.dumps({'filled': n}))
     elif mode == 'verify':
         n, size = int(sys.argv[4]), int(sys.argv[5])
+        kind = sys.argv[6] if len(sys.argv) > 6 else 'repeat'
+        step = batch_of(size)
         bad = 0
-        for start in range(0, n, 1000):
-            keys = ['key:%d' % i for i in range(start, min(n, start + 1000))]
+        for start in range(0, n, step):
+            keys = ['key:%d' % i for i in range(start, min(n, start + step))]
             c.send(['MGET'] + keys)
             for i, v in zip(range(start, start + len(keys)), c.reply()):
-                if v != value(i, size):
+                if v != value(i, size, kind):
                     bad += 1
         print(json.dumps({'verified': n - bad, 'bad': bad}))
         sys.exit(1 if bad else 0)
