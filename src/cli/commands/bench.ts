@@ -7,8 +7,10 @@ import { defaultOptions, formatReport, runOverhead } from '../../bench/overhead.
 import { EXPERIMENTS, experiment, type ExperimentName } from '../../bench/experiments.js';
 import { readRun, runBench, writeRun } from '../../bench/harness.js';
 import { formatRunText, renderReport } from '../../bench/report.js';
+import { benchMigrate } from './bench-migrate.js';
 
 const USAGE = 'ferry bench memory|concurrency|warmstart|dedup|overhead|all [--quick] [--out DIR] [--json]\n' +
+  '       ferry bench migrate --strategy cold [--mib N] [--runs K] [--workload memcheck|redis] [--quick] [--out DIR] [--json]\n' +
   '       ferry bench report RUN.json [--out DIR]   (re-render a run\'s HTML report)';
 
 export const command: Command = {
@@ -19,6 +21,9 @@ export const command: Command = {
     '  dedup        page dedup: checkpoint cost vs plain, bytes stored for N snapshots, restore time by chain depth vs flat\n' +
     '  overhead     ferry (engine, CLI) vs the raw criu CLI: ratios and added ms\n' +
     '  all          every one of them, into one JSON file and one HTML report\n' +
+    '  migrate      (not in all) cold migration on a testbed of 2 hosts at 1 Gbit/s: ferry migrate vs criu dump →\n' +
+    '               tar over TCP → criu restore, memcheck and redis of N MiB (default 1024, --quick 64), K runs\n' +
+    '               each (default 3, --quick 1): downtime, ferry / raw pair by pair, the steps side by side\n' +
     'Writes <out>/bench-*.json (every raw sample) and .html (charts) — out defaults to ./bench-results;\n' +
     'progress on stderr. --quick is a smoke test (small sizes, one repetition). No thresholds.',
   usage: USAGE + '\n       ferry bench overhead [--quick] [--json] [--out DIR] [--mib N] [--reps N]',
@@ -32,6 +37,9 @@ export const command: Command = {
       'cli-reps': { type: 'string' },
       'warm-mib': { type: 'string' },
       dir: { type: 'string' },
+      strategy: { type: 'string' },
+      runs: { type: 'string' },
+      workload: { type: 'string', multiple: true },
     }, 'bench');
     const [what, ...extra] = positionals;
     if (what === 'report') {
@@ -41,6 +49,10 @@ export const command: Command = {
       if (ctx.json) printJson(paths);
       else process.stdout.write(`${paths.html}\n`);
       return 0;
+    }
+    if (what === 'migrate') {
+      if (extra.length) throw new FerryError('ERR_USAGE', `bench migrate: unexpected '${extra.join(' ')}'`, { hint: USAGE });
+      return benchMigrate(values, ctx);
     }
     if (what !== 'overhead') {
       const names: ExperimentName[] = what === 'all' ? [...EXPERIMENTS] : EXPERIMENTS.filter((e) => e === what);
