@@ -90,6 +90,7 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
     const w = await startWorkload(bed, kind, mib, name, scratch);
     try {
       await warmTmpfs(ctx.tmpfsDir, o.warmMiB);
+      ctx.say(`  ${arm}: moving ${name} h1 → h2`);
       if (arm === 'ferry') {
         const f = await ferryMigrate(bed, name, timeoutMs);
         restored.add(f.pid);
