@@ -40,7 +40,7 @@ commands:
   doctor            check this host: CRIU, kernel features, runtimes, store; proves C/R works
   criu              talk to CRIU directly: version, check, features, dump, restore
   version           print ferry's version
-  bench             memory|concurrency|warmstart|dedup|overhead|all [--quick]: the seed experiments, JSON + HTML report
+  bench             memory|concurrency|warmstart|dedup|overhead|all|migrate [--quick]: the seed experiments and migration, JSON + HTML report
   migrate           move a running workload to another host's agent (--to HOST|URL), behind a commit point
   agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
   testbed           up|exec|status|down: hosts on this machine (network namespaces, shaped links, an agent each)
