@@ -54,13 +54,17 @@ export class Testbed {
   static async up(rate: string, signal?: AbortSignal): Promise<Testbed> {
     throwIfAborted(signal);
     const dir = await mkdtemp(join(tmpdir(), BENCH_PREFIX));
+    let up = false;
     try {
-      const up = await testbedUp({ dir, prefix: BENCH_PREFIX, hosts: 2, rate });
+      const made = await testbedUp({ dir, prefix: BENCH_PREFIX, hosts: 2, rate });
+      up = true;
       const hosts: BenchHost[] = [];
-      for (const h of up.hosts) hosts.push({ name: h.name, address: h.address, exec: await testbedExecEnv(h.name, { dir, prefix: BENCH_PREFIX }) });
+      for (const h of made.hosts) hosts.push({ name: h.name, address: h.address, exec: await testbedExecEnv(h.name, { dir, prefix: BENCH_PREFIX }) });
       return new Testbed(dir, hosts, signal);
     } catch (err) {
-      await testbedDown({ dir, prefix: BENCH_PREFIX }).catch(() => undefined);
+      // A failed up removed what it made itself; a down here (by name) could take another
+      // benchmark's testbed of the same prefix with it, so only ours, once it is up.
+      if (up) await testbedDown({ dir, prefix: BENCH_PREFIX }).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       if (err instanceof FerryError && err.code === 'ERR_TESTBED_RUNNING') {
         throw new FerryError('ERR_BENCH', `bench migrate: a testbed with the benchmark's prefix ${BENCH_PREFIX} is up already (another benchmark, or one that was killed): ${err.message}`, {
