@@ -118,7 +118,9 @@ interface Holder { id: string; bytes: number; tier: AdmissionTier; priority: num
  * as the last one ends while the CRIU start-ups overlap. Measured (README, "Concurrent
  * checkpoints"; `ferry bench concurrency`), eight 256 MiB checkpoints on a 2-core host: p95
  * frozen 0.28× all at once, makespan 1.22–1.31×; two at once: 0.98–1.07× makespan but 0.44× p95
- * frozen. The default favours short freezes; 'two' trades the other way.
+ * frozen; 'staggered' (by pages) lies on the line between them (0.5: ≈ 1.04×, 0.43×; 0.85:
+ * ≈ 1.19×, 0.33×) — none met both of issue 12's targets on 2 cores. The default favours short
+ * freezes; 'staggered' at 0.5 trades the other way, better than 'two'.
  */
 export const DEFAULT_POLICY: FreezePolicy = 'one';
 
