@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DEFAULT_STAGGER } from '../scheduler/admission.js';
 import { parseAgentConfig } from './config.js';
 
 describe('the agent\'s --config file', () => {
@@ -14,6 +15,13 @@ describe('the agent\'s --config file', () => {
     assert.deepEqual(parseAgentConfig('{}', 'a'), { scheduler: {} });
   });
 
+  it('names a freeze policy: one, two, or staggered with its share', () => {
+    assert.deepEqual(parseAgentConfig('{"scheduler":{"policy":"one"}}', 'a').scheduler, { dumps: 1, stagger: undefined });
+    assert.deepEqual(parseAgentConfig('{"scheduler":{"policy":"two","memoryBytes":"1G"}}', 'a').scheduler, { dumps: 2, stagger: undefined, memoryBytes: 2 ** 30 });
+    assert.deepEqual(parseAgentConfig('{"scheduler":{"policy":"staggered","stagger":0.7}}', 'a').scheduler, { dumps: 2, stagger: 0.7 });
+    assert.equal(parseAgentConfig('{"scheduler":{"policy":"staggered"}}', 'a').scheduler.stagger, DEFAULT_STAGGER);
+  });
+
   it('refuses what cannot be meant, naming the file and the field', () => {
     for (const [text, why] of [
       ['{', /agent\.json is invalid/],
@@ -24,6 +32,10 @@ describe('the agent\'s --config file', () => {
       ['{"scheduler":{"memoryBandwith":"1G"}}', /memoryBandwith/],
       ['{"scheduler":{"diskBandwidth":0}}', /diskBandwidth: must be more than 0/],
       ['{"maxRunningJobs":0}', /maxRunningJobs/],
+      ['{"scheduler":{"policy":"three"}}', /scheduler\.policy/],
+      ['{"scheduler":{"policy":"two","dumps":3}}', /policy or dumps/],
+      ['{"scheduler":{"policy":"staggered","stagger":0}}', /scheduler\.stagger/],
+      ['{"scheduler":{"policy":"two","stagger":0.5}}', /"staggered" policy/],
     ] as const) {
       assert.throws(() => parseAgentConfig(text, 'agent.json'), (e: { code?: string; message?: string }) => e.code === 'ERR_BAD_OPTION' && why.test(e.message ?? '') && /agent\.json/.test(e.message ?? ''), text);
     }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { firstIssue, parseSize } from '../store/config.js';
-import type { AdmissionBudgets } from '../scheduler/admission.js';
+import { FREEZE_POLICIES, policyBudgets, type AdmissionBudgets } from '../scheduler/admission.js';
 import { FerryError } from '../util/errors.js';
 
 /**
@@ -10,7 +10,11 @@ import { FerryError } from '../util/errors.js';
  *
  *   {
  *     "scheduler": {
- *       "dumps": 2,                 CRIU dumps frozen at once (default 1: measured, README)
+ *       "policy": "staggered",      'one' freeze at a time, 'two' at once, or 'staggered': at most two,
+ *                                   the next admitted once the last is `stagger` through its pages
+ *                                   (default: DEFAULT_POLICY in scheduler/admission.ts, measured: README)
+ *       "stagger": 0.7,             ... that share, 0 < s ≤ 1 (only with "policy": "staggered")
+ *       "dumps": 2,                 or: CRIU dumps frozen at once; not with "policy"
  *       "dumpsPerCore": 0.5,        ... or per core (at least 1); not both
  *       "memoryBytes": "2G",        bytes in flight into the memory tier (default MemAvailable − reserve)
  *       "diskBytes": "8G",          bytes in flight into the disk tier (default: no limit)
@@ -42,13 +46,18 @@ const size = (what: string) => z.union([z.number().nonnegative(), z.string()]).t
 
 const Schema = z.strictObject({
   scheduler: z.strictObject({
+    policy: z.enum(FREEZE_POLICIES).optional(),
+    stagger: z.number().gt(0).max(1).optional(),
     dumps: z.number().int().min(1).optional(),
     dumpsPerCore: z.number().positive().optional(),
     memoryBytes: size('scheduler.memoryBytes').optional(),
     diskBytes: size('scheduler.diskBytes').optional(),
     memoryBandwidth: size('scheduler.memoryBandwidth').refine((n) => n > 0, 'must be more than 0').optional(),
     diskBandwidth: size('scheduler.diskBandwidth').refine((n) => n > 0, 'must be more than 0').optional(),
-  }).refine((s) => s.dumps === undefined || s.dumpsPerCore === undefined, 'give dumps or dumpsPerCore, not both').optional(),
+  }).refine((s) => s.dumps === undefined || s.dumpsPerCore === undefined, 'give dumps or dumpsPerCore, not both')
+    .refine((s) => s.policy === undefined || (s.dumps === undefined && s.dumpsPerCore === undefined), 'give policy or dumps/dumpsPerCore, not both')
+    .refine((s) => s.stagger === undefined || s.policy === 'staggered', 'stagger is the share of the "staggered" policy: give it with "policy": "staggered"')
+    .optional(),
   maxRunningJobs: z.number().int().min(1).max(4096).optional(),
 });
 
@@ -66,7 +75,7 @@ export function parseAgentConfig(text: string, path: string, cores = availablePa
   const r = Schema.safeParse(raw);
   if (!r.success) throw bad(firstIssue(r.error));
   const s = r.data.scheduler ?? {};
-  const scheduler: Partial<AdmissionBudgets> = {};
+  const scheduler: Partial<AdmissionBudgets> = s.policy !== undefined ? { ...policyBudgets(s.policy, s.stagger) } : {};
   if (s.dumps !== undefined) scheduler.dumps = s.dumps;
   if (s.dumpsPerCore !== undefined) scheduler.dumps = Math.max(1, Math.floor(s.dumpsPerCore * cores));
   if (s.memoryBytes !== undefined) scheduler.memoryBytes = s.memoryBytes;

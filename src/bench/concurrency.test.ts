@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ALL_AT_ONCE, CONCURRENCY_ARMS, defaultPolicy, percentile, scheduledName, summarizeConcurrency, targets, type ConcurrencySample } from './concurrency.js';
+import { ALL_AT_ONCE, CONCURRENCY_ARMS, defaultPolicy, percentile, policyArms, scheduledName, STAGGERED_POLICIES, summarizeConcurrency, targets, type ConcurrencySample } from './concurrency.js';
 
 const sample = (arm: string, rep: number, makespanMs: number, frozen: number[]): ConcurrencySample => ({
   arm, n: 4, rep, makespanMs,
@@ -39,5 +39,13 @@ describe('bench concurrency: summary and targets', () => {
 
   it('the default arms are all at once, one after another and the scheduled default', () => {
     assert.deepEqual(CONCURRENCY_ARMS.map((a) => a.name), [ALL_AT_ONCE, 'one after another', scheduledName(defaultPolicy())]);
+  });
+
+  it('the full run measures the staggered policies beside one and two at once, each under its own name', () => {
+    assert.equal(scheduledName({ dumps: 2, stagger: 0.7, staggerBy: 'pages' }), 'scheduled, 2 dumps at once, staggered at 70 % of pages');
+    assert.equal(scheduledName({ dumps: 2, stagger: 0.5, staggerBy: 'time' }), 'scheduled, 2 dumps at once, staggered at 50 % of time');
+    const names = [...CONCURRENCY_ARMS, ...policyArms()].map((a) => a.name);
+    for (const p of [{ dumps: 1 }, { dumps: 2 }, ...STAGGERED_POLICIES]) assert.ok(names.includes(scheduledName(p)), scheduledName(p));
+    assert.equal(new Set(names).size, names.length, 'no arm twice');
   });
 });

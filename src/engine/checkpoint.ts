@@ -78,7 +78,8 @@ export interface Handoff {
 }
 
 /** What a checkpoint tells its freeze gate: the bytes it will write and where. */
-export interface FreezeRequest { bytes: number; tier: Tier }
+/** What a dump at its freeze gate will write: `bytes` (the tree's resident memory) into `tier`, its images appearing in `imagesDir`. */
+export interface FreezeRequest { bytes: number; tier: Tier; imagesDir: string }
 
 /** What a checkpoint's intent record carries, for engine/recover.ts. */
 export interface CheckpointIntent {
@@ -183,7 +184,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
         ...(beforeFreeze ? {
           'pre-dump': async () => {
             // Waiting for its turn is not a stall (the watchdog still watches the target).
-            const dump: FreezeRequest = { bytes: need, tier };
+            const dump: FreezeRequest = { bytes: need, tier, imagesDir: pending.dir };
             await (watchdog ? watchdog.hold(() => beforeFreeze(dump)) : beforeFreeze(dump));
             throwIfInterrupted(req.interrupt, 'stopped before the freeze');
           },

@@ -5,6 +5,7 @@ import { errorJson, FerryError, isFerryError } from '../util/errors.js';
 import { LimitAdmission, type Admission } from './admission.js';
 import type { JobJournal } from './job-journal.js';
 import type { Admission as FreezeScheduler } from '../scheduler/admission.js';
+import { pagesProgress } from '../scheduler/pages-progress.js';
 import { engineChannels, type PhaseEvent, type TransferEvent } from './channels.js';
 import type { CheckpointRequest, Engine, RestoreRequest } from './engine.js';
 import type { FreezeRequest } from './checkpoint.js';
@@ -320,7 +321,11 @@ export class Jobs {
         // CRIU has started and waits at pre-dump with the tree running: the job is queued again,
         // with its place in the line, until the scheduler's budgets admit its bytes.
         beforeFreeze: async (dump: FreezeRequest) => {
-          const p = sched.acquire({ bytes: dump.bytes, tier: dump.tier, priority: entry.job.priority ?? 0, signal: AbortSignal.any([interrupt, over.signal]), id: entry.job.id });
+          // (Its progress — the share of its pages written — is what a staggered policy admits the next freeze by.)
+          const p = sched.acquire({
+            bytes: dump.bytes, tier: dump.tier, priority: entry.job.priority ?? 0, signal: AbortSignal.any([interrupt, over.signal]), id: entry.job.id,
+            progress: pagesProgress(dump.imagesDir, dump.bytes),
+          });
           const waits = (sched.queuePosition(entry.job.id) ?? 0) > 0;
           if (waits) this.setState(entry, 'queued');
           // (Should the wait end otherwise — cancelled, the target died — the job's end follows.)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FerryError } from '../util/errors.js';
-import { Admission, hostBudgets, type AdmissionRequest, type Release } from './admission.js';
+import { Admission, DEFAULT_POLICY, hostBudgets, policyBudgets, PRIOR_MS_PER_BYTE, type AdmissionRequest, type Release } from './admission.js';
 
 const MiB = 2 ** 20;
 
@@ -205,8 +205,148 @@ describe('Admission', () => {
 
   it('takes its default budgets from the host', () => {
     const b = hostBudgets();
-    assert.equal(b.dumps, 1, 'one dump frozen at a time (measured: README)');
+    assert.deepEqual({ dumps: b.dumps, stagger: b.stagger }, policyBudgets(DEFAULT_POLICY), 'the default policy (measured: README)');
     assert.ok(b.memoryBytes > 0, 'MemAvailable less the reserve');
     assert.equal(hostBudgets({ dumps: 3 }).dumps, 3);
+  });
+});
+
+describe('Admission, staggered', () => {
+  /** A fake clock: `tick(ms)` moves it and lets the controller's timers (real ones, of at most that long) fire. */
+  function clock() {
+    let t = 0;
+    return {
+      now: () => t,
+      async tick(ms: number) {
+        t += ms;
+        await new Promise((r) => setTimeout(r, ms + 2));
+        await settle();
+      },
+    };
+  }
+  const req = (id: string, extra: Partial<AdmissionRequest> = {}): AdmissionRequest => ({ id, bytes: 100 * MiB, tier: 'memory', ...extra });
+  const budgets = { memoryBytes: 1e12, ...policyBudgets('staggered', 0.5) };
+
+  it('admits the next freeze only once the running one is half-way through its expected hold, at most two at once, in order', async () => {
+    const c = clock();
+    // 0.2 ms per MiB: a 100 MiB hold is expected to take 20 ms; the stagger point is at 10 ms.
+    const a = new Admission(budgets, { now: c.now, msPerByte: 0.2 / MiB });
+    const js = ['a', 'b', 'c', 'd'].map((id) => track(a, req(id)));
+    await settle();
+    assert.deepEqual(js.map((j) => j.admitted), [true, false, false, false], 'the first runs at once');
+    await c.tick(6);
+    assert.deepEqual(js.map((j) => j.admitted), [true, false, false, false], '6 of 20 ms: not yet');
+    await c.tick(6);
+    assert.deepEqual(js.map((j) => j.admitted), [true, true, false, false], '12 of 20 ms: the second joins');
+    await c.tick(15);
+    assert.deepEqual(js.map((j) => j.admitted), [true, true, false, false], 'two at once at most, however far they are');
+    js[0]!.release!();
+    await settle();
+    assert.deepEqual(js.map((j) => j.admitted), [true, true, true, false], 'b is past its half: c joins as a leaves');
+    js[1]!.release!();
+    await settle();
+    assert.deepEqual(js.map((j) => j.admitted), [true, true, true, false], 'c just started: d waits for its half');
+    assert.equal(a.queuePosition('d'), 1);
+    await c.tick(12);
+    assert.equal(js[3]!.admitted, true);
+  });
+
+  it('learns the hold time per byte from the releases, starting from the prior', async () => {
+    const c = clock();
+    const a = new Admission(budgets, { now: c.now });
+    assert.equal(a.learnedMsPerByte, PRIOR_MS_PER_BYTE);
+    const first = track(a, req('a'));
+    await settle();
+    // 100 MiB held 40 ms: 0.4 ms/MiB seen, the estimate moves half-way there from 0.6.
+    await c.tick(40);
+    first.release!();
+    assert.ok(Math.abs(a.learnedMsPerByte - 0.5 / MiB) < 1e-12, `learned ${a.learnedMsPerByte * MiB} ms/MiB`);
+    // A tiny hold (fixed costs only) teaches nothing.
+    const tiny = track(a, req('tiny', { bytes: 1000 }));
+    await settle();
+    await c.tick(30);
+    tiny.release!();
+    assert.ok(Math.abs(a.learnedMsPerByte - 0.5 / MiB) < 1e-12);
+    // The learned rate sets the next stagger point: 100 MiB × 0.5 ms/MiB × 0.5 = 25 ms.
+    const x = track(a, req('x'));
+    const y = track(a, req('y'));
+    await settle();
+    await c.tick(20);
+    assert.equal(y.admitted, false, '20 of 50 ms');
+    await c.tick(8);
+    assert.equal(y.admitted, true, '28 of 50 ms');
+    x.release!();
+    y.release!();
+  });
+
+  it('staggers by the running request\'s own progress when it reports one', async () => {
+    const c = clock();
+    let pages = 0;
+    const a = new Admission(budgets, { now: c.now, msPerByte: 1e-12 });
+    const first = track(a, req('a', { progress: () => pages }));
+    const second = track(a, req('b'));
+    await settle();
+    await c.tick(20);
+    assert.equal(second.admitted, false, 'by time it would have joined long ago; by its pages it is at 0 %');
+    pages = 0.4;
+    await c.tick(10);
+    assert.equal(second.admitted, false, '40 %');
+    pages = 0.55;
+    await c.tick(10);
+    assert.equal(second.admitted, true, '55 %: past the stagger point');
+    first.release!();
+    second.release!();
+    // A progress() that throws falls back to the time estimate.
+    const b = new Admission(budgets, { now: c.now, msPerByte: 0.2 / MiB });
+    const broken = track(b, req('p', { progress: () => { throw new Error('unreadable'); } }));
+    const next = track(b, req('q'));
+    await settle();
+    await c.tick(12);
+    assert.equal(next.admitted, true);
+    broken.release!();
+    next.release!();
+  });
+
+  it('cancelling the waiting one while staggered removes it; the one behind it takes its place at the stagger point', async () => {
+    const c = clock();
+    const a = new Admission(budgets, { now: c.now, msPerByte: 0.2 / MiB });
+    const run = track(a, req('run'));
+    const ac = new AbortController();
+    const cancelled = track(a, req('x', { signal: ac.signal }));
+    const after = track(a, req('y'));
+    await settle();
+    ac.abort();
+    await settle();
+    assert.equal((cancelled.error as FerryError).code, 'ERR_CANCELLED');
+    assert.equal(after.admitted, false, 'still before the stagger point');
+    assert.equal(a.queuePosition('y'), 1);
+    await c.tick(12);
+    assert.equal(after.admitted, true);
+    run.release!();
+    after.release!();
+  });
+
+  it('a running freeze that fails before the stagger point lets the next one in at once', async () => {
+    const c = clock();
+    const a = new Admission(budgets, { now: c.now, msPerByte: 10 / MiB });
+    const failing = track(a, req('f'));
+    const next = track(a, req('n'));
+    await settle();
+    await c.tick(5);
+    assert.equal(next.admitted, false, '5 of 1000 ms');
+    failing.release!(); // its checkpoint failed: the job's finally releases
+    await settle();
+    assert.equal(next.admitted, true, 'alone now: nothing to stagger against');
+    next.release!();
+    assert.deepEqual(a.snapshot().inUse, { dumps: 0, memoryBytes: 0, diskBytes: 0 });
+  });
+
+  it('refuses a stagger outside (0, 1]', () => {
+    for (const stagger of [0, -0.5, 1.5, NaN]) {
+      assert.throws(() => new Admission({ dumps: 2, memoryBytes: 1, stagger }), { code: 'ERR_BAD_OPTION' });
+    }
+    assert.deepEqual(policyBudgets('one'), { dumps: 1, stagger: undefined });
+    assert.deepEqual(policyBudgets('two'), { dumps: 2, stagger: undefined });
+    assert.deepEqual(policyBudgets('staggered', 0.7), { dumps: 2, stagger: 0.7 });
   });
 });

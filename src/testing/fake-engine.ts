@@ -49,7 +49,7 @@ export class FakeEngine implements Engine {
       const died = new Promise<never>((_, reject) => this.deaths.set(key, reject));
       died.catch(() => undefined);
       try {
-        await Promise.race([req.beforeFreeze?.({ bytes: this.rss.get(key) ?? 0, tier: req.tier ?? 'disk' }), died]);
+        await Promise.race([req.beforeFreeze?.({ bytes: this.rss.get(key) ?? 0, tier: req.tier ?? 'disk', imagesDir: '/nonexistent/fake-engine-images' }), died]);
       } finally {
         this.deaths.delete(key);
       }
