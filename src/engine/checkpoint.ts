@@ -207,7 +207,8 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
               handoffError = e;
               throw e;
             }
-            throwIfInterrupted(req.interrupt, 'stopped before the commit point');
+            // (No interrupt check here: a handoff that returned has decided — the copy elsewhere
+            // is the workload now; it checks the interrupt itself before it returns.)
           }
           watchdog?.disarm();
           enterCritical();

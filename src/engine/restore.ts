@@ -40,6 +40,11 @@ export interface RestoreRequest {
    * drives CRIU (processes, crun).
    */
   beforeResume?: (r: { pid: number | undefined }) => Promise<void>;
+  /**
+   * The snapshot (no ancestors) was verified file by file as it arrived, just now (a migration's
+   * receive): its pages are not hashed again in the read path.
+   */
+  imagesJustVerified?: boolean;
 }
 
 export interface RestoreResult {
@@ -95,12 +100,15 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
     // drives CRIU, the pages images are checked in the read path (store/verify.ts).
     const chain = [self, ...await ancestors(store, self)];
     for (const s of chain) await checkParentLink(s);
-    const v = driver.ownsCriu ? verifyForRestore(chain) : undefined;
+    // A migration's images were checked as they arrived, moments ago (every chunk and file
+    // against the sender's hashes): hashing their pages again would only lengthen the downtime.
+    const justVerified = req.imagesJustVerified === true && chain.length === 1;
+    const v = driver.ownsCriu && !justVerified ? verifyForRestore(chain) : undefined;
     try {
       const verifyMs = await phases.run('verify', async () => {
         const t0 = Date.now();
         if (v) await v.small;
-        else await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, s.manifest.algorithm)));
+        else if (!justVerified) await Promise.all(chain.map((s) => verifyChecksums(s.dir, s.manifest.files, s.manifest.id, s.manifest.algorithm)));
         return Date.now() - t0;
       });
       const version = await versionP;
@@ -109,10 +117,10 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
       let pagesVerified = false;
       let holdError: unknown;
       const beforeResume = req.beforeResume;
-      if (beforeResume && !v) throw new FerryError('ERR_USAGE', `snapshot ${id} is restored by ${driver.name}, which runs CRIU itself: its restore cannot be held before the tasks resume`);
-      const handlers: NotifyHandlers = v ? {
+      if (beforeResume && !driver.ownsCriu) throw new FerryError('ERR_USAGE', `snapshot ${id} is restored by ${driver.name}, which runs CRIU itself: its restore cannot be held before the tasks resume`);
+      const handlers: NotifyHandlers = v || beforeResume ? {
         'post-restore': async (ctx) => {
-          await v.postRestore();
+          await v?.postRestore();
           pagesVerified = true;
           if (beforeResume) {
             try {

@@ -79,7 +79,8 @@ export class Watchdog {
     try {
       if (this.armed) {
         const now = await liveStartTime(this.o.pid);
-        if (now === undefined || (this.startTime !== undefined && now !== this.startTime)) {
+        // Disarmed while the look was under way (CRIU was told it may end the tree): not a death.
+        if (this.armed && (now === undefined || (this.startTime !== undefined && now !== this.startTime))) {
           const oom = await oomKilled(this.o.pid);
           this.abort(new FerryError('ERR_TARGET_DIED', `${this.o.label} died while CRIU was dumping it${oom ? ': the kernel\'s OOM killer killed it' : ''}; CRIU was stopped`, {
             hint: oom ? 'the host ran out of memory: free memory (a memory-tier snapshot is RAM; `ferry snapshots ls` shows how much the tier holds), or checkpoint to --tier disk' : 'something killed the workload during the checkpoint; nothing was saved',

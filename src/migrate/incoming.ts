@@ -198,7 +198,7 @@ export class IncomingMigrations {
         m.decision = decision;
         const c = m.pre.target.container;
         const restoring = this.o.engine.restore({
-          snapshot,
+          snapshot, imagesJustVerified: true,
           // A container comes back under its id, in this host's runtime state directory.
           ...(c ? { runtimeRoot: runtimeRoot(c.runtime) } : {}),
           beforeResume: async ({ pid }) => {
@@ -236,7 +236,7 @@ export class IncomingMigrations {
   private async restoreUnheld(m: Incoming, snapshot: string, c: NonNullable<PreflightBody['target']['container']>, t0: number): Promise<RestoreAnswer> {
     const root = runtimeRoot(c.runtime);
     const bundle = await cgroupBundle(this.o.engine.store.root, m.id, c);
-    const r = await this.o.engine.restore({ snapshot, runtimeRoot: root, ...(bundle !== undefined ? { bundle } : {}) });
+    const r = await this.o.engine.restore({ snapshot, imagesJustVerified: true, runtimeRoot: root, ...(bundle !== undefined ? { bundle } : {}) });
     m.running = { runtime: c.runtime, root, id: c.id };
     m.restore = Promise.resolve({ pid: r.pid, name: r.name, ms: r.timings.totalMs });
     m.pid = r.pid;

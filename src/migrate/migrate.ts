@@ -13,7 +13,7 @@ import { dropCriuLocks, listCriuLocks } from '../net/criu-locks.js';
 import { parseTargetRef, resolveLive } from '../targets/drivers.js';
 import { hostFacts, type HostFacts } from '../targets/host.js';
 import type { ProcessFacts } from '../targets/process-driver.js';
-import { treeRssBytes } from '../targets/process.js';
+import { liveStartTime, treeRssBytes } from '../targets/process.js';
 import { runRuntime } from '../targets/container.js';
 import { recordOptions } from '../targets/recorded-options.js';
 import { errorJson, FerryError, isFerryError, type ErrorCode } from '../util/errors.js';
@@ -126,7 +126,7 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
       ...(address ? { address } : {}),
       ...(req.holdMs !== undefined ? { holdMs: req.holdMs } : {}),
     }, interrupt);
-    return { live, driver: driver.name, address, host, bytes, destHost: answer.host };
+    return { live, driver: driver.name, address, host, bytes, destHost: answer.host, startTime: await liveStartTime(live.rootPid) };
   }).catch(fail);
   if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
   if (pre.live.record.kind === 'container' && pre.driver === 'runc') {
@@ -142,7 +142,7 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   let frozenAt: number | undefined;
   let sent: { bytes: number; wireBytes: number; snapshot: string } | undefined;
   let restoredPid: number | undefined;
-  let sourceEnded = false;
+  let handedOff = false;
   let commit: Promise<CommitAnswer> | undefined;
   const handoff = async (h: Handoff): Promise<void> => {
     phase = 'transfer';
@@ -159,6 +159,17 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
     // Answering now lets CRIU end the source copy: past this line the destination's copy is the one.
     phase = 'handoff';
+    handedOff = true;
+  };
+  const startCommit = (): void => {
+    if (commit) return;
+    where = 'ended on source; held on destination';
+    phase = 'commit';
+    commit = (async () => {
+      if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
+      return phases.run('commit', () => peer.commit(id));
+    })();
+    commit.catch(() => undefined);
   };
   let cp: Awaited<ReturnType<Engine['checkpoint']>>;
   try {
@@ -170,25 +181,19 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
       interrupt,
       beforeFreeze: () => { frozenAt = Date.now(); return Promise.resolve(); },
       handoff,
-      onDumped: () => {
-        sourceEnded = true;
-        where = 'ended on source; held on destination';
-        phase = 'commit';
-        commit = (async () => {
-          if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
-          return phases.run('commit', () => peer.commit(id));
-        })();
-        commit.catch(() => undefined);
-      },
+      onDumped: startCommit,
     });
   } catch (err) {
-    if (!sourceEnded) {
+    if (!handedOff) {
       // CRIU resumed the source tree (or never froze it): the destination removes what it got.
       await peer.abort(id, `the source failed in ${phase}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
       fail(err);
     }
-    // The source copy ended but its snapshot could not be sealed here: the destination's copy is
-    // held and complete, so the commit goes on; the source's images wait for recovery.
+    // Past the commit point, something failed here (CRIU stopped, the seal): the destination's
+    // held copy is the workload now. The source's copy must not run on — CRIU may have been
+    // stopped before it ended it — then the commit goes on; the source's images wait for recovery.
+    await endTree(pre.live.rootPid, pre.startTime).catch(() => undefined);
+    startCommit();
     cp = undefined as never;
   }
   let answer: CommitAnswer;
@@ -214,6 +219,16 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     source: { host: pre.host.hostname, pid: pre.live.rootPid, snapshot: sourceSnapshot },
     destination: { host: pre.destHost, url: req.to.url, pid: answer.pid || restoredPid || 0, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
   };
+}
+
+/** Ends the source tree (SIGKILL to every process of it) if it still runs as that process; waits, up to 10 s. */
+async function endTree(rootPid: number, startTime: number | undefined): Promise<void> {
+  if (startTime === undefined || await liveStartTime(rootPid) !== startTime) return;
+  for (const p of [...treePids(rootPid)].reverse()) {
+    try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+  }
+  const deadline = Date.now() + 10_000;
+  while (await liveStartTime(rootPid) === startTime && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** Publishes the transfer's bytes (at most ten times a second) for progress lines and job events. */

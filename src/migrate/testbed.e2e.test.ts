@@ -20,6 +20,15 @@ const SIZE = 100;
 
 interface Ran { code: number; stdout: string; stderr: string }
 
+/** JSON out of a command's output, or an assertion naming the output. */
+function parsed<T>(r: Ran, what: string): T {
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    assert.fail(`${what} printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
 describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tcp-established)', { timeout: 300_000 }, () => {
   let dir = '';
   let tb: UpResult | undefined;
@@ -120,8 +129,10 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     const load = new Promise<Ran>((resolve) => {
       const c = spawn(FERRY, ['testbed', 'exec', 'h3', '--', 'python3', CLIENT, service, '6380', 'load', stop], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
+      let stderr = '';
       c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-      c.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr: '' }));
+      c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      c.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
     });
     await new Promise((r) => setTimeout(r, 500));
     const h2 = tb!.hosts.find((h) => h.name === 'h2')!;
@@ -140,10 +151,10 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     await writeFile(stop, '');
     const client = await load;
     assert.equal(m.code, 1, m.stdout + m.stderr);
-    const e = JSON.parse(m.stdout) as { error: { phase: string }; workload: string };
+    const e = parsed<{ error: { phase: string }; workload: string }>(m, 'migrate');
     assert.equal(e.workload, 'running on source');
     assert.equal(e.error.phase, 'restore');
-    const seen = JSON.parse(client.stdout) as { ops: number; counter: number; error: string | null };
+    const seen = parsed<{ ops: number; counter: number; error: string | null }>(client, 'the load client');
     assert.equal(seen.error, null, 'the client kept its connection to the source');
     assert.equal(seen.counter, seen.ops);
     // h2's agent comes back, and removes what its predecessor had taken: the snapshot, the held address.
