@@ -10,24 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Job } from '../engine/jobs.js';
 import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
+import { agentListening } from '../testing/agent-process.js';
 import { isAlive, killQuietly } from '../testing/processes.js';
 import { memcheckWorkload } from '../testing/workloads.js';
 
-/** Resolves with the agent's --json start-up line, or rejects when it exits first or takes over 20 s. */
-function started(child: ChildProcess): Promise<{ listening: string }> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the agent did not start within 20 s: ${out}`)), 20_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve(JSON.parse(out) as { listening: string });
-        clearTimeout(timer);
-      } catch { /* not complete yet */ }
-    });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the agent exited (${code}) before listening: ${out}`)); });
-  });
-}
 
 describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
   let dir = '';
@@ -45,7 +31,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 });
     await writeFile(join(dir, 'agent.json'), JSON.stringify({ scheduler: { dumps: 1, memoryBytes: '1G', diskBandwidth: '2G' }, maxRunningJobs: 6 }));
     agent = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--config', join(dir, 'agent.json'), '--log-file', join(dir, 'agent.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    url = (await started(agent)).listening;
+    url = await agentListening(agent);
     pid = (JSON.parse(await ferryOk(store, ['run', '--name', 'sleeper', '--json', '--', 'sleep', '1000'])) as { pid: number }).pid;
   });
 
@@ -203,7 +189,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
     try {
       await inst.waitReady(60_000);
       const second = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent2.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      url = (await started(second)).listening;
+      url = await agentListening(second);
       const job = ((await (await api('/v1/checkpoints', { method: 'POST', body: JSON.stringify({ target: 'big' }) })).json()) as { job: Job }).job;
       // Kill it while CRIU writes the pages.
       const pending = join(store, 'snapshots');
@@ -218,7 +204,7 @@ describe('ferry agent over a real socket', { timeout: 180_000 }, () => {
       second.kill('SIGKILL');
       await gone;
       const third = spawn(FERRY, ['--store', store, 'agent', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token'), '--log-file', join(dir, 'agent3.log'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      url = (await started(third)).listening;
+      url = await agentListening(third);
       try {
         const after = ((await (await api(`/v1/jobs/${job.id}`)).json()) as { job: Job }).job;
         assert.equal(after.state, 'failed');

@@ -6,6 +6,7 @@ import type { Job, JobKind } from '../engine/jobs.js';
 import type { SnapshotManifest } from '../store/manifest.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { FerryError, InterruptedError } from '../util/errors.js';
+import { MigrationError } from '../migrate/errors.js';
 import { emitJson, type CommandContext, type Output } from './command.js';
 import { progressLine } from './progress.js';
 
@@ -26,12 +27,23 @@ export function agentClient(ctx: CommandContext): AgentClient {
 async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody | RestoreBody, what: string): Promise<{ job: Job; client: AgentClient }> {
   const client = agentClient(ctx);
   const submitted = kind === 'checkpoint' ? await client.checkpoint(body as CheckpointBody) : await client.restore(body as RestoreBody);
+  return { job: await followJob(ctx, client, submitted, what, 'a checkpoint stops at its safe point'), client };
+}
+
+/**
+ * Follows a submitted job to its end: its place in the line, phases and transfer bytes on the
+ * progress line; SIGINT, SIGTERM or SIGHUP cancel it on the agent (`onCancel` says what that
+ * means for this kind of job). Resolves with the succeeded job; a failed or cancelled one throws
+ * its error (a MigrationError when the agent says where the workload is).
+ */
+export async function followJob(ctx: CommandContext, client: AgentClient, submitted: Job, what: string, onCancel: string): Promise<Job> {
+  const kind = submitted.kind;
   const progress = progressLine(what, ctx.json);
   let signal: NodeJS.Signals | undefined;
   const onSignal = (s: NodeJS.Signals) => () => {
     if (signal) return;
     signal = s;
-    ctx.out.stderr(`\nferry: ${s} received: cancelling job ${submitted.id} on the agent (a checkpoint stops at its safe point)…\n`);
+    ctx.out.stderr(`\nferry: ${s} received: cancelling job ${submitted.id} on the agent (${onCancel})…\n`);
     client.cancel(submitted.id).catch(() => undefined);
   };
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, onSignal(s)] as const);
@@ -55,9 +67,10 @@ async function runJob(ctx: CommandContext, kind: JobKind, body: CheckpointBody |
     const e = job.error;
     const code = e && isErrorCode(e.code) ? e.code : 'ERR_INTERNAL';
     if (code === 'ERR_INTERRUPTED' || code === 'ERR_CANCELLED') throw new InterruptedError(signal ?? 'SIGTERM', e?.message ?? `job ${job.id} was cancelled`);
+    if (e?.workload !== undefined) throw new MigrationError(code, e.message, { phase: e.phase ?? 'unknown', workload: e.workload, ...(e.hint ? { hint: e.hint } : {}) });
     throw new FerryError(code, e?.message ?? `job ${job.id} ended ${job.state}`, e?.hint ? { hint: e.hint } : {});
   }
-  return { job, client };
+  return job;
 }
 
 const queuedNote = (position: number, length: number | undefined) => `queued (position ${position}${length !== undefined ? ` of ${length}` : ''})`;

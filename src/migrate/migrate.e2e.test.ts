@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY, ferryCli, ferryOk } from '../testing/ferry-cli.js';
+import { agentListening } from '../testing/agent-process.js';
 import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
 import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
 import { memcheckWorkload } from '../testing/workloads.js';
@@ -18,20 +19,6 @@ import { execFileSync } from 'node:child_process';
 
 interface AgentProc { child: ChildProcess; url: string; store: string; log: string }
 
-function started(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the agent did not start within 20 s: ${out}`)), 20_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve((JSON.parse(out) as { listening: string }).listening);
-        clearTimeout(timer);
-      } catch { /* not complete yet */ }
-    });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the agent exited (${code}) before listening: ${out}`)); });
-  });
-}
 
 async function stopAgent(a: AgentProc | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!a || a.child.exitCode !== null || a.child.signalCode !== null) return;
@@ -67,7 +54,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     const s = store ?? join(dir, name);
     const log = join(dir, `${name}-${Date.now()}.log`);
     const child = spawn(FERRY, ['--store', s, 'agent', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--log-file', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    return { child, url: await started(child), store: s, log };
+    return { child, url: await agentListening(child), store: s, log };
   };
 
   /** A 64 MiB memcheck workload started with `ferry run` in the source's store. */
