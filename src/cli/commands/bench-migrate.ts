@@ -1,10 +1,8 @@
-import { runBench, writeRun } from '../../bench/harness.js';
 import { migrateDefaults, runMigrateBench } from '../../bench/migrate.js';
 import { MIGRATE_WORKLOADS, type MigrateWorkloadKind } from '../../bench/migrate-workloads.js';
-import { formatRunText, renderReport } from '../../bench/report.js';
 import { FerryError } from '../../util/errors.js';
 import { positiveInt, type CommandContext } from '../command.js';
-import { printJson } from '../output.js';
+import { runExperiments } from './bench-run.js';
 
 export interface BenchMigrateFlags {
   quick?: boolean | undefined;
@@ -47,17 +45,7 @@ export async function benchMigrate(values: BenchMigrateFlags, ctx: CommandContex
   for (const [s, h] of handlers) process.on(s, h);
   o.signal = controller.signal;
   try {
-    const run = await runBench({
-      quick: values.quick === true,
-      experiments: [{ name: 'migrate', run: (c) => runMigrateBench(c, o) }],
-      ...(values.dir !== undefined ? { tmpfsBase: values.dir } : {}),
-      progress: (line) => process.stderr.write(`bench: ${line}\n`),
-    });
-    const paths = await writeRun(run, values.out ?? 'bench-results', await renderReport(run));
-    process.stderr.write(`bench: wrote ${paths.json}\nbench: wrote ${paths.html}\n`);
-    if (ctx.json) printJson({ ...run, files: paths });
-    else process.stdout.write(formatRunText(run) + `\nreport: ${paths.html}\n`);
-    return 0;
+    return await runExperiments(values, ctx, [{ name: 'migrate', run: (c) => runMigrateBench(c, o) }]);
   } finally {
     for (const [s, h] of handlers) process.off(s, h);
   }

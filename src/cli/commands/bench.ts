@@ -5,9 +5,10 @@ import { parse, positiveInt, type Command } from '../command.js';
 import { printJson } from '../output.js';
 import { defaultOptions, formatReport, runOverhead } from '../../bench/overhead.js';
 import { EXPERIMENTS, experiment, type ExperimentName } from '../../bench/experiments.js';
-import { readRun, runBench, writeRun } from '../../bench/harness.js';
-import { formatRunText, renderReport } from '../../bench/report.js';
+import { readRun, writeRun } from '../../bench/harness.js';
+import { renderReport } from '../../bench/report.js';
 import { benchMigrate } from './bench-migrate.js';
+import { runExperiments } from './bench-run.js';
 
 const USAGE = 'ferry bench memory|concurrency|warmstart|dedup|overhead|all [--quick] [--out DIR] [--json]\n' +
   '       ferry bench migrate --strategy cold [--mib N] [--runs K] [--workload memcheck|redis] [--quick] [--out DIR] [--json]\n' +
@@ -59,17 +60,7 @@ export const command: Command = {
       if (names.length === 0 || extra.length) {
         throw new FerryError('ERR_USAGE', `bench: unknown benchmark '${[what ?? '', ...extra].join(' ').trim()}'`, { hint: USAGE });
       }
-      const run = await runBench({
-        quick: values.quick === true,
-        experiments: names.map((name) => ({ name, run: experiment(name) })),
-        ...(values.dir !== undefined ? { tmpfsBase: values.dir } : {}),
-        progress: (line) => process.stderr.write(`bench: ${line}\n`),
-      });
-      const paths = await writeRun(run, values.out ?? 'bench-results', await renderReport(run));
-      process.stderr.write(`bench: wrote ${paths.json}\nbench: wrote ${paths.html}\n`);
-      if (ctx.json) printJson({ ...run, files: paths });
-      else process.stdout.write(formatRunText(run) + `\nreport: ${paths.html}\n`);
-      return 0;
+      return runExperiments(values, ctx, names.map((name) => ({ name, run: experiment(name) })));
     }
     const o = defaultOptions(values.quick === true);
     if (values.mib !== undefined) o.mib = positiveInt(values.mib, '--mib', 'bench');
