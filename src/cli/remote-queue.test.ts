@@ -97,4 +97,22 @@ describe('the CLI\'s remote mode shows the queue position', { timeout: 60_000 },
     assert.match(String(result['snapshot']), /^fake-\d+$/);
     assert.doesNotMatch(r.stderr, /queued/);
   });
+
+  it('--priority N puts the CLI\'s job ahead of lower ones; it needs an agent and a whole number', async () => {
+    const openFirst = engine.hold('first');
+    await client.checkpoint({ target: 'first' });
+    await client.checkpoint({ target: 'later', priority: 1 });
+    const run = ferry(['--store', dir, '--agent', url, 'checkpoint', 'mine', '--priority', '5']);
+    await until(() => /queued \(position 1 of 2\)/.test(run.stderr()), 'the CLI\'s job to go ahead of the lower one');
+    const mine = (await client.jobs()).find((j) => j.state === 'queued' && j.queuePosition === 1);
+    assert.equal((mine as { priority?: number } | undefined)?.priority, 5);
+    openFirst();
+    assert.equal((await run.done).code, 0);
+    const local = await ferry(['--store', dir, 'checkpoint', 'mine', '--priority', '5']).done;
+    assert.equal(local.code, 2);
+    assert.match(local.stderr, /--priority orders jobs on an agent/);
+    const bad = await ferry(['--store', dir, '--agent', url, 'restore', 'x', '--priority', 'high']).done;
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--priority must be a whole number from -1000 to 1000/);
+  });
 });

@@ -75,13 +75,14 @@ export async function followJob(ctx: CommandContext, client: AgentClient, submit
 
 const queuedNote = (position: number, length: number | undefined) => `queued (position ${position}${length !== undefined ? ` of ${length}` : ''})`;
 
-export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandContext, render: (r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal) => void): Promise<number> {
+export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandContext, render: (r: CheckpointResult, json: boolean, out: Output, interrupt: AbortSignal) => void, priority?: number): Promise<number> {
   const { memoryBudget, target, interrupt: _, ...rest } = req;
   if (typeof target !== 'string' && typeof target !== 'number') throw new FerryError('ERR_USAGE', 'checkpoint: a parsed target reference cannot be sent to an agent');
   const body = {
     ...rest, target,
     ...(memoryBudget?.memoryBudgetBytes !== undefined ? { memoryBudget: memoryBudget.memoryBudgetBytes } : {}),
     ...(memoryBudget?.spillToDisk !== undefined ? { spillToDisk: memoryBudget.spillToDisk } : {}),
+    ...(priority !== undefined ? { priority } : {}),
   } as CheckpointBody;
   const { job, client } = await runJob(ctx, 'checkpoint', body, `checkpointing ${target} (agent)`);
   const r = job.result!;
@@ -100,9 +101,9 @@ export async function remoteCheckpoint(req: CheckpointRequest, ctx: CommandConte
   return 0;
 }
 
-export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, render: (id: string, r: Pick<RestoreResult, 'pid' | 'name' | 'timings' | 'container'>, out: Output) => void): Promise<number> {
+export async function remoteRestore(req: RestoreRequest, ctx: CommandContext, render: (id: string, r: Pick<RestoreResult, 'pid' | 'name' | 'timings' | 'container'>, out: Output) => void, priority?: number): Promise<number> {
   const { interrupt: _, ...body } = req;
-  const { job } = await runJob(ctx, 'restore', body as RestoreBody, `restoring ${req.snapshot} (agent)`);
+  const { job } = await runJob(ctx, 'restore', { ...body, ...(priority !== undefined ? { priority } : {}) } as RestoreBody, `restoring ${req.snapshot} (agent)`);
   const r = job.result!;
   if (ctx.json) {
     emitJson(ctx.out, r);

@@ -323,10 +323,11 @@ export class IncomingMigrations {
     const e = errorJson(err) as { code: string; message: string; hint?: string };
     m.error = { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) };
     if (m.running) {
-      // A runc copy runs once restored (runc holds nothing): delete it.
+      // A runc copy runs once restored (runc holds nothing): delete it, and its bundle copy.
       await runRuntime(m.running.runtime, m.running.root, ['delete', '--force', m.running.id]).catch(() => undefined);
       m.running = undefined;
     }
+    await rm(join(this.o.engine.store.root, 'bundles', m.id), { recursive: true, force: true }).catch(() => undefined);
     if (m.addressTaken && m.pre.address) {
       await this.address.remove(m.pre.address).catch(() => undefined);
       m.addressTaken = false;

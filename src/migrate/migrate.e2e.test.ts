@@ -16,6 +16,7 @@ import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
 import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
 import { memcheckWorkload } from '../testing/workloads.js';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 
 interface AgentProc { child: ChildProcess; url: string; store: string; log: string }
 
@@ -31,13 +32,12 @@ async function stopAgent(a: AgentProc | undefined, signal: NodeJS.Signals = 'SIG
 /** Pids of processes whose command line mentions `marker` (the workload instance's status dir). */
 function pidsWith(marker: string): number[] {
   const out: number[] = [];
-  for (const p of execFileSync('ls', ['/proc']).toString().split('\n')) {
+  for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
-    try {
-      const cmd = execFileSync('cat', [`/proc/${p}/cmdline`]).toString();
-      // (not the `unshare` that launched the original: it waits for its child, holding the same arguments)
-      if (cmd.includes(marker) && !cmd.startsWith('unshare\0')) out.push(Number(p));
-    } catch { /* gone */ }
+    let cmd: string;
+    try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; /* gone */ }
+    // (not the `unshare` that launched the original: it waits for its child, holding the same arguments)
+    if (cmd.includes(marker) && !cmd.startsWith('unshare\0')) out.push(Number(p));
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { formatBytes } from '../../util/format.js';
 import { FerryError } from '../../util/errors.js';
 import { emitJson, parse, type Command, type Output } from '../command.js';
 import { runInterruptible } from '../interrupt.js';
+import { jobPriority } from '../remote-options.js';
 
 export const command: Command = {
   summary: 'Checkpoint a process tree (a pid, or a workload started with `ferry run`) or a container into the store.\n' +
@@ -14,7 +15,8 @@ export const command: Command = {
     '                  [--tcp-established] [--ext-unix-sk] [--file-locks] [--shell-job] [--skip-in-flight]\n' +
     '                  [--ghost-limit SIZE] [--force-irmap] [--link-remap] [--external RES]...\n' +
     '                  [--memory-budget SIZE] [--spill-to-disk | --no-spill] [--dedup newest-flat|forward | --no-dedup]\n' +
-    '                  [--max-depth N] [--runtime runc|crun] [--runtime-root DIR]\n' +
+    '                  [--max-depth N] [--runtime runc|crun] [--runtime-root DIR] [--priority N]\n' +
+    '  --priority N (-1000…1000, default 0; through an agent): higher runs first among the agent\'s waiting jobs\n' +
     '  CRIU options (recorded in the snapshot; ferry repeats those CRIU needs again at restore):\n' +
     '    --tcp-established  established TCP connections travel    --ext-unix-sk  unix sockets with a peer outside the tree\n' +
     '    --file-locks       file locks                             --shell-job    a tree that is not a session leader\n' +
@@ -37,6 +39,7 @@ export const command: Command = {
     const { values, positionals } = parse(argv, {
       name: { type: 'string' },
       'leave-running': { type: 'boolean' },
+      priority: { type: 'string' },
       tier: { type: 'string' },
       'tcp-established': { type: 'boolean' },
       'ext-unix-sk': { type: 'boolean' },
@@ -88,7 +91,8 @@ export const command: Command = {
       ...(values['max-depth'] !== undefined ? { maxDepth: wholeNumber(values['max-depth']) } : {}),
     };
     // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
-    if (ctx.agent) return (await import('../remote.js')).remoteCheckpoint(req, ctx, render);
+    const priority = jobPriority(values.priority, ctx, 'checkpoint');
+    if (ctx.agent) return (await import('../remote.js')).remoteCheckpoint(req, ctx, render, priority);
     const { result, interrupt } = await runInterruptible(`checkpointing ${target}`, ctx, (signal) => createEngine({ store: ctx.store }).checkpoint({ ...req, interrupt: signal }));
     render(result, ctx.json, ctx.out, interrupt);
     return 0;

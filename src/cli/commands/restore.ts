@@ -4,11 +4,12 @@ import { restoreJson } from '../../engine/result-json.js';
 import { FerryError } from '../../util/errors.js';
 import { emitJson, parse, type Command, type Output } from '../command.js';
 import { runInterruptible } from '../interrupt.js';
+import { jobPriority } from '../remote-options.js';
 
 export const command: Command = {
   summary: 'Restore a snapshot (a process tree or a container), detached, after checking its checksums and that this host\n' +
     'can run it. Prints the new host pid (a container: container:ID).',
-  usage: 'ferry restore <snapshot> [--as NAME | --clone] [--tcp-close] [--json]\n' +
+  usage: 'ferry restore <snapshot> [--as NAME | --clone] [--tcp-close] [--priority N] [--json]\n' +
     '       ferry restore <container snapshot> [--as container:<new-id> | --clone] [--bundle DIR] [--runtime runc|crun] [--runtime-root DIR] [--json]\n' +
     '  A snapshot whose workload still runs is refused: stop it (`ferry stop NAME`), or restore a copy with --as NAME\n' +
     '  (or --clone for a generated name). --tcp-close restores established TCP connections as closed.',
@@ -17,6 +18,7 @@ export const command: Command = {
       as: { type: 'string' },
       clone: { type: 'boolean' },
       'tcp-close': { type: 'boolean' },
+      priority: { type: 'string' },
       bundle: { type: 'string' },
       runtime: { type: 'string' },
       'runtime-root': { type: 'string' },
@@ -33,7 +35,8 @@ export const command: Command = {
       ...(values['runtime-root'] !== undefined ? { runtimeRoot: values['runtime-root'] } : {}),
     };
     // Through an agent (--agent URL): the same request as a job there, rendered the same way here.
-    if (ctx.agent) return (await import('../remote.js')).remoteRestore(req, ctx, render);
+    const priority = jobPriority(values.priority, ctx, 'restore');
+    if (ctx.agent) return (await import('../remote.js')).remoteRestore(req, ctx, render, priority);
     const { result: r } = await runInterruptible(`restoring ${id}`, ctx, (signal) => createEngine({ store: ctx.store }).restore({ ...req, interrupt: signal }));
     if (ctx.json) emitJson(ctx.out, restoreJson(r));
     else render(id, r, ctx.out);
