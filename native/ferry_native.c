@@ -8,7 +8,7 @@
  *   receive(fd)             -> Promise<{data: Buffer, fds: number[]} | null>   null = EOF
  *   close(fd)               rejects pending operations (code ECANCELED), stops polling, closes fd
  *   maxFds                  the most fds one record may carry (either direction)
- *   hashBlocks(...), hash128(...)   XXH3-128 of file blocks (thread pool) and of a buffer: see hash.c
+ *   hashBlocks(...), hash128(...), hashEach(...)   XXH3-128 of file blocks (thread pool), of a buffer, of each block of a buffer: see hash.c
  *
  * I/O never blocks: each operation first tries the syscall with MSG_DONTWAIT; on EAGAIN it is
  * queued (FIFO per fd and direction) and a libuv poll handle waits for readiness. The poll is
@@ -590,6 +590,7 @@ NAPI_MODULE_INIT() {
       {"maxFds", NULL, NULL, NULL, NULL, max_fds, napi_enumerable, NULL},
       {"hashBlocks", NULL, ferry_js_hash_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"hash128", NULL, ferry_js_hash128, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hashEach", NULL, ferry_js_hash_each, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

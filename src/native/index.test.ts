@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isFerryError } from '../util/errors.js';
-import { SeqpacketChannel, seqpacketPair, type ReceivedMessage } from './index.js';
+import { hash128, hashEach, SeqpacketChannel, seqpacketPair, type ReceivedMessage } from './index.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -376,5 +376,18 @@ void describe('loading the addon', () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('hashEach', () => {
+  it('writes the XXH3-128 of every whole block, as hash128 of each would, and refuses an out too small', () => {
+    const data = Buffer.alloc(3 * 4096 + 100);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 255;
+    const out = Buffer.alloc(16 + 3 * 16, 0xee);
+    assert.equal(hashEach(data, 4096, out, 16), 3);
+    assert.deepEqual(out.subarray(0, 16), Buffer.alloc(16, 0xee), 'nothing written before outOffset');
+    for (let b = 0; b < 3; b++) assert.deepEqual(out.subarray(16 + b * 16, 32 + b * 16), hash128(data.subarray(b * 4096, (b + 1) * 4096)));
+    assert.throws(() => hashEach(data, 4096, Buffer.alloc(40), 0), /no room/);
+    assert.equal(hashEach(data.subarray(0, 100), 4096, out, 0), 0, 'no whole block, nothing written');
   });
 });

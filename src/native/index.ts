@@ -22,6 +22,7 @@ interface NativeBinding {
   readonly maxFds: number;
   hashBlocks(fd: number, offset: number, length: number, blockSize: number, mapped?: boolean, background?: boolean): Promise<Buffer>;
   hash128(data: Uint8Array): Buffer;
+  hashEach(data: Uint8Array, blockSize: number, out: Buffer, outOffset: number): number;
 }
 
 /** Relative to the compiled file, dist/native/index.js. */
@@ -178,6 +179,14 @@ export async function hashBlocks(fd: number, offset: number, length: number, blo
     const code = errnoCode(err) ?? String(err);
     throw new FerryError('ERR_NATIVE_IO', `${syscallOf(err) ?? 'pread'} while hashing failed: ${code}`, { cause: err });
   }
+}
+
+/**
+ * XXH3-128 (canonical) of every whole `blockSize` block of `data`, written into `out` from
+ * `outOffset`, 16 bytes each, synchronously; returns how many blocks.
+ */
+export function hashEach(data: Uint8Array, blockSize: number, out: Buffer, outOffset: number): number {
+  return native().hashEach(data, blockSize, out, outOffset);
 }
 
 /** XXH3-128 of `data` (canonical, 16 bytes), synchronously. */
