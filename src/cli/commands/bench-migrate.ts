@@ -26,7 +26,10 @@ export async function benchMigrate(values: BenchMigrateFlags, ctx: CommandContex
   const strategy = values.strategy ?? 'cold';
   if (strategy !== 'cold') throw new FerryError('ERR_USAGE', `bench migrate: unknown strategy '${strategy}'`, { hint: 'strategies: cold' });
   const o = migrateDefaults(values.quick === true);
-  if (values.mib !== undefined) o.mib = positiveInt(values.mib, '--mib', 'bench');
+  if (values.mib !== undefined) {
+    o.mib = positiveInt(values.mib, '--mib', 'bench');
+    if (values.quick !== true) o.warmMiB = 5 * o.mib; // the warm-up follows the size (see migrateDefaults)
+  }
   if (values.runs !== undefined) o.runs = positiveInt(values.runs, '--runs', 'bench');
   if (values['warm-mib'] !== undefined) o.warmMiB = Number(values['warm-mib']) || 0;
   if (values.workload?.length) {
