@@ -1,5 +1,5 @@
 import type { ExperimentResult } from './harness.js';
-import type { MigrateBenchOptions, MigrateSample } from './migrate.js';
+import type { MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 import { fmt, roundSummary, summarize, type Summary } from './stats.js';
 import type { MigrateWorkloadKind } from './migrate-workloads.js';
 

@@ -17,23 +17,8 @@ import { MIGRATE_WORKLOADS, startWorkload, type MigrateWorkloadKind } from './mi
  * by pair, and where the time goes.
  */
 
-export type Arm = 'ferry' | 'raw';
-
-export interface MigrateBenchOptions {
-  strategy: 'cold';
-  /** Workload size, MiB (memcheck's memory; redis's data). */
-  mib: number;
-  /** Samples per arm and workload. */
-  runs: number;
-  workloads: MigrateWorkloadKind[];
-  /** The links' tc rate. */
-  rate: string;
-  /** MiB written to and deleted from tmpfs right before each sample (evens out first-touch cost). */
-  warmMiB: number;
-  /** One unrecorded small pair first, so the first sample does not pay for loading code. */
-  warmup: boolean;
-  signal?: AbortSignal;
-}
+import type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js';
+export type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 
 export function migrateDefaults(quick: boolean): MigrateBenchOptions {
   return quick
@@ -44,32 +29,6 @@ export function migrateDefaults(quick: boolean): MigrateBenchOptions {
     : { strategy: 'cold', mib: 1024, runs: 3, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: 5 * 1024, warmup: true };
 }
 
-export interface MigrateSample {
-  workload: MigrateWorkloadKind;
-  arm: Arm;
-  /** Pairs are numbered from 0; the warm-up pair is not recorded. */
-  pair: number;
-  mib: number;
-  /** ferry: its freeze → the copy on h2 runs; raw: `criu dump` start → `criu restore -d` done. */
-  downtimeMs: number;
-  /** ferry: the migration from preflight to its end; raw: the same as its downtime. */
-  totalMs: number;
-  /** Bytes of the images moved. */
-  bytes: number;
-  /** ferry: FerryPhases; raw: dump, wire, restore. */
-  phases: Record<string, number>;
-  /** raw: CRIU's frozen_time. */
-  frozenMs?: number;
-  /** ferry: `ferry migrate` spawn → exit. */
-  cliMs?: number;
-  wireBytes?: number;
-  /** ferry: whether the downtime was split by the agent's job timeline. */
-  timeline?: boolean;
-  /** What the moved copy's verification said. */
-  verified: string;
-  /** ferry: snapshots either host still listed after the migration and the stop (should be none). */
-  leftovers?: string[];
-}
 
 export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions): Promise<ExperimentResult> {
   const timeoutMs = 60_000 + o.mib * 150;

@@ -1,27 +1,9 @@
 import { cpus } from 'node:os';
-import { telemetryChannels, type OperationKind, type TelemetryEndEvent, type TelemetryPhaseEvent, type TelemetrySampleEvent, type TelemetryStartEvent } from './channels.js';
+import { telemetryChannels, type OperationKind, type OperationTelemetry, type TelemetryEndEvent, type TelemetryPhaseEvent, type TelemetrySampleEvent, type TelemetryStartEvent } from './channels.js';
 import { readMeminfo } from './proc.js';
-import { HostSampler, summarizeSamples, type HostSample, type SamplesSummary } from './sampler.js';
+import { HostSampler, summarizeSamples, type HostSample } from './sampler.js';
 
-/**
- * The telemetry of one checkpoint or restore: ferry's phase timings, CRIU's own statistics
- * (under CRIU's names: freezing_time, frozen_time, memdump_time, memwrite_time, pages_*,
- * restore_time, … µs and pages), the host's CPU and memory and the workload's RSS sampled
- * from /proc while it ran, and every raw sample.
- */
-export interface OperationTelemetry {
-  operation: OperationKind;
-  ok: boolean;
-  startedAt: string;
-  /** ferry's phases in ms: total, criu, verify, checksum, transfer … (whichever ran). */
-  phasesMs: Record<string, number>;
-  /** CRIU's stats-dump / stats-restore, as CRIU names them; undefined when CRIU wrote none. */
-  criu: Record<string, number> | undefined;
-  host: { cpus: number; memTotalBytes: number | undefined } & SamplesSummary;
-  /** The workload's tree: its root pid (the restored one for a restore) and RSS over the operation. */
-  workload: { rootPid: number | undefined; rssBytes: SamplesSummary['rssBytes'] };
-  samples: HostSample[];
-}
+export type { OperationTelemetry } from './channels.js';
 
 let nextId = 1;
 
