@@ -96,12 +96,13 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await stopAgent(a);
     await stopAgent(b);
     for (const i of instances) await i.cleanup().catch(() => undefined);
-    for (const s of [a?.store, b?.store]) {
-      if (!s) continue;
+    // Every store this test made (a, b, the old-CRIU agent's; the full-disk one's goes with its test): its snapshots,
+    // then its memory tier, which lives outside its directory.
+    const stores = [a?.store, b?.store, join(dir, 'old')].filter((x): x is string => x !== undefined);
+    for (const s of stores) {
       const ls = await ferryCli(s, ['snapshots', 'ls', '--json']);
       const ids = ls.code === 0 ? (JSON.parse(ls.stdout) as { snapshots: { id: string }[] }).snapshots.map((x) => x.id) : [];
       for (const id of ids) await ferryCli(s, ['snapshots', 'rm', id]);
-      // The store's memory tier lives outside its directory.
       const storeId = (JSON.parse(await readFile(join(s, 'store.json'), 'utf8').catch(() => '{}')) as { id?: string }).id;
       if (storeId) await rm(join('/dev/shm/ferry', storeId), { recursive: true, force: true });
     }
@@ -243,6 +244,8 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
       await ferryCli(a!.store, ['stop', 'f-full']);
     } finally {
       await stopAgent(c);
+      const storeId = (JSON.parse(await readFile(join(small, 'store', 'store.json'), 'utf8').catch(() => '{}')) as { id?: string }).id;
+      if (storeId) await rm(join('/dev/shm/ferry', storeId), { recursive: true, force: true });
       execFileSync('umount', ['-l', small]);
     }
   });
