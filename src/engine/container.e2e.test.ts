@@ -230,7 +230,8 @@ describe('Podman interop (podman ↔ ferry checkpoint archives)', { skip: podman
     assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const loop = 'i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done';
+  // (written aside and renamed: a reader never sees the file empty, half-way through a write)
+  const loop = 'i=0; while true; do i=$((i+1)); echo $i > /tmp/counter.tmp; mv /tmp/counter.tmp /tmp/counter; sleep 0.05; done';
   const podmanNames: string[] = [];
   let podStore: string;
   let imageId: string;
