@@ -213,11 +213,7 @@ export class IncomingMigrations {
         m.state = 'held';
         if (first.held.pid !== undefined) m.pid = first.held.pid;
         await this.persist(m);
-        const holdMs = m.pre.holdMs ?? DEFAULT_HOLD_MS;
-        m.timer = setTimeout(() => {
-          void this.abort(id, `neither commit nor abort came within ${holdMs} ms`, 'ERR_MIGRATE_TIMEOUT').catch(() => undefined);
-        }, holdMs);
-        m.timer.unref();
+        this.abortAfter(m, m.pre.holdMs ?? DEFAULT_HOLD_MS, 'neither commit nor abort came');
         return { migration: id, pid: first.held.pid, verifyMs: first.held.verifyMs, ms: Date.now() - t0 };
       } catch (err) {
         m.decision?.reject(err);
@@ -242,9 +238,7 @@ export class IncomingMigrations {
     m.pid = r.pid;
     m.state = 'held';
     await this.persist(m);
-    const holdMs = m.pre.holdMs ?? DEFAULT_HOLD_MS;
-    m.timer = setTimeout(() => { void this.abort(m.id, `neither commit nor abort came within ${holdMs} ms`, 'ERR_MIGRATE_TIMEOUT').catch(() => undefined); }, holdMs);
-    m.timer.unref();
+    this.abortAfter(m, m.pre.holdMs ?? DEFAULT_HOLD_MS, 'neither commit nor abort came');
     return { migration: m.id, pid: r.pid, verifyMs: r.timings.verifyMs, ms: Date.now() - t0 };
   }
 
@@ -338,9 +332,13 @@ export class IncomingMigrations {
   }
 
   private idle(m: Incoming): void {
+    this.abortAfter(m, this.o.idleMs ?? DEFAULT_IDLE_MS, 'no next step came');
+  }
+
+  /** The migration's one timer: it aborts (ERR_MIGRATE_TIMEOUT) when `ms` pass without a next step. */
+  private abortAfter(m: Incoming, ms: number, what: string): void {
     clearTimeout(m.timer);
-    const ms = this.o.idleMs ?? DEFAULT_IDLE_MS;
-    m.timer = setTimeout(() => { void this.abort(m.id, `no next step came within ${ms} ms`, 'ERR_MIGRATE_TIMEOUT').catch(() => undefined); }, ms);
+    m.timer = setTimeout(() => { void this.abort(m.id, `${what} within ${ms} ms`, 'ERR_MIGRATE_TIMEOUT').catch(() => undefined); }, ms);
     m.timer.unref();
   }
 

@@ -206,18 +206,28 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   where = 'running on destination';
   // The connections live on the destination now: the source's locks on them are stale.
   if (locksBefore) await dropCriuLocks((await listCriuLocks()).filter((r) => !locksBefore.has(r))).catch(() => 0);
-  let sourceSnapshot: string | undefined = cp?.snapshot;
+  return migrated(engine, req, {
+    id, strategy, t0, frozenAt: frozenAt ?? t0, resumedAt, sent, phases, sourceHost: pre.host.hostname, sourcePid: pre.live.rootPid,
+    sourceSnapshot: cp?.snapshot, destHost: pre.destHost, answer, restoredPid,
+  });
+}
+
+/** A committed migration: the source's snapshot goes (unless kept), and the result says how it went. */
+async function migrated(engine: Engine, req: MigrateRequest, m: {
+  id: string; strategy: Strategy; t0: number; frozenAt: number; resumedAt: number; sent: { bytes: number; wireBytes: number } | undefined;
+  phases: Phases; sourceHost: string; sourcePid: number; sourceSnapshot: string | undefined; destHost: string; answer: CommitAnswer; restoredPid: number | undefined;
+}): Promise<MigrateResult> {
+  let sourceSnapshot = m.sourceSnapshot;
   if (sourceSnapshot !== undefined && !req.keepSnapshot) {
     const [out] = await engine.remove([sourceSnapshot]);
     if (out?.ok) sourceSnapshot = undefined;
   }
-  const phasesMs = { ...phases.rec.phasesSoFar() };
   return {
-    ok: true, strategy, migration: id,
-    downtimeMs: resumedAt - (frozenAt ?? t0), totalMs: Date.now() - t0,
-    bytesMoved: sent?.bytes ?? 0, wireBytes: sent?.wireBytes ?? 0, phases: phasesMs,
-    source: { host: pre.host.hostname, pid: pre.live.rootPid, snapshot: sourceSnapshot },
-    destination: { host: pre.destHost, url: req.to.url, pid: answer.pid || restoredPid || 0, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
+    ok: true, strategy: m.strategy, migration: m.id,
+    downtimeMs: m.resumedAt - m.frozenAt, totalMs: Date.now() - m.t0,
+    bytesMoved: m.sent?.bytes ?? 0, wireBytes: m.sent?.wireBytes ?? 0, phases: { ...m.phases.rec.phasesSoFar() },
+    source: { host: m.sourceHost, pid: m.sourcePid, snapshot: sourceSnapshot },
+    destination: { host: m.destHost, url: req.to.url, pid: m.answer.pid || m.restoredPid || 0, name: m.answer.name, snapshot: m.answer.snapshotKept ? m.answer.snapshot : undefined },
   };
 }
 
@@ -303,18 +313,10 @@ async function byPause(engine: Engine, req: MigrateRequest, c: PauseContext, set
   }
   const resumedAt = Date.now();
   setWhere('running on destination');
-  let sourceSnapshot: string | undefined = snapshot;
-  if (sourceSnapshot !== undefined && !req.keepSnapshot) {
-    const [out] = await engine.remove([sourceSnapshot]);
-    if (out?.ok) sourceSnapshot = undefined;
-  }
-  return {
-    ok: true, strategy: c.strategy, migration: c.id,
-    downtimeMs: resumedAt - frozenAt, totalMs: Date.now() - c.t0,
-    bytesMoved: sent?.bytes ?? 0, wireBytes: sent?.wireBytes ?? 0, phases: { ...c.phases.rec.phasesSoFar() },
-    source: { host: c.host.hostname, pid: c.rootPid, snapshot: sourceSnapshot },
-    destination: { host: c.destHost, url: req.to.url, pid: answer.pid, name: answer.name, snapshot: answer.snapshotKept ? answer.snapshot : undefined },
-  };
+  return migrated(engine, req, {
+    id: c.id, strategy: c.strategy, t0: c.t0, frozenAt, resumedAt, sent, phases: c.phases, sourceHost: c.host.hostname, sourcePid: c.rootPid,
+    sourceSnapshot: snapshot, destHost: c.destHost, answer, restoredPid: undefined,
+  });
 }
 
 /**

@@ -30,6 +30,7 @@ import { hash128, hashEach } from '../native/index.js';
 import { BLOCK, HASH_ALGORITHM, type FileSums } from '../store/checksums.js';
 import { ManifestSchema, SNAPSHOT_ID_PATTERN, type RecordedOptions, type SnapshotManifest } from '../store/manifest.js';
 import { FerryError } from '../util/errors.js';
+import { MIGRATION_ID_PATTERN } from './protocol.js';
 
 export const WIRE_MAGIC = Buffer.from('FERRYWI1');
 export const WIRE_VERSION = 1;
@@ -44,8 +45,8 @@ const FLAG_ZSTD = 1;
 export const MAX_CHUNK = 1 << 20;
 const MAX_NAME_BYTES = 255;
 
-/** Migration ids (as the migration protocol makes them). */
-export const MIGRATION_ID_RE = /^m-[0-9a-f]{16}$/;
+/** Migration ids (protocol.ts's). */
+export const MIGRATION_ID_RE = MIGRATION_ID_PATTERN;
 
 /** What a decoder accepts at most; every frame is bounded before it is buffered. */
 export interface WireLimits {

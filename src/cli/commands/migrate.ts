@@ -1,6 +1,6 @@
 import { createEngine } from '../../engine/engine.js';
 import type { MigrateResult } from '../../migrate/migrate.js';
-import { resolvePeer } from '../../migrate/peer-ref.js';
+import { resolvePeer } from '../peer-ref.js';
 import { errorJson, exitCodeOf, FerryError } from '../../util/errors.js';
 import { emitJson, parse, positiveInt, type Command, type CommandContext, type Output } from '../command.js';
 import { runInterruptible } from '../interrupt.js';
