@@ -16,9 +16,10 @@ const layers = {
   engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler'],
   migrate: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine'],
   testbed: ['native', 'criu', 'telemetry', 'store'],
-  cli: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'engine', 'agent', 'bench', 'testbed'],
-  agent: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'engine'],
-  bench: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'engine', 'testbed'],
+  scenarios: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine', 'migrate'],
+  cli: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent', 'bench', 'testbed'],
+  agent: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine'],
+  bench: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'testbed'],
 };
 const all = Object.keys(layers);
 // `util` is shared, dependency-free code every layer may use.
