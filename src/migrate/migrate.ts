@@ -5,7 +5,6 @@ import { interruptedError } from '../engine/interrupt.js';
 import { driverPaths } from '../engine/paths.js';
 import { Phases } from '../engine/phases.js';
 import { engineChannels, type TransferEvent } from '../engine/channels.js';
-import type { Tier } from '../store/manifest.js';
 import { OperationRecorder } from '../telemetry/operation.js';
 import { treePids } from '../telemetry/proc.js';
 import { CriuClient } from '../criu/client.js';
@@ -20,6 +19,10 @@ import { errorJson, FerryError, isFerryError, type ErrorCode } from '../util/err
 import { MigrationError, type WorkloadWhere } from './errors.js';
 import { PeerClient } from './peer.js';
 import type { CommitAnswer, ImageSender, ImageSendResult, ServiceAddress } from './protocol.js';
+import type { MigrateRequest, MigrateResult } from './migrate-types.js';
+import type { FinalDump, HandoffResult, MigrationStrategy, Preflight, StrategyContext, StrategyName } from './strategy.js';
+import { chooseStrategy } from './strategies/auto.js';
+import { availableStrategies, strategyFor } from './strategies/index.js';
 
 /**
  * A migration from this host (the source) to another agent (the destination), the cold
@@ -36,46 +39,9 @@ import type { CommitAnswer, ImageSender, ImageSendResult, ServiceAddress } from 
  * ERR_MIGRATE_UNCERTAIN, the snapshot kept.
  */
 
-export type Strategy = 'cold';
-
 export type { ImageMeta, ImageSendArgs, ImageSendResult, ImageSender } from './protocol.js';
-
-export interface MigrateRequest {
-  /** A pid or a `ferry run` workload name. */
-  target: string | number;
-  to: { url: string; token?: string | undefined; name?: string | undefined };
-  strategy?: Strategy;
-  tcpEstablished?: boolean;
-  /** zstd on the wire (default: off — on a fast link compression costs more than it saves). */
-  compress?: boolean;
-  /** The destination's tier for the received images (default memory). */
-  tier?: Tier;
-  /** How long the destination holds its restored copy for commit or abort. */
-  holdMs?: number;
-  /** Keep the source's snapshot after a successful migration (default: removed). */
-  keepSnapshot?: boolean;
-  interrupt?: AbortSignal;
-  /** The wire transfer (default: send-images.ts). */
-  send?: ImageSender;
-  /** The service address's removal on the source (net/service-address.ts). */
-  releaseAddress?: (a: ServiceAddress) => Promise<void>;
-  /** Re-adds it when the source copy is restored here after a failed commit. */
-  reclaimAddress?: (a: ServiceAddress) => Promise<void>;
-}
-
-export interface MigrateResult {
-  ok: true;
-  strategy: Strategy;
-  migration: string;
-  /** From the freeze on the source to the destination's copy running. */
-  downtimeMs: number;
-  totalMs: number;
-  bytesMoved: number;
-  wireBytes: number;
-  phases: Record<string, number>;
-  source: { host: string; pid: number; snapshot: string | undefined };
-  destination: { host: string; url: string; pid: number; name: string | undefined; snapshot: string | undefined };
-}
+export type { MigrateRequest, MigrateResult } from './migrate-types.js';
+export type { StrategyName, ConcreteStrategy } from './strategy.js';
 
 /** The wire transfer (send-images.ts), loaded when a migration first needs it. */
 async function defaultSender(): Promise<ImageSender> {
@@ -89,7 +55,6 @@ export async function migrate(engine: Engine, req: MigrateRequest): Promise<Migr
 async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phases): Promise<MigrateResult> {
   const t0 = Date.now();
   const id = `m-${randomBytes(8).toString('hex')}`;
-  const strategy = req.strategy ?? 'cold';
   const peer = new PeerClient(req.to.url, req.to.token);
   const interrupt = req.interrupt ?? new AbortController().signal;
   const send: ImageSender = req.send ?? await defaultSender();
@@ -102,21 +67,25 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     throw new MigrationError(code, `migration ${id} failed in ${phase}: ${e.message}`, { phase, workload: where, cause: err, ...(e.hint ? { hint: e.hint } : {}) });
   };
 
-  // Preflight: the target, what will travel, and the destination's yes — nothing frozen yet.
+  // Preflight: the target, the strategy, what will travel, and the destination's yes — nothing frozen yet.
   const options = recordOptions({ tcpEstablished: req.tcpEstablished === true });
   const ref = parseTargetRef(req.target);
   const targetArg: string | number = ref.kind === 'process' ? ref.pid : ref.kind === 'workload' ? ref.name : `container:${ref.id}`;
-  const pre = await phases.run('preflight', async () => {
+  let strategy: MigrationStrategy | undefined;
+  let chosen: MigrateResult['chosen'] | undefined;
+  const pre: Preflight = await phases.run('preflight', async () => {
     const { driver, live } = await resolveLive(ref, driverPaths(engine.store), options);
     const record = live.record;
     const workload = record.kind === 'process' ? (live.private as ProcessFacts).workload : undefined;
     const up = workload?.address && !workload.address.removedAt ? workload.address : undefined;
     const address: ServiceAddress | undefined = up ? { address: up.address, prefix: up.prefix, dev: up.dev } : undefined;
     const [host, version, bytes] = await Promise.all([hostFacts(), new CriuClient().version(), treeRssBytes(live.rootPid)]);
+    chosen = await pickStrategy(req.strategy ?? 'auto', { bytes, driver: driver.name });
+    strategy = strategyFor(chosen.strategy);
     // A container has its own pid namespace whenever its spec says so; CRIU restores it anew.
     const ownPidNamespace = record.kind === 'process' ? record.ownPidNamespace === true : record.namespaces.includes('pid');
     const answer = await peer.preflight(id, {
-      strategy, criuVersion: version.text, host,
+      strategy: chosen.strategy, criuVersion: version.text, host,
       target: {
         kind: record.kind, ownPidNamespace, pids: ownPidNamespace ? [] : [...treePids(live.rootPid)],
         ...(workload?.name !== undefined ? { workload: workload.name } : {}),
@@ -126,58 +95,73 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
       ...(address ? { address } : {}),
       ...(req.holdMs !== undefined ? { holdMs: req.holdMs } : {}),
     }, interrupt);
-    return { live, driver: driver.name, address, host, bytes, destHost: answer.host, startTime: await liveStartTime(live.rootPid) };
+    return { live, targetArg, options, driver: driver.name, address, host, bytes, destHost: answer.host, startTime: await liveStartTime(live.rootPid) };
   }).catch(fail);
-  if (interrupt.aborted) fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`));
+  if (!strategy || !chosen) return fail(new FerryError('ERR_INTERNAL', 'no strategy after the preflight'));
+  const ctx: StrategyContext = {
+    id, engine, req, peer, phases, interrupt, send, pre,
+    setPhase: (p) => { phase = p; },
+    progress: (total) => transferProgress(phases, total),
+  };
+  const abortPeer = (why: string): Promise<void> => peer.abort(id, why).then(() => undefined, () => undefined);
+  if (strategy.check) await strategy.check(ctx).catch(async (err: unknown) => { await abortPeer(`the ${chosen!.strategy} strategy refused`); fail(err); });
+  if (interrupt.aborted) { await abortPeer('interrupted before the freeze'); fail(interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`)); }
   if (pre.live.record.kind === 'container' && pre.driver === 'runc') {
     // runc runs CRIU itself: no post-dump to hold. The commit point is the container's freezer.
-    return byPause(engine, req, { id, strategy, t0, peer, phases, interrupt, send, host: pre.host, destHost: pre.destHost, record: pre.live.record, rootPid: pre.live.rootPid, targetArg: String(targetArg) },
+    return byPause(engine, req, { id, chosen, t0, peer, phases, interrupt, send, host: pre.host, destHost: pre.destHost, record: pre.live.record, rootPid: pre.live.rootPid, targetArg: String(targetArg) },
       (p) => { phase = p; }, (w) => { where = w; }).catch(fail);
   }
 
-  // CRIU's lock rules for established connections that exist already (another workload's) stay.
-  const locksBefore = options.tcpEstablished ? new Set(await listCriuLocks()) : undefined;
+  // While the workload still runs: what the strategy sends ahead (rounds, a replica).
+  phase = 'prepare';
+  const plan: FinalDump = await strategy.prepare(ctx).catch(async (err: unknown) => { await abortPeer(`the source failed in ${phase}`); return fail(err); });
+  try {
+    return await frozenPart(ctx, plan, chosen, t0, (p) => { phase = p; }, () => phase, (w) => { where = w; }, fail);
+  } finally {
+    await plan.close?.().catch(() => undefined);
+  }
+}
 
-  // Freeze, dump, and the handoff inside CRIU's post-dump hold.
+/** Freeze, dump, the handoff inside CRIU's post-dump hold, the commit, and what flows after it. */
+async function frozenPart(
+  ctx: StrategyContext, plan: FinalDump, chosen: MigrateResult['chosen'], t0: number,
+  setPhase: (p: string) => void, getPhase: () => string, setWhere: (w: WorkloadWhere) => void, fail: (err: unknown) => never,
+): Promise<MigrateResult> {
+  const { engine, req, peer, id, pre, phases, interrupt } = ctx;
+  // CRIU's lock rules for established connections that exist already (another workload's) stay.
+  const locksBefore = pre.options.tcpEstablished ? new Set(await listCriuLocks()) : undefined;
   let frozenAt: number | undefined;
-  let sent: { bytes: number; wireBytes: number; snapshot: string } | undefined;
+  let sent: HandoffResult['sent'] | undefined;
   let restoredPid: number | undefined;
   let handedOff = false;
   let commit: Promise<CommitAnswer> | undefined;
   const handoff = async (h: Handoff): Promise<void> => {
-    phase = 'transfer';
-    const r: ImageSendResult = await phases.run('transfer', () => send({
-      dir: h.imagesDir, meta: { target: h.target, options: h.options, criuVersion: h.criuVersion, name: h.name, host: pre.host },
-      url: req.to.url, token: req.to.token, migrationId: id, compress: req.compress === true, signal: interrupt,
-      onProgress: transferProgress(phases, pre.bytes),
-    }));
-    sent = { bytes: r.bytes, wireBytes: r.wireBytes, snapshot: r.snapshot };
-    if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
-    phase = 'restore';
-    const held = await phases.run('restore', () => peer.restore(id, r.snapshot, interrupt));
-    restoredPid = held.pid;
+    const r = await plan.handoff(h);
+    sent = r.sent;
+    restoredPid = r.restoredPid;
     if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
     // Answering now lets CRIU end the source copy: past this line the destination's copy is the one.
-    phase = 'handoff';
+    setPhase('handoff');
     handedOff = true;
   };
   const startCommit = (): void => {
     if (commit) return;
-    where = 'ended on source; held on destination';
-    phase = 'commit';
+    setWhere('ended on source; held on destination');
+    setPhase('commit');
     commit = (async () => {
       if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
       return phases.run('commit', () => peer.commit(id));
     })();
     commit.catch(() => undefined);
   };
-  let cp: Awaited<ReturnType<Engine['checkpoint']>>;
+  let cp: Awaited<ReturnType<Engine['checkpoint']>> | undefined;
   try {
-    phase = 'dump';
+    setPhase('dump');
     cp = await engine.checkpoint({
-      target: targetArg,
-      tier: 'memory', tcpEstablished: options.tcpEstablished, dedup: false, name: `migrated-${id}`,
+      tier: 'memory', tcpEstablished: pre.options.tcpEstablished, dedup: false, name: `migrated-${id}`,
       memoryBudget: { spillToDisk: true },
+      ...plan.checkpoint,
+      target: pre.targetArg,
       interrupt,
       beforeFreeze: () => { frozenAt = Date.now(); return Promise.resolve(); },
       handoff,
@@ -186,7 +170,7 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
   } catch (err) {
     if (!handedOff) {
       // CRIU resumed the source tree (or never froze it): the destination removes what it got.
-      await peer.abort(id, `the source failed in ${phase}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
+      await peer.abort(id, `the source failed in ${getPhase()}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
       fail(err);
     }
     // Past the commit point, something failed here (CRIU stopped, the seal): the destination's
@@ -194,28 +178,52 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     // stopped before it ended it — then the commit goes on; the source's images wait for recovery.
     await endTree(pre.live.rootPid, pre.startTime).catch(() => undefined);
     startCommit();
-    cp = undefined as never;
   }
   let answer: CommitAnswer;
   try {
     answer = await commit!;
   } catch (err) {
-    answer = await afterFailedCommit(engine, peer, id, cp?.snapshot, pre.address, req, err, (w) => { where = w; }).catch(fail);
+    answer = await afterFailedCommit(engine, peer, id, cp?.snapshot, pre.address, req, err, setWhere).catch(fail);
   }
   const resumedAt = Date.now();
-  where = 'running on destination';
+  setWhere('running on destination');
   // The connections live on the destination now: the source's locks on them are stale.
   if (locksBefore) await dropCriuLocks((await listCriuLocks()).filter((r) => !locksBefore.has(r))).catch(() => 0);
+  if (plan.afterCommit) {
+    setPhase('after-commit');
+    await phases.run('after-commit', () => plan.afterCommit!()).catch(fail);
+  }
   return migrated(engine, req, {
-    id, strategy, t0, frozenAt: frozenAt ?? t0, resumedAt, sent, phases, sourceHost: pre.host.hostname, sourcePid: pre.live.rootPid,
-    sourceSnapshot: cp?.snapshot, destHost: pre.destHost, answer, restoredPid,
+    id, chosen, t0, frozenAt: frozenAt ?? t0, resumedAt, sent, phases, sourceHost: pre.host.hostname, sourcePid: pre.live.rootPid,
+    sourceSnapshot: cp?.snapshot, destHost: pre.destHost, answer, restoredPid, details: plan.report?.(),
   });
 }
 
+/** The strategy asked for, or the one `auto` picks from what is known before the freeze. */
+async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: string }): Promise<MigrateResult['chosen']> {
+  if (asked !== 'auto') {
+    if (t.driver === 'runc' && asked !== 'cold') {
+      throw new FerryError('ERR_MIGRATE_STRATEGY', `a runc container migrates only with the cold strategy, not ${asked}: runc runs CRIU itself, so ferry cannot drive its dump`, {
+        hint: 'use --strategy cold (or auto); nothing was frozen',
+      });
+    }
+    return { strategy: asked, because: 'asked for' };
+  }
+  const features = await new CriuClient().features().catch(() => ({ memTrack: false, lazyPages: false }));
+  return chooseStrategy({
+    bytes: t.bytes, driver: t.driver, linkBytesPerSec: ASSUMED_LINK_BYTES_PER_SEC, linkMeasured: false,
+    lazyPages: features.lazyPages, memTrack: features.memTrack, available: availableStrategies(),
+  });
+}
+
+/** A 1 Gbit/s link, until the link is measured. */
+const ASSUMED_LINK_BYTES_PER_SEC = 125e6;
+
 /** A committed migration: the source's snapshot goes (unless kept), and the result says how it went. */
 async function migrated(engine: Engine, req: MigrateRequest, m: {
-  id: string; strategy: Strategy; t0: number; frozenAt: number; resumedAt: number; sent: { bytes: number; wireBytes: number } | undefined;
+  id: string; chosen: MigrateResult['chosen']; t0: number; frozenAt: number; resumedAt: number; sent: { bytes: number; wireBytes: number } | undefined;
   phases: Phases; sourceHost: string; sourcePid: number; sourceSnapshot: string | undefined; destHost: string; answer: CommitAnswer; restoredPid: number | undefined;
+  details?: Record<string, unknown> | undefined;
 }): Promise<MigrateResult> {
   let sourceSnapshot = m.sourceSnapshot;
   if (sourceSnapshot !== undefined && !req.keepSnapshot) {
@@ -223,11 +231,12 @@ async function migrated(engine: Engine, req: MigrateRequest, m: {
     if (out?.ok) sourceSnapshot = undefined;
   }
   return {
-    ok: true, strategy: m.strategy, migration: m.id,
+    ok: true, strategy: m.chosen.strategy, chosen: m.chosen, migration: m.id,
     downtimeMs: m.resumedAt - m.frozenAt, totalMs: Date.now() - m.t0,
     bytesMoved: m.sent?.bytes ?? 0, wireBytes: m.sent?.wireBytes ?? 0, phases: { ...m.phases.rec.phasesSoFar() },
     source: { host: m.sourceHost, pid: m.sourcePid, snapshot: sourceSnapshot },
     destination: { host: m.destHost, url: req.to.url, pid: m.answer.pid || m.restoredPid || 0, name: m.answer.name, snapshot: m.answer.snapshotKept ? m.answer.snapshot : undefined },
+    ...(m.details ? { details: m.details } : {}),
   };
 }
 
@@ -253,7 +262,7 @@ function transferProgress(phases: Phases, totalBytes: number): (bytes: number) =
 }
 
 interface PauseContext {
-  id: string; strategy: Strategy; t0: number; peer: PeerClient; phases: Phases; interrupt: AbortSignal; send: ImageSender;
+  id: string; chosen: MigrateResult['chosen']; t0: number; peer: PeerClient; phases: Phases; interrupt: AbortSignal; send: ImageSender;
   host: HostFacts; destHost: string; record: Extract<Handoff['target'], { kind: 'container' }>; rootPid: number; targetArg: string;
 }
 
@@ -314,7 +323,7 @@ async function byPause(engine: Engine, req: MigrateRequest, c: PauseContext, set
   const resumedAt = Date.now();
   setWhere('running on destination');
   return migrated(engine, req, {
-    id: c.id, strategy: c.strategy, t0: c.t0, frozenAt, resumedAt, sent, phases: c.phases, sourceHost: c.host.hostname, sourcePid: c.rootPid,
+    id: c.id, chosen: c.chosen, t0: c.t0, frozenAt, resumedAt, sent, phases: c.phases, sourceHost: c.host.hostname, sourcePid: c.rootPid,
     sourceSnapshot: snapshot, destHost: c.destHost, answer, restoredPid: undefined,
   });
 }

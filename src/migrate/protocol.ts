@@ -20,13 +20,17 @@ import type { HostFacts } from '../targets/host.js';
  * snapshot is kept until the commit is acknowledged).
  */
 
+/** How a migration moves a workload (strategy.ts); `auto` picks one of the others. */
+export const STRATEGY_NAMES = ['cold', 'stream', 'incremental', 'postcopy', 'precopy', 'auto'] as const;
+export const CONCRETE_STRATEGIES = ['cold', 'stream', 'incremental', 'postcopy', 'precopy'] as const;
+
 /** POST /v1/migrations (the source's agent): a migration from this host, run as a job — `ferry migrate`'s flags. */
 const Url = z.string().max(2048).regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL of a ferry agent');
 
 export const MigrateBody = z.strictObject({
   target: z.union([z.string().regex(/^([A-Za-z0-9][A-Za-z0-9._-]{0,63}|container:[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/, 'a pid, a workload name or container:ID'), z.number().int().min(1).max(2 ** 22)]),
   to: z.strictObject({ url: Url, token: z.string().min(1).max(4096).optional(), name: z.string().max(64).optional() }),
-  strategy: z.enum(['cold']).optional(),
+  strategy: z.enum(STRATEGY_NAMES).optional(),
   tcpEstablished: z.boolean().optional(),
   compress: z.boolean().optional(),
   tier: z.enum(['memory', 'disk']).optional(),
@@ -56,7 +60,7 @@ export const ServiceAddressSchema = z.strictObject({
 export type ServiceAddress = z.infer<typeof ServiceAddressSchema>;
 
 export const PreflightBody = z.strictObject({
-  strategy: z.enum(['cold']),
+  strategy: z.enum(CONCRETE_STRATEGIES),
   criuVersion: z.string().max(64),
   host: HostFactsSchema,
   target: z.strictObject({

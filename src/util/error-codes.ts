@@ -119,6 +119,7 @@ export const ERROR_CODES = {
   ERR_MIGRATE_REFUSED: failed(422, 'the destination refused the migration before anything was frozen (its CRIU, CPU, space, pids, names or runtime)'),
   ERR_MIGRATE_PEER: failed(502, 'the migration peer failed or could not be reached during a step; the source workload was kept running'),
   ERR_MIGRATE_TIMEOUT: failed(504, "the destination held a restored copy and heard neither commit nor abort in time: it removed the copy (the source's snapshot is kept)"),
+  ERR_MIGRATE_STRATEGY: failed(422, 'the chosen migration strategy cannot move this workload between these hosts (its runtime, a kernel feature, or a part not built): nothing was frozen, and the hint names a strategy that can'),
   ERR_MIGRATE_UNCERTAIN: failed(502, 'the commit was sent but its outcome is unknown (the destination stopped answering): the workload may run on the destination; the source kept its snapshot'),
 
   // The testbed (ferry testbed: hosts as network namespaces on one machine)

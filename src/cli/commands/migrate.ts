@@ -1,5 +1,7 @@
 import { createEngine } from '../../engine/engine.js';
 import type { MigrateResult } from '../../migrate/migrate.js';
+import { STRATEGY_NAMES } from '../../migrate/protocol.js';
+import type { StrategyName } from '../../migrate/strategy.js';
 import { resolvePeer } from '../peer-ref.js';
 import { errorJson, exitCodeOf, FerryError } from '../../util/errors.js';
 import { emitJson, parse, positiveInt, type Command, type CommandContext, type Output } from '../command.js';
@@ -9,8 +11,12 @@ import { style } from '../output.js';
 export const command: Command = {
   summary: 'Move a running workload to another host\'s agent: freeze, dump, send, restore there, and end it here only\n' +
     'once the copy there is restored and held (a commit point). Any failure before that leaves it running here.',
-  usage: 'ferry migrate <pid|name> --to HOST|URL [--strategy cold] [--tcp-established] [--compress] [--tier memory|disk]\n' +
-    '              [--to-token-file FILE] [--hold-ms MS] [--keep-snapshot] [--json]\n' +
+  usage: 'ferry migrate <pid|name|container:ID> --to HOST|URL [--strategy auto|cold|precopy] [--tcp-established] [--compress]\n' +
+    '              [--tier memory|disk]' +
+    ' [--to-token-file FILE] [--hold-ms MS] [--keep-snapshot] [--json]\n' +
+    '  --strategy    how it moves (default auto: picked from its size, the link and the kernel; the result says why):\n' +
+    '                cold     freeze, dump, send, restore: downtime = dump + wire + restore\n' +
+    '                precopy  CRIU pre-dump rounds: needs the kernel\'s soft-dirty tracking (refused without it)\n' +
     '  --to          the destination: an agent URL (http://ADDR:PORT), or a testbed host name (h2)\n' +
     '  --to-token-file  the destination agent\'s token (default: $FERRY_PEER_TOKEN, else $FERRY_TOKEN; a testbed\'s own)\n' +
     '  --compress    zstd on the wire (worth it on slow links with compressible memory)\n' +
@@ -30,15 +36,15 @@ export const command: Command = {
     const [target, ...extra] = positionals;
     if (!target || extra.length) throw new FerryError('ERR_USAGE', 'migrate: give exactly one pid or workload name', { hint: 'ferry migrate NAME --to h2' });
     if (values.to === undefined) throw new FerryError('ERR_USAGE', 'migrate: --to HOST|URL is required', { hint: 'ferry migrate NAME --to h2 (a testbed host) or --to http://ADDR:PORT (an agent)' });
-    const strategy = values.strategy ?? 'cold';
-    if (strategy !== 'cold') throw new FerryError('ERR_USAGE', `migrate: unknown strategy '${strategy}'`, { hint: 'strategies: cold' });
+    const strategy = values.strategy ?? 'auto';
+    if (!isStrategy(strategy)) throw new FerryError('ERR_USAGE', `migrate: unknown strategy '${strategy}'`, { hint: `strategies: ${STRATEGY_NAMES.join(', ')}` });
     const tier = values.tier ?? 'memory';
     if (!isTier(tier)) throw new FerryError('ERR_USAGE', `--tier must be memory or disk, not '${tier}'`);
     const peer = await resolvePeer(values.to, values['to-token-file']);
     const body = {
       target: /^\d+$/.test(target) ? Number(target) : target,
       to: { url: peer.url, ...(peer.token !== undefined ? { token: peer.token } : {}), ...(peer.name !== undefined ? { name: peer.name } : {}) },
-      strategy: 'cold' as const, tier,
+      strategy, tier,
       ...(values['tcp-established'] ? { tcpEstablished: true } : {}),
       ...(values.compress ? { compress: true } : {}),
       ...(values['hold-ms'] !== undefined ? { holdMs: positiveInt(values['hold-ms'], '--hold-ms', 'migrate') } : {}),
@@ -64,6 +70,7 @@ export const command: Command = {
 };
 
 const isTier = (t: string): t is 'memory' | 'disk' => t === 'memory' || t === 'disk';
+const isStrategy = (s: string): s is StrategyName => (STRATEGY_NAMES as readonly string[]).includes(s);
 
 /** A failed migration: where the workload is, beside the error (the JSON has it at the top). */
 function failed(err: unknown, ctx: CommandContext): number {
@@ -80,5 +87,6 @@ function render(target: string, to: string, r: MigrateResult, out: Output): void
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const phases = Object.entries(r.phases).map(([k, v]) => `${k} ${v} ms`).join(', ');
   out.stderr(`${style.green('migrated')} ${target} to ${to} (pid ${r.destination.pid}${r.destination.name ? `, workload ${r.destination.name}` : ''}): ` +
-    `downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, ${mib(r.bytesMoved)} moved (${mib(r.wireBytes)} on the wire)\n  phases: ${phases}\n`);
+    `downtime ${r.downtimeMs} ms, total ${r.totalMs} ms, ${mib(r.bytesMoved)} moved (${mib(r.wireBytes)} on the wire)\n` +
+    `  strategy: ${r.strategy} (${r.chosen.because})\n  phases: ${phases}\n`);
 }
