@@ -1,6 +1,6 @@
 // Live migration on the testbed (root, real CRIU, network namespaces on a 1 Gbit/s bridge):
 // redis-server started with `ferry run --ip` on h1, holding data, under a client's load from h3
-// on one established connection, migrates to h2 with `--tcp-established` through h1's agent.
+// on one established connection, migrates to h2 with `--tcp-established` through h1's agent, once per strategy of the conformance suite.
 // The client's connection survives (no INCR lost, no reconnect), every key verifies on h2, the
 // service address moved, and neither host keeps a snapshot, a hold or a CRIU lock rule.
 import assert from 'node:assert/strict';
@@ -13,6 +13,7 @@ import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY } from '../testing/ferry-cli.js';
 import { testbedDown, testbedUp, type UpResult } from '../testbed/testbed.js';
 import { hostRuntimeEnv } from '../testbed/state.js';
+import { CONFORMANCE_STRATEGIES } from './conformance.js';
 
 const CLIENT = join(PROJECT_ROOT, 'test', 'workloads', 'redis-client.py');
 const KEYS = 20_000;
@@ -29,7 +30,7 @@ function parsed<T>(r: Ran, what: string): T {
   }
 }
 
-describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tcp-established)', { timeout: 300_000 }, () => {
+describe('live migration on the testbed: redis under load, h1 → h2 (every strategy, --tcp-established)', { timeout: 300_000 }, () => {
   let dir = '';
   let tb: UpResult | undefined;
   const env = () => ({ ...process.env, FERRY_TESTBED_DIR: dir, FERRY_TESTBED_PREFIX: 'ferry-tbm-' });
@@ -58,9 +59,11 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('keeps the client connected, every key, the address; leaves nothing behind', async (t) => {
-    const service = tb!.subnet.replace(/\.0\/\d+$/, '.100');
-    const run = JSON.parse(await ok('h1', [FERRY, 'run', '--name', 'redis', '--ip', service, '--json', '--',
+  // The conformance suite's redis case: the same move, with every strategy.
+  for (const [i, strategy] of CONFORMANCE_STRATEGIES.entries()) it(`${strategy}: keeps the client connected, every key, the address; leaves nothing behind`, async (t) => {
+    const service = tb!.subnet.replace(/\.0\/\d+$/, `.${120 + i}`);
+    const name = `redis-${strategy}`;
+    const run = JSON.parse(await ok('h1', [FERRY, 'run', '--name', name, '--ip', service, '--json', '--',
       '/usr/bin/redis-server', '--port', '6379', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], local)) as { pid: number; address: { address: string } };
     assert.equal(run.address.address, service);
     // Ready when it answers; then the data, from another host.
@@ -85,7 +88,7 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     await new Promise((r) => setTimeout(r, 1000));
 
     // Through h1's agent (testbed exec sets FERRY_AGENT): the migration is a job there.
-    const m = await on('h1', [FERRY, 'migrate', 'redis', '--to', 'h2', '--tcp-established', '--json']);
+    const m = await on('h1', [FERRY, 'migrate', name, '--strategy', strategy, '--to', 'h2', '--tcp-established', '--json']);
     await new Promise((r) => setTimeout(r, 1000));
     await writeFile(stop, '');
     const client = await load;
@@ -96,7 +99,7 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     assert.equal(seen.error, null, `the client's connection broke: ${client.stdout}${client.stderr}`);
     assert.equal(seen.counter, seen.ops, 'every INCR of the one connection counted: the same connection, no reply lost');
     assert.ok(seen.longestWaitMs >= r.downtimeMs * 0.5, `the client saw the pause (${seen.longestWaitMs} ms for ${r.downtimeMs} ms of downtime)`);
-    t.diagnostic(`redis ${KEYS} keys: downtime ${r.downtimeMs} ms, client-observed pause ${seen.longestWaitMs} ms, ${(r.bytesMoved / 2 ** 20).toFixed(1)} MiB moved; phases ${JSON.stringify(r.phases)}`);
+    t.diagnostic(`${strategy}: redis ${KEYS} keys: downtime ${r.downtimeMs} ms, client-observed pause ${seen.longestWaitMs} ms, ${(r.bytesMoved / 2 ** 20).toFixed(1)} MiB moved; phases ${JSON.stringify(r.phases)}`);
 
     const verified = JSON.parse(await ok('h3', ['python3', CLIENT, service, '6379', 'verify', String(KEYS), String(SIZE)])) as { verified: number };
     assert.equal(verified.verified, KEYS);
@@ -107,7 +110,7 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
     assert.deepEqual(await iptables('h1'), [], 'no rule left on the source');
     assert.deepEqual(await iptables('h2'), [], 'no rule left on the destination');
     const ps2 = JSON.parse(await ok('h2', [FERRY, 'ps', '--json'], local)) as { workloads: { name: string; state: string; pid: number; address?: { address: string } }[] };
-    const w = ps2.workloads.find((x) => x.name === 'redis');
+    const w = ps2.workloads.find((x) => x.name === name);
     assert.equal(w?.state, 'running');
     assert.equal(w?.pid, r.destination.pid);
     assert.equal(w?.address?.address, service, 'the restored workload owns its address on h2');
@@ -115,7 +118,7 @@ describe('live migration on the testbed: redis under load, h1 → h2 (cold, --tc
       const ls = JSON.parse(await ok(h, [FERRY, 'snapshots', 'ls', '--json'], local)) as { snapshots: unknown[] };
       assert.deepEqual(ls.snapshots, [], `no snapshot left on ${h}`);
     }
-    await ok('h2', [FERRY, 'stop', 'redis'], local);
+    await ok('h2', [FERRY, 'stop', name], local);
     assert.doesNotMatch(await addresses('h2'), new RegExp(`${service.replace(/\./g, '\\.')}/`), 'stop removes the address');
   });
 

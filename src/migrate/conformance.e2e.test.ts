@@ -1,7 +1,8 @@
-// Migration end to end on loopback (root, real CRIU): two agents with their own stores, a
-// memcheck workload moved between them with the cold strategy, and the faults a migration must
-// survive — each leaves the workload running on the source, verified, and nothing on the
-// destination (no snapshot, no held copy, no half-received files).
+// The strategies' conformance suite, end to end on loopback (root, real CRIU): for every strategy
+// in CONFORMANCE_STRATEGIES, two agents with their own stores, a memcheck workload moved between
+// them, and the faults a migration must survive — each leaves the workload running on the source,
+// verified, and nothing on the destination (no snapshot, no held copy, no half-received files).
+// (Containers move with the cold strategy, tested once.)
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,8 @@ import { agentListening } from '../testing/agent-process.js';
 import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
 import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
 import { memcheckWorkload } from '../testing/workloads.js';
+import { CONFORMANCE_STRATEGIES, EXPECTED_PHASES, faultPhase, NOT_APPLICABLE, type ConformanceFault } from './conformance.js';
+import type { ConcreteStrategy } from './strategy.js';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -42,7 +45,12 @@ function pidsWith(marker: string): number[] {
   return out;
 }
 
-describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_000 }, () => {
+for (const strategy of CONFORMANCE_STRATEGIES) suite(strategy);
+
+function suite(strategy: ConcreteStrategy): void {
+describe(`ferry migrate between two agents on loopback: ${strategy}`, { timeout: 600_000 }, () => {
+  /** A fault that cannot apply to this strategy is reported as skipped, with the reason. */
+  const na = (f: ConformanceFault): { skip: string | false } => ({ skip: NOT_APPLICABLE[strategy]?.[f] ?? false });
   let dir = '';
   let tokenFile = '';
   let a: AgentProc | undefined;
@@ -117,14 +125,14 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
 
   it('moves a workload A → B (the CLI as source), then B → A through B\'s agent; it verifies on each side, nothing is left behind', async () => {
     const w = await launch(a!.store, 'mc');
-    const r = await ferryCli(a!.store, ['migrate', 'mc', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
+    const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, 'mc', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const out = JSON.parse(r.stdout) as { ok: boolean; strategy: string; downtimeMs: number; totalMs: number; bytesMoved: number; phases: Record<string, number>; destination: { pid: number; name: string }; source: { snapshot?: string } };
     assert.equal(out.ok, true);
-    assert.equal(out.strategy, 'cold');
+    assert.equal(out.strategy, strategy);
     assert.ok(out.bytesMoved > 60 * 2 ** 20, `bytes moved: ${out.bytesMoved}`);
     assert.ok(out.downtimeMs > 0 && out.downtimeMs <= out.totalMs);
-    for (const p of ['preflight', 'transfer', 'restore', 'commit']) assert.ok(p in out.phases, `phase ${p} timed`);
+    for (const p of EXPECTED_PHASES[strategy] ?? ['preflight', 'commit']) assert.ok(p in out.phases, `phase ${p} timed`);
     assert.equal(out.destination.name, 'mc');
     assert.equal(out.source.snapshot, undefined, 'the source snapshot is removed after the commit');
     await w.inst.verify(out.destination.pid);
@@ -135,7 +143,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     for (const s of [a!.store, b!.store]) assert.deepEqual((JSON.parse(await ferryOk(s, ['snapshots', 'ls', '--json'])) as { snapshots: unknown[] }).snapshots, []);
 
     // Back, as a job on B's agent (FERRY_AGENT), which outlives the command.
-    const back = await ferryCli(b!.store, ['migrate', 'mc', '--to', a!.url, '--json'], { FERRY_AGENT: b!.url, FERRY_TOKEN: (await readFile(tokenFile, 'utf8')).trim() });
+    const back = await ferryCli(b!.store, ['migrate', '--strategy', strategy, 'mc', '--to', a!.url, '--json'], { FERRY_AGENT: b!.url, FERRY_TOKEN: (await readFile(tokenFile, 'utf8')).trim() });
     assert.equal(back.code, 0, back.stderr + back.stdout);
     const outBack = JSON.parse(back.stdout) as { destination: { pid: number } };
     // The job on B: its events carried the transfer's bytes; /metrics counts the migration.
@@ -144,7 +152,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     const jobs = (await (await api('/v1/jobs')).json()) as { jobs: { id: string; kind: string; state: string; phases: { name: string }[] }[] };
     const job = jobs.jobs.find((j) => j.kind === 'migrate');
     assert.equal(job?.state, 'succeeded');
-    for (const p of ['preflight', 'transfer', 'restore', 'commit']) assert.ok(job.phases.some((x) => x.name === p), `job phase ${p}`);
+    for (const p of EXPECTED_PHASES[strategy] ?? ['preflight', 'commit']) assert.ok(job.phases.some((x) => x.name === p), `job phase ${p}`);
     const events = await (await api(`/v1/jobs/${job.id}/events`)).text();
     assert.match(events, /event: transfer\ndata: \{"bytes":\d+,"totalBytes":\d+\}/);
     const metrics = await (await api('/metrics')).text();
@@ -156,7 +164,8 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await ferryCli(a!.store, ['stop', 'mc']);
   });
 
-  it('a crun container and a runc container each move A → B under their id and keep their state', async () => {
+  // (Containers: runc moves only cold, crun like a process tree; tested once, in the cold suite.)
+  if (strategy === 'cold') it('a crun container and a runc container each move A → B under their id and keep their state', async () => {
     const rootA = join(dir, 'crun-a');
     const rootB = join(dir, 'crun-b');
     const id = `ferry-mig-${process.pid}`;
@@ -167,7 +176,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     try {
       await startContainer('crun', id, bundle, join(dir, 'c-logs'), rootA);
       while (await counter() < 5) await new Promise((r) => setTimeout(r, 50));
-      const r = await ferryCli(a!.store, ['migrate', `container:${id}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_CRUN_ROOT: rootA });
+      const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, `container:${id}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_CRUN_ROOT: rootA });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       const out = JSON.parse(r.stdout) as { destination: { pid: number; name: string } };
       assert.equal(out.destination.name, id);
@@ -193,7 +202,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     try {
       await startContainer('runc', rid, rbundle, join(dir, 'r-logs'), runcA);
       while (await rcounter() < 5) await new Promise((r) => setTimeout(r, 50));
-      const r = await ferryCli(a!.store, ['migrate', `container:${rid}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_RUNC_ROOT: runcA });
+      const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, `container:${rid}`, '--to', b!.url, '--to-token-file', tokenFile, '--json'], { FERRY_RUNC_ROOT: runcA });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       const out = JSON.parse(r.stdout) as { destination: { pid: number; name: string }; phases: Record<string, number> };
       assert.equal(out.destination.name, rid);
@@ -212,10 +221,10 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     }
   });
 
-  it('a wrong token is refused at preflight, before anything is frozen', async () => {
+  it('a wrong token is refused at preflight, before anything is frozen', na('wrong-token'), async () => {
     const w = await launch(a!.store, 'f-token');
     await writeFile(join(dir, 'bad-token'), 'not-the-token\n');
-    const r = await ferryCli(a!.store, ['migrate', 'f-token', '--to', b!.url, '--to-token-file', join(dir, 'bad-token'), '--json']);
+    const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, 'f-token', '--to', b!.url, '--to-token-file', join(dir, 'bad-token'), '--json']);
     assert.equal(r.code, 1);
     const e = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; phase: string }; workload: string };
     assert.equal(e.ok, false);
@@ -226,7 +235,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     await ferryCli(a!.store, ['stop', 'f-token']);
   });
 
-  it('a destination store without room refuses at preflight', async () => {
+  it('a destination store without room refuses at preflight', na('full-store'), async () => {
     const small = join(dir, 'small');
     await mkdir(small);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
@@ -234,7 +243,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     try {
       c = await startAgentProc('c', join(small, 'store'));
       const w = await launch(a!.store, 'f-full');
-      const r = await ferryCli(a!.store, ['migrate', 'f-full', '--to', c.url, '--to-token-file', tokenFile, '--tier', 'disk', '--json']);
+      const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, 'f-full', '--to', c.url, '--to-token-file', tokenFile, '--tier', 'disk', '--json']);
       assert.equal(r.code, 1, r.stdout);
       const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; message: string }; workload: string };
       assert.equal(e.error.code, 'ERR_MIGRATE_REFUSED');
@@ -250,12 +259,12 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     }
   });
 
-  it('a destination whose CRIU is of another line refuses at preflight, before anything is frozen', async () => {
+  it('a destination whose CRIU is of another line refuses at preflight, before anything is frozen', na('old-criu'), async () => {
     // A stand-in for CRIU 3.17.1 speaking the real swrk protocol (it answers VERSION only).
     const old = await startAgentProc('old', undefined, { FERRY_CRIU: join(PROJECT_ROOT, 'test', 'fixtures', 'fake-criu-old.py') });
     try {
       const w = await launch(a!.store, 'f-criu');
-      const r = await ferryCli(a!.store, ['migrate', 'f-criu', '--to', old.url, '--to-token-file', tokenFile, '--json']);
+      const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, 'f-criu', '--to', old.url, '--to-token-file', tokenFile, '--json']);
       assert.equal(r.code, 1, r.stdout);
       const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; message: string }; workload: string };
       assert.equal(e.error.code, 'ERR_MIGRATE_REFUSED');
@@ -269,10 +278,10 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     }
   });
 
-  it('the source ferry SIGKILLed during the transfer: CRIU resumes the workload; the destination drops what it got; the next command cleans the source store', async () => {
+  it('the source ferry SIGKILLed during the transfer: CRIU resumes the workload; the destination drops what it got; the next command cleans the source store', na('source-killed'), async () => {
     const w = await launch(a!.store, 'f-source-killed');
     const proxy = await startProxy(Number(new URL(b!.url).port));
-    const cli = spawn(FERRY, ['--store', a!.store, 'migrate', 'f-source-killed', '--to', `http://127.0.0.1:${proxy.port}`, '--to-token-file', tokenFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cli = spawn(FERRY, ['--store', a!.store, 'migrate', '--strategy', strategy, 'f-source-killed', '--to', `http://127.0.0.1:${proxy.port}`, '--to-token-file', tokenFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<NodeJS.Signals | null>((r) => cli.once('exit', (_c, sig) => r(sig)));
     proxy.fault = { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20, action: () => { cli.kill('SIGKILL'); } };
     try {
@@ -298,7 +307,7 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
   });
 
   for (const fault of ['flip', 'cut', 'kill-during-transfer', 'kill-during-restore'] as const) {
-    it(`a fault in flight (${fault}): the source resumes and verifies; the destination keeps nothing`, async () => {
+    it(`a fault in flight (${fault}): the source resumes and verifies; the destination keeps nothing`, na(fault), async () => {
       const name = `f-${fault}`;
       const w = await launch(a!.store, name);
       let proxy: Proxy | undefined;
@@ -321,11 +330,11 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
         }, 2);
       }
       try {
-        const r = await ferryCli(a!.store, ['migrate', name, '--to', to, '--to-token-file', tokenFile, '--json']);
+        const r = await ferryCli(a!.store, ['migrate', '--strategy', strategy, name, '--to', to, '--to-token-file', tokenFile, '--json']);
         assert.equal(r.code, 1, r.stdout + r.stderr);
         const e = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; phase: string }; workload: string };
         assert.equal(e.workload, 'running on source');
-        assert.equal(e.error.phase, fault === 'kill-during-restore' ? 'restore' : 'transfer', JSON.stringify(e));
+        assert.equal(e.error.phase, faultPhase(strategy, fault), JSON.stringify(e));
         if (proxy) assert.ok(proxy.fired, 'the fault happened');
       } finally {
         clearInterval(watcher);
@@ -341,3 +350,4 @@ describe('ferry migrate between two agents on loopback (cold)', { timeout: 600_0
     });
   }
 });
+}

@@ -1,0 +1,26 @@
+import type { ConcreteStrategy } from './strategy.js';
+
+/**
+ * The strategies' conformance suite (conformance.e2e.test.ts and the testbed's redis test): the
+ * same moves and the same faults run against every strategy listed here. A strategy joins by being
+ * added to the list; where a fault cannot apply to it, NOT_APPLICABLE says why and the suite
+ * reports that test as skipped with the reason (never silently, never as passed).
+ */
+export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold'];
+
+export type ConformanceFault =
+  | 'wrong-token' | 'full-store' | 'old-criu' | 'source-killed'
+  | 'flip' | 'cut' | 'kill-during-transfer' | 'kill-during-restore';
+
+export const NOT_APPLICABLE: Partial<Record<ConcreteStrategy, Partial<Record<ConformanceFault, string>>>> = {};
+
+/** The phases every successful migration with this strategy reports (job phases and the result's). */
+export const EXPECTED_PHASES: Partial<Record<ConcreteStrategy, readonly string[]>> = {
+  cold: ['preflight', 'transfer', 'restore', 'commit'],
+};
+
+/** The phase a fault in flight is reported in (the image stream's faults: 'transfer'). */
+export function faultPhase(strategy: ConcreteStrategy, fault: ConformanceFault): string {
+  const special: Partial<Record<ConcreteStrategy, Partial<Record<ConformanceFault, string>>>> = {};
+  return special[strategy]?.[fault] ?? (fault === 'kill-during-restore' ? 'restore' : 'transfer');
+}
