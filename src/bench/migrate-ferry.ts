@@ -1,9 +1,10 @@
 import type { MigrateResult } from '../migrate/migrate.js';
+import type { ConcreteStrategy } from '../migrate/strategy.js';
 import { FerryError } from '../util/errors.js';
 import type { Testbed } from './migrate-hosts.js';
 
 /**
- * The ferry arm: `ferry migrate NAME --to h2 --json` run in h1, through h1's agent (the
+ * A ferry arm: `ferry migrate NAME --strategy S --to h2 --json` run in h1, through h1's agent (the
  * migration is a job there, as users run it). Its result gives the downtime (freeze on h1 → the
  * copy on h2 runs), the total, the bytes and the phases; the job's phase timeline on the agent
  * (start times and durations) splits the downtime into its steps.
@@ -39,6 +40,7 @@ export interface FerryRunResult {
   /** Whether dump/sourceEnd came from the agent's job timeline (else: the downtime's remainder). */
   timeline: boolean;
   pid: number;
+  details: Record<string, unknown> | undefined;
 }
 
 interface JobPhase { name: string; startedAt?: string; ms?: number }
@@ -68,9 +70,9 @@ export function splitDowntime(r: Pick<MigrateResult, 'downtimeMs' | 'phases'>, t
   return { phases: { ...base, dump: Math.max(0, r.downtimeMs - transfer - restore - commit), sourceEnd: 0, other: 0 }, timeline: false };
 }
 
-export async function ferryMigrate(bed: Testbed, name: string, timeoutMs: number): Promise<FerryRunResult> {
+export async function ferryMigrate(bed: Testbed, name: string, strategy: ConcreteStrategy, timeoutMs: number): Promise<FerryRunResult> {
   const h1 = bed.host('h1');
-  const ran = await bed.ferry(h1, ['migrate', name, '--to', 'h2', '--json'], { timeoutMs });
+  const ran = await bed.ferry(h1, ['migrate', name, '--strategy', strategy, '--to', 'h2', '--json'], { timeoutMs });
   const r = JSON.parse(ran.stdout) as MigrateResult;
   if (r.ok !== true || typeof r.downtimeMs !== 'number') throw new FerryError('ERR_BENCH', `bench migrate: ferry migrate printed no result: ${ran.stdout.slice(0, 400)}`);
   const jobs = await bed.agentGet<{ jobs: JobView[] }>(h1, '/v1/jobs').catch(() => ({ jobs: [] as JobView[] }));
@@ -79,5 +81,6 @@ export async function ferryMigrate(bed: Testbed, name: string, timeoutMs: number
   return {
     downtimeMs: r.downtimeMs, totalMs: r.totalMs, cliMs: ran.ms, bytes: r.bytesMoved, wireBytes: r.wireBytes,
     phases: split.phases, reported: r.phases, timeline: split.timeline, pid: r.destination.pid,
+    details: { chosen: r.chosen, ...r.details },
   };
 }

@@ -1,13 +1,16 @@
+import type { ConcreteStrategy } from '../migrate/strategy.js';
 import type { MigrateWorkloadKind } from './migrate-workloads.js';
 
 /** What `ferry bench migrate` is asked and what each of its samples records (bench/migrate.ts). */
 
-export type Arm = 'ferry' | 'raw';
+/** A ferry strategy, or the raw baseline (criu dump → tar over TCP → criu restore). */
+export type Arm = ConcreteStrategy | 'raw';
 
 export interface MigrateBenchOptions {
-  strategy: 'cold';
-  /** Workload size, MiB (memcheck's memory; redis's data). */
-  mib: number;
+  /** ferry's strategies, each measured against the raw baseline, interleaved. */
+  strategies: ConcreteStrategy[];
+  /** Workload sizes, MiB (memcheck's memory; redis's data). */
+  sizes: number[];
   /** Samples per arm and workload. */
   runs: number;
   workloads: MigrateWorkloadKind[];
@@ -38,6 +41,8 @@ export interface MigrateSample {
   frozenMs?: number;
   /** ferry: `ferry migrate` spawn → exit. */
   cliMs?: number;
+  /** ferry: why the strategy, and what it adds to the result (rounds, compression, the post-copy window). */
+  details?: Record<string, unknown>;
   wireBytes?: number;
   /** ferry: whether the downtime was split by the agent's job timeline. */
   timeline?: boolean;

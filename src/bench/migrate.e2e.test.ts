@@ -12,7 +12,8 @@ import { FERRY } from '../testing/ferry-cli.js';
 import { testbedDown } from '../testbed/testbed.js';
 import { isSkipped, type BenchRun } from './harness.js';
 import { BENCH_PREFIX } from './migrate-hosts.js';
-import type { WorkloadSummary } from './migrate-report.js';
+import type { CaseSummary } from './migrate-report.js';
+import { availableStrategies } from '../migrate/strategies/index.js';
 import type { MigrateSample } from './migrate.js';
 
 interface Ran { code: number | null; signal?: NodeJS.Signals | null; stdout: string; stderr: string }
@@ -40,16 +41,18 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
   it('moves 64 MiB memcheck once each way, both copies verified, and leaves nothing behind', async () => {
     const out = await mkdtemp(join(tmpdir(), 'ferry-test-bench-migrate-'));
     try {
-      const r = await ferry(['bench', 'migrate', '--strategy', 'cold', '--quick', '--workload', 'memcheck', '--json', '--out', out], 200_000);
+      // Every strategy built here (the default), each once: the quick smoke of each.
+      const r = await ferry(['bench', 'migrate', '--quick', '--workload', 'memcheck', '--json', '--out', out], 300_000);
       assert.equal(r.code, 0, r.stderr.slice(-3000));
       const run = JSON.parse(r.stdout) as BenchRun & { files: { json: string; html: string } };
       assert.deepEqual(run.experiments, ['migrate']);
       const e = run.results[0];
       assert.ok(e && !isSkipped(e), 'migrate ran');
       assert.deepEqual(e.params['workloads'], ['memcheck']);
-      assert.equal(e.params['mib'], 64);
+      assert.deepEqual(e.params['sizes'], [64]);
+      assert.deepEqual(e.params['strategies'], availableStrategies());
       const samples = e.samples as MigrateSample[];
-      assert.deepEqual(samples.map((s) => s.arm).sort(), ['ferry', 'raw']);
+      assert.deepEqual(samples.map((s) => s.arm).sort(), ['raw', ...availableStrategies()].sort());
       for (const s of samples) {
         assert.equal(s.workload, 'memcheck');
         assert.match(s.verified, /pages=16384 bad_pages=0/, `${s.arm}: every page of the moved copy verified`);
@@ -57,16 +60,20 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
         const steps = Object.values(s.phases);
         assert.ok(steps.length >= 3 && steps.every((v) => Number.isFinite(v)), JSON.stringify(s.phases));
       }
-      const f = samples.find((s) => s.arm === 'ferry')!;
+      const f = samples.find((s) => s.arm === 'cold')!;
       assert.deepEqual(f.leftovers, [], 'ferry left no snapshot on either host');
       assert.equal(f.timeline, true, 'the downtime was split by the agent\'s job timeline');
       const raw = samples.find((s) => s.arm === 'raw')!;
       assert.deepEqual(Object.keys(raw.phases).sort(), ['dump', 'restore', 'wire']);
       assert.ok(raw.frozenMs !== undefined && raw.frozenMs > 0, 'CRIU\'s frozen time read');
-      const sum = (e.summary as Record<string, WorkloadSummary>)['memcheck']!;
-      assert.deepEqual(sum.verified, { ferry: 1, raw: 1 });
-      assert.equal(sum.ratio.n, 1);
-      assert.ok(Number.isFinite(sum.ratio.median) && typeof sum.target.met === 'boolean');
+      const sum = (e.summary as Record<string, CaseSummary>)['memcheck-64']!;
+      assert.equal(sum.raw.verified, 1);
+      for (const a of sum.arms) {
+        assert.equal(a.verified, 1, a.strategy);
+        assert.equal(a.ratio.n, 1, a.strategy);
+        assert.ok(Number.isFinite(a.ratio.median) && typeof a.target?.met === 'boolean', a.strategy);
+      }
+      for (const s of samples.filter((x) => x.arm !== 'raw')) assert.deepEqual(s.leftovers, [], `${s.arm} left no snapshot on either host`);
       const files = (await readdir(out)).sort();
       assert.equal(files.length, 2, files.join(' '));
       assert.match(await readFile(run.files.html, 'utf8'), /data-chart="migrate-downtime"/);
@@ -79,15 +86,15 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
   it('an interrupt mid-run takes the testbed down and exits non-zero', async () => {
     const out = await mkdtemp(join(tmpdir(), 'ferry-test-bench-migrate-'));
     try {
-      const child = spawn(FERRY, ['bench', 'migrate', '--quick', '--workload', 'memcheck', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(FERRY, ['bench', 'migrate', '--strategies', 'cold', '--quick', '--workload', 'memcheck', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       const ended = new Promise<Ran>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout: '', stderr })));
       const watchdog = setTimeout(() => child.kill('SIGKILL'), 120_000);
       child.stderr.on('data', (d: Buffer) => {
         const before = stderr;
         stderr += d.toString();
-        // While `ferry migrate` runs (a job on h1's agent).
-        if (!/ferry: moving/.test(before) && /ferry: moving/.test(stderr)) setTimeout(() => child.kill('SIGINT'), 300);
+        // While `ferry migrate` runs (a job on h1's agent; the arm is named after its strategy).
+        if (!/cold: moving/.test(before) && /cold: moving/.test(stderr)) setTimeout(() => child.kill('SIGINT'), 300);
       });
       const r = await ended;
       clearTimeout(watchdog);

@@ -7,31 +7,38 @@ import { Testbed, throwIfAborted } from './migrate-hosts.js';
 import { rawMigrate } from './migrate-raw.js';
 import { migrateResult } from './migrate-report.js';
 import { MIGRATE_WORKLOADS, startWorkload, type MigrateWorkloadKind } from './migrate-workloads.js';
+import { availableStrategies } from '../migrate/strategies/index.js';
 
 /**
- * `ferry bench migrate --strategy cold` (issue 13): on a testbed of two hosts joined by a 1 Gbit/s
- * link, ferry's cold migration h1 → h2 against the raw baseline (`criu dump` → tar over TCP →
- * `criu restore`, one after another), same workload and size, a fresh instance for every sample,
- * the arms interleaved pair by pair (ferry first in even pairs, raw first in odd ones), every
- * moved copy verified before its sample counts. Reports the downtime of each arm, the ratio pair
- * by pair, and where the time goes.
+ * `ferry bench migrate [--strategies LIST] [--sizes LIST]`: on a testbed of two hosts joined by a
+ * 1 Gbit/s link, each of ferry's strategies moving a workload h1 → h2 against the raw baseline
+ * (`criu dump` → tar over TCP → `criu restore`, one after another), same workload and size, a
+ * fresh instance for every sample, the arms interleaved round by round (the order rotates each
+ * round), every moved copy verified before its sample counts. Reports the downtime of each arm,
+ * its ratio to raw round by round against the strategy's target, and where the time goes.
  */
 
 import type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 export type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 
 export function migrateDefaults(quick: boolean): MigrateBenchOptions {
+  const strategies = availableStrategies();
   return quick
-    ? { strategy: 'cold', mib: 64, runs: 1, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: 256, warmup: false }
+    ? { strategies, sizes: [64], runs: 1, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: 256, warmup: false }
     // Both hosts are this one VM: a 1 GiB migration takes ≈ 4 GiB of fresh memory (images on h1,
     // images on h2, the restored copy, while the source copy still holds its own), and this VM's
-    // fresh memory is slow on first touch; the warm-up covers it for both arms (5 × the size).
-    : { strategy: 'cold', mib: 1024, runs: 3, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: 5 * 1024, warmup: true };
+    // fresh memory is slow on first touch; the warm-up covers it for every arm (5 × the size).
+    : { strategies, sizes: [1024], runs: 3, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: warmFor(1024), warmup: true };
+}
+
+/** MiB written and deleted before each sample: 5 × the largest size, at most 5 GiB (this VM's memory). */
+export function warmFor(maxMiB: number): number {
+  return Math.min(5 * maxMiB, 5 * 1024);
 }
 
 
 export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions): Promise<ExperimentResult> {
-  const timeoutMs = 60_000 + o.mib * 150;
+  const timeoutMsFor = (mib: number): number => 60_000 + mib * 150;
   ctx.say(`testbed: 2 hosts at ${o.rate} (prefix ferry-tbb-)`);
   const bed = await Testbed.up(o.rate, o.signal);
   const samples: MigrateSample[] = [];
@@ -53,8 +60,8 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
     try {
       await warmTmpfs(ctx.tmpfsDir, o.warmMiB);
       ctx.say(`  ${arm}: moving ${name} h1 → h2`);
-      if (arm === 'ferry') {
-        const f = await ferryMigrate(bed, name, timeoutMs);
+      if (arm !== 'raw') {
+        const f = await ferryMigrate(bed, name, arm, timeoutMsFor(mib));
         restored.add(f.pid);
         const verified = await w.verify(h2, f.pid);
         await bed.ferry(h2, ['stop', name], { local: true, timeoutMs: 30_000 });
@@ -63,9 +70,10 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
         return {
           workload: kind, arm, pair, mib, downtimeMs: f.downtimeMs, totalMs: f.totalMs, bytes: f.bytes,
           phases: { ...f.phases }, cliMs: f.cliMs, wireBytes: f.wireBytes, timeline: f.timeline, verified, leftovers,
+          ...(f.details ? { details: f.details } : {}),
         };
       }
-      const r = await rawMigrate(bed, ctx.criuPath, w.pid, join(scratch, 'raw'), timeoutMs);
+      const r = await rawMigrate(bed, ctx.criuPath, w.pid, join(scratch, 'raw'), timeoutMsFor(mib));
       restored.add(r.pid);
       const verified = await w.verify(h2, r.pid);
       killQuietly(r.pid);
@@ -82,18 +90,21 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
 
   try {
     if (o.warmup) {
-      ctx.say('warm-up pair (16 MiB memcheck, not recorded)');
-      await one('memcheck', 'ferry', -1, 16);
-      await one('memcheck', 'raw', -1, 16);
+      ctx.say('warm-up round (16 MiB memcheck, not recorded)');
+      for (const arm of ['raw', ...o.strategies] as Arm[]) await one('memcheck', arm, -1, 16);
     }
+    const arms: Arm[] = ['raw', ...o.strategies];
     for (const kind of o.workloads) {
-      for (let i = 0; i < o.runs; i++) {
-        const order: Arm[] = i % 2 === 0 ? ['ferry', 'raw'] : ['raw', 'ferry'];
-        for (const arm of order) {
-          ctx.say(`${kind} ${o.mib} MiB, pair ${i + 1}/${o.runs}: ${arm}`);
-          const s = await one(kind, arm, i, o.mib);
-          samples.push(s);
-          ctx.say(`  ${arm}: downtime ${s.downtimeMs.toFixed(0)} ms (${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}); ${s.verified}`);
+      for (const mib of o.sizes) {
+        for (let i = 0; i < o.runs; i++) {
+          // Every arm once a round; the order rotates round by round.
+          const order = [...arms.slice(i % arms.length), ...arms.slice(0, i % arms.length)];
+          for (const arm of order) {
+            ctx.say(`${kind} ${mib} MiB, round ${i + 1}/${o.runs}: ${arm}`);
+            const s = await one(kind, arm, i, mib);
+            samples.push(s);
+            ctx.say(`  ${arm}: downtime ${s.downtimeMs.toFixed(0)} ms (${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}); ${s.verified}`);
+          }
         }
       }
     }

@@ -1,4 +1,6 @@
-import { migrateDefaults, runMigrateBench } from '../../bench/migrate.js';
+import { migrateDefaults, runMigrateBench, warmFor } from '../../bench/migrate.js';
+import { availableStrategies } from '../../migrate/strategies/index.js';
+import type { ConcreteStrategy } from '../../migrate/strategy.js';
 import { MIGRATE_WORKLOADS, type MigrateWorkloadKind } from '../../bench/migrate-workloads.js';
 import { FerryError } from '../../util/errors.js';
 import { positiveInt, type CommandContext } from '../command.js';
@@ -11,11 +13,38 @@ export interface BenchMigrateFlags {
   mib?: string | undefined;
   runs?: string | undefined;
   strategy?: string | undefined;
+  strategies?: string | undefined;
+  sizes?: string | undefined;
+  rate?: string | undefined;
   workload?: string[] | undefined;
   'warm-mib'?: string | undefined;
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** `cold,stream` → the strategies, each built into this ferry (auto is not an arm: it is one of them). */
+export function parseStrategies(list: string): ConcreteStrategy[] {
+  const built = availableStrategies();
+  const wanted = list.split(',').map((x) => x.trim()).filter(Boolean);
+  const bad = wanted.filter((w) => !built.includes(w as ConcreteStrategy));
+  if (bad.length || wanted.length === 0) {
+    throw new FerryError('ERR_USAGE', `bench migrate: unknown or unavailable strategy '${bad.join(', ') || list}'`, { hint: `strategies built here: ${built.join(', ')}` });
+  }
+  return [...new Set(wanted as ConcreteStrategy[])];
+}
+
+/** `256M,1G,4G` or `64,1024` (MiB) → MiB. */
+export function parseSizes(list: string): number[] {
+  const out: number[] = [];
+  for (const x of list.split(',').map((v) => v.trim()).filter(Boolean)) {
+    const m = /^(\d+)([MG]i?B?)?$/i.exec(x);
+    const n = m ? Number(m[1]) * (m[2] && /^g/i.test(m[2]) ? 1024 : 1) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 64 * 1024) throw new FerryError('ERR_USAGE', `bench migrate: bad size '${x}'`, { hint: 'sizes in MiB or with a unit: 64, 256M, 1G, 4G' });
+    out.push(n);
+  }
+  if (out.length === 0) throw new FerryError('ERR_USAGE', 'bench migrate: --sizes is empty', { hint: 'e.g. --sizes 256M,1G' });
+  return out;
+}
 
 /**
  * `ferry bench migrate`: the migration benchmark (bench/migrate.ts) as a bench run of its own
@@ -23,12 +52,17 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * between steps (the running command is ended) and the testbed is taken down before it exits.
  */
 export async function benchMigrate(values: BenchMigrateFlags, ctx: CommandContext): Promise<number> {
-  const strategy = values.strategy ?? 'cold';
-  if (strategy !== 'cold') throw new FerryError('ERR_USAGE', `bench migrate: unknown strategy '${strategy}'`, { hint: 'strategies: cold' });
   const o = migrateDefaults(values.quick === true);
-  if (values.mib !== undefined) {
-    o.mib = positiveInt(values.mib, '--mib', 'bench');
-    if (values.quick !== true) o.warmMiB = 5 * o.mib; // the warm-up follows the size (see migrateDefaults)
+  const list = values.strategies ?? values.strategy;
+  if (list !== undefined) o.strategies = parseStrategies(list);
+  const sizes = values.sizes ?? values.mib;
+  if (sizes !== undefined) {
+    o.sizes = parseSizes(sizes);
+    if (values.quick !== true) o.warmMiB = warmFor(Math.max(...o.sizes)); // the warm-up follows the size (see migrateDefaults)
+  }
+  if (values.rate !== undefined) {
+    if (!/^\d+(\.\d+)?(k|m|g)?bit$/.test(values.rate)) throw new FerryError('ERR_USAGE', `bench migrate: --rate must be like 1gbit or 500mbit, not '${values.rate}'`, { hint: 'the testbed link\'s rate (tc): 100mbit, 1gbit, 10gbit' });
+    o.rate = values.rate;
   }
   if (values.runs !== undefined) o.runs = positiveInt(values.runs, '--runs', 'bench');
   if (values['warm-mib'] !== undefined) o.warmMiB = Number(values['warm-mib']) || 0;

@@ -11,7 +11,7 @@ import { benchMigrate } from './bench-migrate.js';
 import { runExperiments } from './bench-run.js';
 
 const USAGE = 'ferry bench memory|concurrency|warmstart|dedup|overhead|all [--quick] [--out DIR] [--json]\n' +
-  '       ferry bench migrate --strategy cold [--mib N] [--runs K] [--workload memcheck|redis] [--quick] [--out DIR] [--json]\n' +
+  '       ferry bench migrate [--strategies LIST] [--sizes LIST] [--rate RATE] [--runs K] [--workload memcheck|redis] [--quick] [--out DIR] [--json]\n' +
   '       ferry bench report RUN.json [--out DIR]   (re-render a run\'s HTML report)';
 
 export const command: Command = {
@@ -22,9 +22,10 @@ export const command: Command = {
     '  dedup        page dedup: checkpoint cost vs plain, bytes stored for N snapshots, restore time by chain depth vs flat\n' +
     '  overhead     ferry (engine, CLI) vs the raw criu CLI: ratios and added ms\n' +
     '  all          every one of them, into one JSON file and one HTML report\n' +
-    '  migrate      (not in all) cold migration on a testbed of 2 hosts at 1 Gbit/s: ferry migrate vs criu dump →\n' +
-    '               tar over TCP → criu restore, memcheck and redis of N MiB (default 1024, --quick 64), K runs\n' +
-    '               each (default 3, --quick 1): downtime, ferry / raw pair by pair, the steps side by side\n' +
+    '  migrate      (not in all) migration on a testbed of 2 hosts at 1 Gbit/s: each strategy (default: every one\n' +
+    '               built, e.g. cold,stream) vs criu dump → tar over TCP → criu restore, memcheck and redis at each\n' +
+    '               size (MiB, or 256M,1G,4G; default 1G, --quick 64M), K rounds (default 3, --quick 1): downtime,\n' +
+    '               strategy / raw round by round against its target, the steps side by side\n' +
     'Writes <out>/bench-*.json (every raw sample) and .html (charts) — out defaults to ./bench-results;\n' +
     'progress on stderr. --quick is a smoke test (small sizes, one repetition). No thresholds.',
   usage: USAGE + '\n       ferry bench overhead [--quick] [--json] [--out DIR] [--mib N] [--reps N]',
@@ -39,6 +40,9 @@ export const command: Command = {
       'warm-mib': { type: 'string' },
       dir: { type: 'string' },
       strategy: { type: 'string' },
+      strategies: { type: 'string' },
+      sizes: { type: 'string' },
+      rate: { type: 'string' },
       runs: { type: 'string' },
       workload: { type: 'string', multiple: true },
     }, 'bench');
