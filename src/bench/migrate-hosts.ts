@@ -29,7 +29,7 @@ export interface RunOptions {
   allowFail?: boolean;
 }
 
-export interface BenchHost { name: string; address: string; exec: ExecEnv }
+export interface BenchHost { name: string; address: string; exec: ExecEnv; agentPid: number }
 
 const throwIfAborted = (signal: AbortSignal | undefined): void => {
   if (signal?.aborted) throw new InterruptedError(typeof signal.reason === 'string' ? signal.reason as NodeJS.Signals : 'SIGINT', 'the migration benchmark was interrupted');
@@ -59,7 +59,7 @@ export class Testbed {
       const made = await testbedUp({ dir, prefix: BENCH_PREFIX, hosts: 2, rate });
       up = true;
       const hosts: BenchHost[] = [];
-      for (const h of made.hosts) hosts.push({ name: h.name, address: h.address, exec: await testbedExecEnv(h.name, { dir, prefix: BENCH_PREFIX }) });
+      for (const h of made.hosts) hosts.push({ name: h.name, address: h.address, agentPid: h.agentPid, exec: await testbedExecEnv(h.name, { dir, prefix: BENCH_PREFIX }) });
       return new Testbed(dir, hosts, signal);
     } catch (err) {
       // A failed up removed what it made itself; a down here (by name) could take another

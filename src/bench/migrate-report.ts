@@ -46,12 +46,14 @@ export interface ArmSummary {
   verified: number;
   /** Snapshots left on either host after the migrations (should be none). */
   leftovers: string[];
+  /** CPU seconds: the machine's, and each host's agent with its CRIU runs. */
+  cpuS: { machine: Summary; source: Summary; destination: Summary };
 }
 
 export interface CaseSummary {
   workload: MigrateWorkloadKind;
   mib: number;
-  raw: { downtimeMs: Summary; steps: Record<(typeof RAW_STEPS)[number], Summary>; frozenMs: Summary; linkMBps: Summary; bytes: Summary; verified: number };
+  raw: { downtimeMs: Summary; steps: Record<(typeof RAW_STEPS)[number], Summary>; frozenMs: Summary; linkMBps: Summary; bytes: Summary; verified: number; cpuS: Summary };
   arms: ArmSummary[];
 }
 
@@ -83,6 +85,7 @@ export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloa
       steps: step(xs, FERRY_STEPS), linkMBps: of(xs, (s) => mbps(s.bytes, s.phases['transfer'])),
       bytes: of(xs, (s) => s.bytes, 0), wireBytes: of(xs, (s) => s.wireBytes, 0),
       verified: xs.filter((s) => s.verified !== '').length, leftovers: xs.flatMap((s) => s.leftovers ?? []),
+      cpuS: { machine: of(xs, (s) => s.cpuS?.machine, 2), source: of(xs, (s) => s.cpuS?.source, 2), destination: of(xs, (s) => s.cpuS?.destination, 2) },
     };
   });
   return {
@@ -90,12 +93,14 @@ export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloa
     raw: {
       downtimeMs: of(raw, (s) => s.downtimeMs), steps: step(raw, RAW_STEPS), frozenMs: of(raw, (s) => s.frozenMs),
       linkMBps: of(raw, (s) => mbps(s.bytes, s.phases['wire'])), bytes: of(raw, (s) => s.bytes, 0), verified: raw.filter((s) => s.verified !== '').length,
+      cpuS: of(raw, (s) => s.cpuS?.machine, 2),
     },
   };
 }
 
 const ms = (s: Summary): string => (s.n === 0 ? '-' : s.n === 1 ? s.median.toFixed(0) : `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`);
 const med = (s: Summary): string => (s.n === 0 ? '-' : s.median.toFixed(0));
+const sec = (s: Summary): string => (s.n === 0 ? '-' : s.median.toFixed(2));
 const mibOf = (s: Summary): string => (s.n === 0 ? '-' : (s.median / 2 ** 20).toFixed(0));
 
 export function migrateResult(o: MigrateBenchOptions, samples: MigrateSample[]): ExperimentResult {
@@ -149,6 +154,7 @@ export function migrateResult(o: MigrateBenchOptions, samples: MigrateSample[]):
           row('other', (a) => med(a.steps.other), '-'),
           row('= downtime', (a) => med(a.downtimeMs), med(c.raw.downtimeMs)),
           row('link throughput, MB/s', (a) => med(a.linkMBps), med(c.raw.linkMBps)),
+          row('CPU s, whole migration: machine (source agent + CRIU | destination agent + CRIU)', (a) => `${sec(a.cpuS.machine)} (${sec(a.cpuS.source)} | ${sec(a.cpuS.destination)})`, sec(c.raw.cpuS)),
           row('not downtime: preflight | whole `ferry migrate` command', (a) => `${med(a.preflightMs)} | ${med(a.cliMs)}`, '-'),
         ];
       }),

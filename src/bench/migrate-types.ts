@@ -41,6 +41,8 @@ export interface MigrateSample {
   frozenMs?: number;
   /** ferry: `ferry migrate` spawn → exit. */
   cliMs?: number;
+  /** CPU seconds while the migration ran: the whole machine (both hosts share it); ferry: each host's agent with the CRIU runs it waited for. */
+  cpuS?: { machine: number; source?: number; destination?: number };
   /** ferry: why the strategy, and what it adds to the result (rounds, compression, the post-copy window). */
   details?: Record<string, unknown>;
   wireBytes?: number;

@@ -74,6 +74,7 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
         assert.ok(Number.isFinite(a.ratio.median) && typeof a.target?.met === 'boolean', a.strategy);
       }
       for (const s of samples.filter((x) => x.arm !== 'raw')) assert.deepEqual(s.leftovers, [], `${s.arm} left no snapshot on either host`);
+      for (const s of samples) assert.ok(s.cpuS && s.cpuS.machine > 0 && (s.arm === 'raw' || (s.cpuS.source ?? 0) > 0), `${s.arm}: CPU measured: ${JSON.stringify(s.cpuS)}`);
       const files = (await readdir(out)).sort();
       assert.equal(files.length, 2, files.join(' '));
       assert.match(await readFile(run.files.html, 'utf8'), /data-chart="migrate-downtime"/);

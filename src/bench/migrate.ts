@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAlive, killQuietly, waitFor } from '../testing/processes.js';
+import { cpuMeter } from './cpu-use.js';
 import { warmTmpfs, type BenchContext, type ExperimentResult } from './harness.js';
 import { ferryMigrate, type FerryPhases } from './migrate-ferry.js';
 import { Testbed, throwIfAborted } from './migrate-hosts.js';
@@ -61,7 +62,9 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
       await warmTmpfs(ctx.tmpfsDir, o.warmMiB);
       ctx.say(`  ${arm}: moving ${name} h1 → h2`);
       if (arm !== 'raw') {
+        const meter = cpuMeter({ source: bed.host('h1').agentPid, destination: h2.agentPid });
         const f = await ferryMigrate(bed, name, arm, timeoutMsFor(mib));
+        const cpuS = meter.stop() as NonNullable<MigrateSample['cpuS']>;
         restored.add(f.pid);
         const verified = await w.verify(h2, f.pid);
         await bed.ferry(h2, ['stop', name], { local: true, timeoutMs: 30_000 });
@@ -69,11 +72,13 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
         const leftovers = [...await snapshotsOn('h1'), ...await snapshotsOn('h2')];
         return {
           workload: kind, arm, pair, mib, downtimeMs: f.downtimeMs, totalMs: f.totalMs, bytes: f.bytes,
-          phases: { ...f.phases }, cliMs: f.cliMs, wireBytes: f.wireBytes, timeline: f.timeline, verified, leftovers,
+          phases: { ...f.phases }, cliMs: f.cliMs, wireBytes: f.wireBytes, timeline: f.timeline, verified, leftovers, cpuS,
           ...(f.details ? { details: f.details } : {}),
         };
       }
+      const meter = cpuMeter({});
       const r = await rawMigrate(bed, ctx.criuPath, w.pid, join(scratch, 'raw'), timeoutMsFor(mib));
+      const cpuS = { machine: meter.stop()['machine'] ?? 0 };
       restored.add(r.pid);
       const verified = await w.verify(h2, r.pid);
       killQuietly(r.pid);
@@ -81,7 +86,7 @@ export async function runMigrateBench(ctx: BenchContext, o: MigrateBenchOptions)
       restored.delete(r.pid);
       return {
         workload: kind, arm, pair, mib, downtimeMs: r.downtimeMs, totalMs: r.downtimeMs, bytes: r.bytes,
-        phases: { dump: r.dumpMs, wire: r.wireMs, restore: r.restoreMs }, frozenMs: r.frozenMs, verified,
+        phases: { dump: r.dumpMs, wire: r.wireMs, restore: r.restoreMs }, frozenMs: r.frozenMs, verified, cpuS,
       };
     } finally {
       await w.cleanup();
