@@ -18,6 +18,7 @@ import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } 
 import { memcheckWorkload } from '../testing/workloads.js';
 import { CONFORMANCE_STRATEGIES, EXPECTED_PHASES, faultPhase, NOT_APPLICABLE, type ConformanceFault } from './conformance.js';
 import type { ConcreteStrategy } from './strategy.js';
+import { availableStrategies } from './strategies/index.js';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -220,6 +221,37 @@ describe(`ferry migrate between two agents on loopback: ${strategy}`, { timeout:
       await removeContainer('runc', rid, runcB);
     }
   });
+
+  // Strategy choice, once (it does not depend on the suite's strategy).
+  if (strategy === CONFORMANCE_STRATEGIES[0]) {
+    it('auto (the default) picks a strategy this build has, from a sample of the workload\'s memory, and says why', async () => {
+      const w = await launch(a!.store, 'f-auto');
+      const r = await ferryCli(a!.store, ['migrate', 'f-auto', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const out = JSON.parse(r.stdout) as { strategy: string; chosen: { strategy: string; because: string; facts: { dirtyBytesPerSec?: number; compressRatio?: number } }; destination: { pid: number } };
+      assert.ok((availableStrategies() as string[]).includes(out.chosen.strategy), JSON.stringify(out.chosen));
+      assert.equal(out.strategy, out.chosen.strategy);
+      assert.ok(out.chosen.because.length > 20, out.chosen.because);
+      assert.ok((out.chosen.facts.dirtyBytesPerSec ?? 0) > 0, `memcheck rewrites pages: ${JSON.stringify(out.chosen.facts)}`);
+      assert.ok((out.chosen.facts.compressRatio ?? 0) >= 1, JSON.stringify(out.chosen.facts));
+      await w.inst.verify(out.destination.pid);
+      await ferryCli(b!.store, ['stop', 'f-auto']);
+    });
+
+    it('precopy on a kernel without soft-dirty is refused before anything is frozen, naming what is missing and what to use', async () => {
+      const w = await launch(a!.store, 'f-precopy');
+      const r = await ferryCli(a!.store, ['migrate', 'f-precopy', '--strategy', 'precopy', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const e = JSON.parse(r.stdout) as { error: { code: string; phase: string; message: string; hint: string }; workload: string };
+      assert.equal(e.error.code, 'ERR_CRIU_FEATURE');
+      assert.equal(e.error.phase, 'preflight');
+      assert.match(e.error.message, /soft-dirty/);
+      assert.match(e.error.hint, /--strategy incremental/);
+      assert.equal(e.workload, 'running on source');
+      await assertRolledBack(w, b!);
+      await ferryCli(a!.store, ['stop', 'f-precopy']);
+    });
+  }
 
   it('a wrong token is refused at preflight, before anything is frozen', na('wrong-token'), async () => {
     const w = await launch(a!.store, 'f-token');

@@ -30,7 +30,7 @@ export interface MigrateResult {
   ok: true;
   strategy: ConcreteStrategy;
   /** Why this strategy: the user's choice, or what `auto` weighed. */
-  chosen: { strategy: ConcreteStrategy; because: string };
+  chosen: { strategy: ConcreteStrategy; because: string; facts?: Record<string, unknown> };
   migration: string;
   /** From the freeze on the source to the destination's copy running. */
   downtimeMs: number;

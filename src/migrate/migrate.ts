@@ -22,6 +22,7 @@ import type { CommitAnswer, ImageSender, ImageSendResult, ServiceAddress } from 
 import type { MigrateRequest, MigrateResult } from './migrate-types.js';
 import type { FinalDump, HandoffResult, MigrationStrategy, Preflight, StrategyContext, StrategyName } from './strategy.js';
 import { chooseStrategy } from './strategies/auto.js';
+import { sampleMemory } from './memory-sample.js';
 import { availableStrategies, strategyFor } from './strategies/index.js';
 
 /**
@@ -80,7 +81,7 @@ async function migrateRecorded(engine: Engine, req: MigrateRequest, phases: Phas
     const up = workload?.address && !workload.address.removedAt ? workload.address : undefined;
     const address: ServiceAddress | undefined = up ? { address: up.address, prefix: up.prefix, dev: up.dev } : undefined;
     const [host, version, bytes] = await Promise.all([hostFacts(), new CriuClient().version(), treeRssBytes(live.rootPid)]);
-    chosen = await pickStrategy(req.strategy ?? 'auto', { bytes, driver: driver.name });
+    chosen = await pickStrategy(req.strategy ?? 'auto', { bytes, driver: driver.name, rootPid: live.rootPid });
     strategy = strategyFor(chosen.strategy);
     // A container has its own pid namespace whenever its spec says so; CRIU restores it anew.
     const ownPidNamespace = record.kind === 'process' ? record.ownPidNamespace === true : record.namespaces.includes('pid');
@@ -200,7 +201,7 @@ async function frozenPart(
 }
 
 /** The strategy asked for, or the one `auto` picks from what is known before the freeze. */
-async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: string }): Promise<MigrateResult['chosen']> {
+async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: string; rootPid: number }): Promise<MigrateResult['chosen']> {
   if (asked !== 'auto') {
     if (t.driver === 'runc' && asked !== 'cold') {
       throw new FerryError('ERR_MIGRATE_STRATEGY', `a runc container migrates only with the cold strategy, not ${asked}: runc runs CRIU itself, so ferry cannot drive its dump`, {
@@ -209,11 +210,17 @@ async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: str
     }
     return { strategy: asked, because: 'asked for' };
   }
-  const features = await new CriuClient().features().catch(() => ({ memTrack: false, lazyPages: false }));
-  return chooseStrategy({
+  const [features, sample] = await Promise.all([
+    new CriuClient().features().catch(() => ({ memTrack: false, lazyPages: false })),
+    t.driver === 'runc' ? undefined : sampleMemory(t.rootPid, t.bytes),
+  ]);
+  const facts = {
     bytes: t.bytes, driver: t.driver, linkBytesPerSec: ASSUMED_LINK_BYTES_PER_SEC, linkMeasured: false,
+    dirtyBytesPerSec: sample?.dirtyBytesPerSec, compressRatio: sample?.compressRatio,
     lazyPages: features.lazyPages, memTrack: features.memTrack, available: availableStrategies(),
-  });
+  };
+  const { available: _, ...shown } = facts;
+  return { ...chooseStrategy(facts), facts: shown };
 }
 
 /** A 1 Gbit/s link, until the link is measured. */
