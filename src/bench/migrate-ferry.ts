@@ -1,5 +1,5 @@
 import type { MigrateResult } from '../migrate/migrate.js';
-import type { ConcreteStrategy } from '../migrate/strategy.js';
+import type { StrategyName } from '../migrate/strategy.js';
 import { FerryError } from '../util/errors.js';
 import type { Testbed } from './migrate-hosts.js';
 
@@ -70,7 +70,7 @@ export function splitDowntime(r: Pick<MigrateResult, 'downtimeMs' | 'phases'>, t
   return { phases: { ...base, dump: Math.max(0, r.downtimeMs - transfer - restore - commit), sourceEnd: 0, other: 0 }, timeline: false };
 }
 
-export async function ferryMigrate(bed: Testbed, name: string, strategy: ConcreteStrategy, timeoutMs: number): Promise<FerryRunResult> {
+export async function ferryMigrate(bed: Testbed, name: string, strategy: StrategyName, timeoutMs: number): Promise<FerryRunResult> {
   const h1 = bed.host('h1');
   const ran = await bed.ferry(h1, ['migrate', name, '--strategy', strategy, '--to', 'h2', '--json'], { timeoutMs });
   const r = JSON.parse(ran.stdout) as MigrateResult;

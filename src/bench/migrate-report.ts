@@ -1,4 +1,4 @@
-import type { ConcreteStrategy } from '../migrate/strategy.js';
+import type { StrategyName } from '../migrate/strategy.js';
 import type { ExperimentResult } from './harness.js';
 import type { MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 import { fmt, roundSummary, summarize, type Summary } from './stats.js';
@@ -13,7 +13,7 @@ import type { MigrateWorkloadKind } from './migrate-workloads.js';
 /** What each strategy is held to (issues 13, 14 and 15): a ratio to the raw baseline, or a bound in ms. */
 export interface Target { ratio?: number; maxMs?: number; text: string }
 
-export function targetFor(strategy: ConcreteStrategy, workload: MigrateWorkloadKind): Target | undefined {
+export function targetFor(strategy: StrategyName, workload: MigrateWorkloadKind): Target | undefined {
   switch (strategy) {
     case 'cold': return { ratio: 1.1, text: '≤ 1.1 × raw' };
     // Compressible data (redis) should stream at half the baseline's downtime.
@@ -28,8 +28,10 @@ export const FERRY_STEPS = ['dump', 'transfer', 'restore', 'sourceEnd', 'commit'
 export const RAW_STEPS = ['dump', 'wire', 'restore'] as const;
 
 export interface ArmSummary {
-  strategy: ConcreteStrategy;
+  strategy: StrategyName;
   downtimeMs: Summary;
+  /** auto: what it picked in each sample, and why. */
+  picked: { strategy: string; because: string }[];
   /** This strategy's downtime / raw's, round by round. */
   ratio: Summary;
   target: (Target & { met: boolean }) | undefined;
@@ -63,7 +65,7 @@ const step = <K extends string>(xs: MigrateSample[], keys: readonly K[]): Record
   Object.fromEntries(keys.map((k) => [k, of(xs, (s) => s.phases[k])])) as Record<K, Summary>;
 const mbps = (bytes: number, ms: number | undefined): number | undefined => (ms ? bytes / 1e6 / (ms / 1000) : undefined);
 
-export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloadKind, mib: number, strategies: readonly ConcreteStrategy[]): CaseSummary {
+export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloadKind, mib: number, strategies: readonly StrategyName[]): CaseSummary {
   const mine = samples.filter((s) => s.workload === workload && s.mib === mib);
   const raw = mine.filter((s) => s.arm === 'raw');
   const arms = strategies.map((strategy): ArmSummary => {
@@ -80,7 +82,7 @@ export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloa
       : t.ratio !== undefined ? ratio.n > 0 && ratio.median <= t.ratio
         : downtimeMs.n > 0 && downtimeMs.median <= (t.maxMs ?? Infinity);
     return {
-      strategy, downtimeMs, ratio, target: t ? { ...t, met } : undefined,
+      strategy, downtimeMs, ratio, target: t ? { ...t, met } : undefined, picked: xs.flatMap((s) => pickedOf(s)),
       totalMs: of(xs, (s) => s.totalMs), cliMs: of(xs, (s) => s.cliMs), preflightMs: of(xs, (s) => s.phases['preflight']),
       steps: step(xs, FERRY_STEPS), linkMBps: of(xs, (s) => mbps(s.bytes, s.phases['transfer'])),
       bytes: of(xs, (s) => s.bytes, 0), wireBytes: of(xs, (s) => s.wireBytes, 0),
@@ -96,6 +98,12 @@ export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloa
       cpuS: of(raw, (s) => s.cpuS?.machine, 2),
     },
   };
+}
+
+/** What `auto` picked in a sample (its result's `chosen`, kept in the sample's details). */
+function pickedOf(s: MigrateSample): { strategy: string; because: string }[] {
+  const c = s.details?.['chosen'] as { strategy?: unknown; because?: unknown } | undefined;
+  return s.arm === 'auto' && typeof c?.strategy === 'string' && typeof c.because === 'string' ? [{ strategy: c.strategy, because: c.because }] : [];
 }
 
 const ms = (s: Summary): string => (s.n === 0 ? '-' : s.n === 1 ? s.median.toFixed(0) : `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`);
@@ -158,6 +166,10 @@ export function migrateResult(o: MigrateBenchOptions, samples: MigrateSample[]):
           row('not downtime: preflight | whole `ferry migrate` command', (a) => `${med(a.preflightMs)} | ${med(a.cliMs)}`, '-'),
         ];
       }),
+    }, {
+      title: 'What auto picked, and why (its result\'s `chosen`)',
+      columns: ['workload', 'picked', 'because'],
+      rows: cases.flatMap((c) => c.arms.filter((a) => a.strategy === 'auto').flatMap((a) => a.picked.map((p) => [label(c), p.strategy, p.because]))),
     }],
     notes: [
       'Each sample starts a fresh workload on h1 with `ferry run` (pid 1 of its own pid namespace), moves it to h2, verifies the copy there (memcheck: every byte of every page, by the restored process; redis: every key), then ends it.',

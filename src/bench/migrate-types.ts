@@ -1,14 +1,14 @@
-import type { ConcreteStrategy } from '../migrate/strategy.js';
+import type { StrategyName } from '../migrate/strategy.js';
 import type { MigrateWorkloadKind } from './migrate-workloads.js';
 
 /** What `ferry bench migrate` is asked and what each of its samples records (bench/migrate.ts). */
 
-/** A ferry strategy, or the raw baseline (criu dump → tar over TCP → criu restore). */
-export type Arm = ConcreteStrategy | 'raw';
+/** A ferry strategy (`auto`: whatever it picks, the sample says which), or the raw baseline (criu dump → tar over TCP → criu restore). */
+export type Arm = StrategyName | 'raw';
 
 export interface MigrateBenchOptions {
   /** ferry's strategies, each measured against the raw baseline, interleaved. */
-  strategies: ConcreteStrategy[];
+  strategies: StrategyName[];
   /** Workload sizes, MiB (memcheck's memory; redis's data). */
   sizes: number[];
   /** Samples per arm and workload. */

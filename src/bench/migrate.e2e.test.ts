@@ -50,9 +50,9 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
       assert.ok(e && !isSkipped(e), 'migrate ran');
       assert.deepEqual(e.params['workloads'], ['memcheck']);
       assert.deepEqual(e.params['sizes'], [64]);
-      assert.deepEqual(e.params['strategies'], availableStrategies());
+      assert.deepEqual(e.params['strategies'], [...availableStrategies(), 'auto']);
       const samples = e.samples as MigrateSample[];
-      assert.deepEqual(samples.map((s) => s.arm).sort(), ['raw', ...availableStrategies()].sort());
+      assert.deepEqual(samples.map((s) => s.arm).sort(), ['raw', 'auto', ...availableStrategies()].sort());
       for (const s of samples) {
         assert.equal(s.workload, 'memcheck');
         assert.match(s.verified, /pages=16384 bad_pages=0/, `${s.arm}: every page of the moved copy verified`);
@@ -71,9 +71,14 @@ describe('ferry bench migrate --quick', { timeout: 240_000 }, () => {
       for (const a of sum.arms) {
         assert.equal(a.verified, 1, a.strategy);
         assert.equal(a.ratio.n, 1, a.strategy);
-        assert.ok(Number.isFinite(a.ratio.median) && typeof a.target?.met === 'boolean', a.strategy);
+        assert.ok(Number.isFinite(a.ratio.median), a.strategy);
+        if (a.strategy !== 'auto') assert.equal(typeof a.target?.met, 'boolean', a.strategy);
       }
       for (const s of samples.filter((x) => x.arm !== 'raw')) assert.deepEqual(s.leftovers, [], `${s.arm} left no snapshot on either host`);
+      const auto = sum.arms.find((x) => x.strategy === 'auto')!;
+      assert.equal(auto.picked.length, 1, 'the auto arm says what it picked');
+      assert.ok((availableStrategies() as string[]).includes(auto.picked[0]!.strategy) && auto.picked[0]!.because.length > 0, JSON.stringify(auto.picked));
+      assert.ok(e.tables.some((t) => t.title.startsWith('What auto picked') && t.rows.length === 1), 'the report shows auto\'s choice');
       for (const s of samples) assert.ok(s.cpuS && s.cpuS.machine > 0 && (s.arm === 'raw' || (s.cpuS.source ?? 0) > 0), `${s.arm}: CPU measured: ${JSON.stringify(s.cpuS)}`);
       const files = (await readdir(out)).sort();
       assert.equal(files.length, 2, files.join(' '));

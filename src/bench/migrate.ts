@@ -9,6 +9,7 @@ import { rawMigrate } from './migrate-raw.js';
 import { migrateResult } from './migrate-report.js';
 import { MIGRATE_WORKLOADS, startWorkload, type MigrateWorkloadKind } from './migrate-workloads.js';
 import { availableStrategies } from '../migrate/strategies/index.js';
+import type { StrategyName } from '../migrate/strategy.js';
 
 /**
  * `ferry bench migrate [--strategies LIST] [--sizes LIST]`: on a testbed of two hosts joined by a
@@ -23,7 +24,7 @@ import type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js
 export type { Arm, MigrateBenchOptions, MigrateSample } from './migrate-types.js';
 
 export function migrateDefaults(quick: boolean): MigrateBenchOptions {
-  const strategies = availableStrategies();
+  const strategies: StrategyName[] = [...availableStrategies(), 'auto'];
   return quick
     ? { strategies, sizes: [64], runs: 1, workloads: [...MIGRATE_WORKLOADS], rate: '1gbit', warmMiB: 256, warmup: false }
     // Both hosts are this one VM: a 1 GiB migration takes ≈ 4 GiB of fresh memory (images on h1,

@@ -1,6 +1,6 @@
 import { migrateDefaults, runMigrateBench, warmFor } from '../../bench/migrate.js';
 import { availableStrategies } from '../../migrate/strategies/index.js';
-import type { ConcreteStrategy } from '../../migrate/strategy.js';
+import type { StrategyName } from '../../migrate/strategy.js';
 import { MIGRATE_WORKLOADS, type MigrateWorkloadKind } from '../../bench/migrate-workloads.js';
 import { FerryError } from '../../util/errors.js';
 import { positiveInt, type CommandContext } from '../command.js';
@@ -22,15 +22,15 @@ export interface BenchMigrateFlags {
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-/** `cold,stream` → the strategies, each built into this ferry (auto is not an arm: it is one of them). */
-export function parseStrategies(list: string): ConcreteStrategy[] {
-  const built = availableStrategies();
+/** `cold,stream,auto` → the strategies, each built into this ferry (auto: whatever it picks). */
+export function parseStrategies(list: string): StrategyName[] {
+  const built: StrategyName[] = [...availableStrategies(), 'auto'];
   const wanted = list.split(',').map((x) => x.trim()).filter(Boolean);
-  const bad = wanted.filter((w) => !built.includes(w as ConcreteStrategy));
+  const bad = wanted.filter((w) => !built.includes(w as StrategyName));
   if (bad.length || wanted.length === 0) {
     throw new FerryError('ERR_USAGE', `bench migrate: unknown or unavailable strategy '${bad.join(', ') || list}'`, { hint: `strategies built here: ${built.join(', ')}` });
   }
-  return [...new Set(wanted as ConcreteStrategy[])];
+  return [...new Set(wanted as StrategyName[])];
 }
 
 /** `256M,1G,4G` or `64,1024` (MiB) → MiB. */
