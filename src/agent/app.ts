@@ -16,6 +16,11 @@ import { operationRoutes } from './routes/operations.js';
 import { storeRoutes } from './routes/snapshots.js';
 import { migrationRoutes } from './routes/migrations.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
+import { hostname } from 'node:os';
+import type { Peer } from './peers.js';
+import { dashboardRoutes, isDashboardAsset } from './routes/dashboard.js';
+import { migrationPreflightRoutes } from './routes/migration-preflight.js';
+import { peerRoutes } from './routes/peers.js';
 
 export interface AgentAppOptions {
   engine: Engine;
@@ -28,6 +33,12 @@ export interface AgentAppOptions {
   version?: string;
   criuVersion?: () => Promise<string | null>;
   migrations?: IncomingMigrations;
+  /** This agent's name in the dashboard's hosts view (default: the host name). */
+  name?: string;
+  /** The other agents it knows (FERRY_PEERS): the dashboard's hosts view, the migration's destinations. */
+  peers?: readonly Peer[];
+  /** Where the dashboard's built files are (default: dist/dashboard-ui of this checkout). */
+  dashboardDir?: string;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -66,6 +77,8 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   const token = o.token;
   if (token !== undefined) {
     app.use(async (c, next) => {
+      // The dashboard's page and script are public (routes/dashboard.ts); its data is not.
+      if (isDashboardAsset(c.req.method, c.req.path)) return next();
       if (!bearerMatches(c.req.header('authorization'), token)) {
         c.header('WWW-Authenticate', 'Bearer');
         return errorResponse(c, new FerryError('ERR_UNAUTHORIZED', 'missing or wrong bearer token', { hint: 'send Authorization: Bearer <the token in the agent\'s --token-file>' }));
@@ -80,10 +93,14 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   });
   // Migration images stream through (bounded by the wire format's own limits); every other body is small JSON.
   app.use((c, next) => (c.req.method === 'PUT' && IMAGE_STREAM_PATH.test(c.req.path) ? next() : limited(c, next)));
+  app.route('/', dashboardRoutes(o.dashboardDir));
   app.route('/', metaRoutes(d));
+  app.route('/', peerRoutes(d, { self: o.name ?? hostname(), peers: o.peers ?? [], token: o.token }));
   app.route('/', operationRoutes(d));
   app.route('/', jobRoutes(d));
   app.route('/', storeRoutes(d));
+  // (before migrationRoutes: its POST /v1/migrations/:id would take 'preflight' for an id)
+  app.route('/', migrationPreflightRoutes(d));
   app.route('/', migrationRoutes(d));
   app.route('/', migrationImageRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));

@@ -20,6 +20,7 @@ import { IncomingMigrations, recoverIncoming } from '../migrate/incoming.js';
 import { runMigration } from '../migrate/job.js';
 import { destinationAddressOps } from '../migrate/addresses.js';
 import type { MigrateBody } from '../migrate/protocol.js';
+import type { Peer } from './peers.js';
 
 export interface AgentServerOptions {
   listen: ListenAddress;
@@ -30,6 +31,9 @@ export interface AgentServerOptions {
   bodyLimit?: number;
   /** From `--config FILE` (config.ts): the scheduler's budgets, how many jobs start at once. */
   config?: AgentConfig;
+  /** The dashboard's name for this agent, and the other agents it lists (FERRY_AGENT_NAME, FERRY_PEERS). */
+  name?: string;
+  peers?: readonly Peer[];
 }
 
 export interface RunningAgent {
@@ -67,6 +71,8 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
     engine, jobs, log, version: pkg.version, bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ...(o.token !== undefined ? { token: o.token } : {}),
     criuVersion: criuText,
+    ...(o.name !== undefined ? { name: o.name } : {}),
+    ...(o.peers !== undefined ? { peers: o.peers } : {}),
   });
   const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
   await new Promise<void>((resolve, reject) => {

@@ -112,7 +112,10 @@ async function upLocked(o: UpOptions, dir: string, prefix: string, rate: string)
       await shape(plan, plan.switchNetns, host.switchIf, false);
     }
     for (const host of plan.hosts) {
-      const a = await startAgent({ host, store: hostStore(dir, host.name), log: hostLog(dir, host.name), tokenFile: tokenPath(dir), cli: o.cli ?? join(PROJECT_ROOT, 'bin', 'ferry'), env: hostRuntimeEnv(dir, host.name) });
+      // Each agent knows the others (the dashboard's hosts view and its migration destinations).
+      const peers = plan.hosts.filter((p) => p !== host).map((p) => `${p.name}=${p.agentUrl}`).join(',');
+      const env = { ...hostRuntimeEnv(dir, host.name), FERRY_AGENT_NAME: host.name, FERRY_PEERS: peers };
+      const a = await startAgent({ host, store: hostStore(dir, host.name), log: hostLog(dir, host.name), tokenFile: tokenPath(dir), cli: o.cli ?? join(PROJECT_ROOT, 'bin', 'ferry'), env });
       agents.push({ ...a, host: host.name });
     }
     await Promise.all(plan.hosts.map((host, i) => waitHealthy({

@@ -111,6 +111,7 @@ export const ERROR_CODES = {
   ERR_NO_JOB: failed(404, 'no job with that id (the newest 1,000 finished jobs are kept)'),
   ERR_LISTEN_UNSAFE: failed(400, 'the agent was asked to listen on a non-loopback address without a token'),
   ERR_AGENT_UNREACHABLE: failed(503, 'the agent could not be reached (refused, timed out) or answered something that is not its API'),
+  ERR_DASHBOARD_MISSING: failed(503, "the agent's dashboard page is not built (scripts/build-dashboard.mjs builds it)"),
   ERR_LISTEN: failed(503, 'the agent cannot listen on the address (in use, or not an address of this host)'),
 
   // Migration between hosts (ferry migrate)

@@ -10,6 +10,7 @@ export const command: Command = {
     '  --config      JSON: the scheduler\'s budgets {"scheduler": {"dumps"|"dumpsPerCore", "memoryBytes", "diskBytes",\n' +
     '                "memoryBandwidth", "diskBandwidth"}, "maxRunningJobs"} (sizes: bytes or "2G")\n' +
     '  --log-file    JSON log lines (one object per line) go there instead of stderr\n' +
+    '  FERRY_PEERS=NAME=URL,… lists other agents for the dashboard (GET /); FERRY_AGENT_NAME names this one\n' +
     '  The routes are in README ("The agent") and at GET /v1/openapi.json.',
   async run(argv, ctx) {
     const { values } = parse(argv, { listen: { type: 'string' }, 'token-file': { type: 'string' }, 'log-file': { type: 'string' }, config: { type: 'string' } }, 'agent', false);
@@ -19,10 +20,15 @@ export const command: Command = {
     const { startAgent } = await import('../../agent/server.js');
     const { readTokenFile } = await import('../../agent/token.js');
     const token = values['token-file'] !== undefined ? await readTokenFile(values['token-file']) : undefined;
+    // The dashboard's hosts view: this agent's name and its peers (the testbed sets both).
+    const { parsePeers } = await import('../../agent/peers.js');
+    const peers = parsePeers(process.env['FERRY_PEERS']);
+    const name = process.env['FERRY_AGENT_NAME'] || undefined;
     const config = values.config !== undefined ? await (await import('../../agent/config.js')).readAgentConfig(values.config) : undefined;
     const agent = await startAgent({
       listen, store: ctx.store, ...(token !== undefined ? { token } : {}), ...(values['log-file'] !== undefined ? { logFile: values['log-file'] } : {}),
       ...(config !== undefined ? { config } : {}),
+      ...(name !== undefined ? { name } : {}), peers,
     });
     if (ctx.json) emitJson(ctx.out, { listening: agent.url, store: ctx.store, auth: token !== undefined });
     else ctx.out.stderr(`ferry agent listening on ${agent.url} (store ${ctx.store}${token !== undefined ? ', bearer token required' : ''}); SIGTERM or Ctrl-C stops it\n`);
