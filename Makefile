@@ -10,6 +10,7 @@ setup:
 build:
 	@node_modules/.bin/tsc -p tsconfig.json
 	@node scripts/build-cli.mjs >/dev/null
+	@node scripts/build-dashboard.mjs >/dev/null
 
 lint:
 	@node_modules/.bin/eslint .

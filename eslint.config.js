@@ -1,6 +1,7 @@
 // Type-aware lint. The layer rule keeps imports pointing downward (ARCHITECTURE.md):
 //   cli -> agent, bench -> migrate -> engine -> scheduler -> targets -> net, store -> telemetry -> criu -> native
-//   (doctor beside scheduler; testbed beside engine, on store and criu, used by cli and bench; tests may cross)
+//   (doctor beside scheduler; testbed beside engine, on store and criu, used by cli and bench; tests may cross;
+//    dashboard, the agent's page, on the agent's client — nothing imports it: the agent serves its built files)
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -20,11 +21,13 @@ const layers = {
   cli: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent', 'bench', 'testbed'],
   agent: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine'],
   bench: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'testbed'],
+  // The dashboard's page (bundled for the browser): the agent's typed client and the types of what it shows.
+  dashboard: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent'],
 };
 const all = Object.keys(layers);
 // `util` is shared, dependency-free code every layer may use.
 const layerRules = all.map((layer) => ({
-  files: [`src/${layer}/**/*.ts`],
+  files: [`src/${layer}/**/*.ts`, `src/${layer}/**/*.tsx`],
   // Tests compose layers (an end-to-end test of a migration starts agents and a testbed).
   ignores: ['**/*.test.ts'],
   rules: {

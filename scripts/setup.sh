@@ -175,4 +175,7 @@ say "TypeScript build"
 # The CLI bundled into a few files (starts faster; bin/ferry uses it while it is newer than tsc's build).
 say "CLI bundle"
 node "$ROOT/scripts/build-cli.mjs" >/dev/null
+# The agent's dashboard (GET /): preact views and vega-lite charts bundled for the browser.
+say "dashboard bundle"
+node "$ROOT/scripts/build-dashboard.mjs" >/dev/null
 say "ready"

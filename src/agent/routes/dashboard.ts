@@ -8,7 +8,7 @@ import { FerryError } from '../../util/errors.js';
 export const DASHBOARD_DIR = join(PROJECT_ROOT, 'dist', 'dashboard-ui');
 
 /** The dashboard's files: `/` is its page, `/dashboard/NAME` the rest (flat names, no '/'). */
-const ASSET = /^\/dashboard\/([a-z0-9-]+\.(?:js|css|svg))$/;
+const ASSET = /^\/dashboard\/([A-Za-z0-9-]+\.(?:js|css|svg))$/;
 const TYPES: Record<string, string> = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
 
 /**
