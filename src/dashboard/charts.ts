@@ -38,7 +38,7 @@ export function cpuSpec(t: TelemetryLike): Spec | undefined {
     data: { values },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: 'seconds since start' },
+      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.1f', tickCount: 8 } },
       y: { field: 'cpu', type: 'quantitative', title: 'host CPU busy %', scale: { domain: [0, 100] } },
       tooltip: [{ field: 't', title: 's' }, { field: 'cpu', title: 'CPU %' }],
     },
@@ -60,11 +60,11 @@ export function memorySpec(t: TelemetryLike): Spec | undefined {
     data: { values },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: 'seconds since start' },
+      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.1f', tickCount: 8 } },
       y: { field: 'mib', type: 'quantitative', title: 'MiB' },
-      color: { field: 'series', type: 'nominal', title: null },
-      strokeDash: { field: 'series', type: 'nominal', title: null },
-      shape: { field: 'series', type: 'nominal', title: null },
+      // One legend: colour and dash of the same field and title (dashes tell the lines apart without colour).
+      color: { field: 'series', type: 'nominal', title: 'memory' },
+      strokeDash: { field: 'series', type: 'nominal', title: 'memory' },
       tooltip: [{ field: 'series' }, { field: 't', title: 's' }, { field: 'mib', title: 'MiB', format: '.1f' }],
     },
   };
@@ -100,13 +100,13 @@ export function timelineSpec(phases: readonly TimelinePhase[], title = 'job'): S
     description: `Phase timeline of the ${title}: ${phases.map((p) => `${p.name} from ${Math.round(p.startMs)} ms${p.endMs !== null ? ` for ${Math.round(p.ms ?? 0)} ms` : ', running'}`).join('; ')}`,
     width: WIDTH, height: { step: 18 }, config: CONFIG,
     data: { values },
-    mark: { type: 'bar', cornerRadius: 2 },
+    mark: { type: 'bar', cornerRadius: 2, stroke: '#111827', strokeWidth: 1 },
     encoding: {
       y: { field: 'key', type: 'nominal', title: null, sort: null },
       x: { field: 'start', type: 'quantitative', title: 'ms since the first phase' },
       x2: { field: 'end' },
       color: { field: 'running', type: 'nominal', title: null, scale: { domain: ['done', 'running'], range: ['#1d4ed8', '#b45309'] } },
-      opacity: { field: 'running', type: 'nominal', legend: null, scale: { domain: ['done', 'running'], range: [1, 0.6] } },
+      strokeDash: { field: 'running', type: 'nominal', title: null, scale: { domain: ['done', 'running'], range: [[1, 0], [4, 2]] } },
       tooltip: [{ field: 'key', title: 'phase' }, { field: 'start', title: 'start ms', format: '.0f' }, { field: 'end', title: 'end ms', format: '.0f' }, { field: 'running', title: 'state' }],
     },
   };

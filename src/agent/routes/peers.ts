@@ -36,7 +36,8 @@ export function peerRoutes(d: AgentDeps, o: { self: string; peers: readonly Peer
         return { name: p.name, url: p.url, ok: false, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } };
       }
     }));
-    return c.json({ self: { name: o.self, version: d.version, store: d.engine.store.root }, peers });
+    const criu = await d.criuVersion().catch(() => null);
+    return c.json({ self: { name: o.self, version: d.version, criu, store: d.engine.store.root }, peers });
   });
   return app;
 }

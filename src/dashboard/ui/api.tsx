@@ -8,7 +8,7 @@ import type { PeerView } from '../../agent/routes/peers.js';
 
 export const TOKEN_KEY = 'ferry.dashboard.token';
 
-export interface Peers { self: { name: string; version: string; store: string }; peers: PeerView[] }
+export interface Peers { self: { name: string; version: string; criu: string | null; store: string }; peers: PeerView[] }
 
 export interface MigrateForm {
   target: string;

@@ -20,7 +20,7 @@ export function HostsView({ api, tick }: { api: Api; tick: number }) {
                 <td><code>{api.origin}</code></td>
                 <td><StateText state="up" /></td>
                 <td>{d.self.version}</td>
-                <td>—</td>
+                <td>{d.self.criu ?? '—'}</td>
                 <td><code>{d.self.store}</code></td>
               </tr>
               {d.peers.map((p) => (
