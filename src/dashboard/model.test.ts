@@ -67,7 +67,7 @@ describe('dashboard model', () => {
     assert.equal(live.phases.length, 3, "the record's phases replace the page's");
     const out = migrationOutcome(live.job);
     assert.deepEqual([out.state, out.downtimeMs, out.destination?.host, out.destination?.pid], ['committed', 900, 'h2', 4242]);
-    assert.match(out.text, /runs on h2 \(pid 4242\)/);
+    assert.match(out.text, /runs on h2 \(http:\/\/x\), pid 4242/);
     const tl = timeline(live.phases, t);
     assert.deepEqual(tl.map((p) => [p.name, p.startMs, p.endMs]), [['preflight', 0, 40], ['transfer', 100, 700], ['commit', 1500, 1530]]);
   });

@@ -176,18 +176,19 @@ export interface MigrationOutcome {
   totalMs: number | null;
   bytesMoved: number | null;
   wireBytes: number | null;
-  destination: { host: string; pid: number; name: string | null } | null;
+  destination: { host: string; url: string | null; pid: number; name: string | null } | null;
 }
 
 export function migrationOutcome(job: Job | undefined): MigrationOutcome {
   const none = { downtimeMs: null, totalMs: null, bytesMoved: null, wireBytes: null, destination: null };
   if (!job || job.state === 'queued' || job.state === 'running') return { state: 'running', text: job?.state === 'queued' ? 'queued' : 'in progress', ...none };
   if (job.state === 'succeeded') {
-    const r = (job.result ?? {}) as { downtimeMs?: number; totalMs?: number; bytesMoved?: number; wireBytes?: number; destination?: { host?: string; pid?: number; name?: string | null } };
+    const r = (job.result ?? {}) as { downtimeMs?: number; totalMs?: number; bytesMoved?: number; wireBytes?: number; destination?: { host?: string; url?: string; pid?: number; name?: string | null } };
     const d = r.destination;
-    const destination = d && typeof d.host === 'string' && typeof d.pid === 'number' ? { host: d.host, pid: d.pid, name: d.name ?? null } : null;
+    const destination = d && typeof d.host === 'string' && typeof d.pid === 'number' ? { host: d.host, url: d.url ?? null, pid: d.pid, name: d.name ?? null } : null;
     return {
-      state: 'committed', text: destination ? `committed: the workload runs on ${destination.host} (pid ${destination.pid})` : 'committed',
+      state: 'committed',
+      text: destination ? `committed: the workload runs on ${destination.host}${destination.url ? ` (${destination.url})` : ''}, pid ${destination.pid}` : 'committed',
       downtimeMs: r.downtimeMs ?? null, totalMs: r.totalMs ?? null, bytesMoved: r.bytesMoved ?? null, wireBytes: r.wireBytes ?? null, destination,
     };
   }

@@ -25,7 +25,7 @@ function MigrationDetail({ api, id }: { api: Api; id: string }) {
   const spec = timelineSpec(tl, `migration ${id}`);
   const t = live.transfer;
   const rate = transferRate(t);
-  const to = (live.job?.result as { destination?: { host?: string } } | undefined)?.destination?.host;
+  const to = out.destination ? `${out.destination.host}${out.destination.url ? ` (${out.destination.url})` : ''}` : undefined;
   return (
     <div class="detail" aria-labelledby="mig-detail-h">
       <h3 id="mig-detail-h">migration <code>{id}</code> <StateText state={out.state} /></h3>

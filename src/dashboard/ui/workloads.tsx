@@ -80,10 +80,10 @@ function CheckpointDialog({ api, workload, onClose, onJob }: { api: Api; workloa
   );
 }
 
-function Verdict({ v }: { v: DryRunResult }) {
+function Verdict({ v, peer }: { v: DryRunResult; peer: string }) {
   return (
     <div class="verdict" role="status">
-      <p><strong><span aria-hidden="true">✔ </span>Preflight passed:</strong> {v.destination.host} can take {v.target.label}.</p>
+      <p><strong><span aria-hidden="true">✔ </span>Preflight passed:</strong> {peer} ({v.destination.host}) can take {v.target.label}.</p>
       <ul>
         <li>About {formatBytes(v.bytes)} to move ({v.target.pids} process{v.target.pids === 1 ? '' : 'es'}{v.target.ownPidNamespace ? ', own pid namespace' : ''})</li>
         <li>CRIU {v.source.criuVersion} here, {v.destination.criuVersion} there; images into its {v.destination.tier} tier</li>
@@ -157,7 +157,7 @@ function MigrateDialog({ api, workload, onClose, onJob }: { api: Api; workload: 
         <input id="mg-token" type="password" autocomplete="off" value={destToken} onInput={(e) => setDestToken(e.currentTarget.value)} />
       </div>
       <p><button type="button" onClick={() => void check()} disabled={!form || checking}>{checking ? 'Checking…' : 'Run preflight (nothing is frozen)'}</button></p>
-      {verdict?.key === key && verdict.result ? <Verdict v={verdict.result} /> : null}
+      {verdict?.key === key && verdict.result ? <Verdict v={verdict.result} peer={chosen?.name ?? '?'} /> : null}
       {verdict?.key === key && verdict.error !== undefined ? <ErrorBox error={verdict.error} title="Preflight refused" /> : null}
       {!passed ? <p class="small">“Migrate now” is enabled once the preflight passes for these choices.</p> : null}
     </Confirm>
