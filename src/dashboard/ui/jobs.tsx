@@ -1,6 +1,7 @@
 // Jobs: every job the agent keeps (polled), and the selected one live over its event stream:
 // state, place in the queue, phases as they start and end, frozen time, result or error, and the
 // operation's telemetry charts (CPU, memory, phases).
+import { useEffect, useState } from 'preact/hooks';
 import type { Job } from '../../engine/jobs.js';
 import { cpuSpec, memorySpec, phasesSpec, timelineSpec, type TelemetryLike } from '../charts.js';
 import { formatAge, formatBytes, formatMs, frozenMs, timeline } from '../model.js';
@@ -44,17 +45,20 @@ export function JobList({ api, tick, selected, onSelect, kind }: { api: Api; tic
 }
 
 export function JobsView({ api, tick, selected, onSelect }: { api: Api; tick: number; selected: string | undefined; onSelect: (id: string) => void }) {
+  // The list follows the selected job's state changes at once (not only at its next poll).
+  const [bump, setBump] = useState(0);
   return (
     <section aria-labelledby="jobs-h">
       <h2 id="jobs-h">Jobs</h2>
-      {selected ? <JobDetail api={api} id={selected} /> : <p>Choose a job to follow it live.</p>}
-      <JobList api={api} tick={tick} selected={selected} onSelect={onSelect} />
+      {selected ? <JobDetail api={api} id={selected} onState={() => setBump((b) => b + 1)} /> : <p>Choose a job to follow it live.</p>}
+      <JobList api={api} tick={tick + bump} selected={selected} onSelect={onSelect} />
     </section>
   );
 }
 
-function JobDetail({ api, id }: { api: Api; id: string }) {
+function JobDetail({ api, id, onState }: { api: Api; id: string; onState: () => void }) {
   const { live, error } = useLiveJob(api, id);
+  useEffect(() => { onState(); }, [live.job?.state]);
   const job = live.job;
   const now = Date.now();
   const result = job?.result as { snapshot?: string; bytesWritten?: number; logicalBytes?: number; pid?: number; telemetry?: TelemetryLike } | undefined;

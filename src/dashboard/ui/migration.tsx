@@ -3,22 +3,26 @@
 import { timelineSpec } from '../charts.js';
 import { formatBytes, formatMs, formatRate, migrationOutcome, timeline, transferRate } from '../model.js';
 import type { Api } from './api.js';
+import { useEffect, useState } from 'preact/hooks';
 import { Chart, ErrorBox, StateText } from './common.js';
 import { JobList } from './jobs.js';
 import { useLiveJob } from './live.js';
 
 export function MigrationView({ api, tick, selected, onSelect }: { api: Api; tick: number; selected: string | undefined; onSelect: (id: string) => void }) {
+  // The list below follows the selected job's state changes at once (not only at its next poll).
+  const [bump, setBump] = useState(0);
   return (
     <section aria-labelledby="migration-h">
       <h2 id="migration-h">Migration</h2>
-      {selected ? <MigrationDetail api={api} id={selected} /> : <p>Start one from Workloads (Migrate…), or choose one below.</p>}
-      <JobList api={api} tick={tick} selected={selected} onSelect={onSelect} kind="migrate" />
+      {selected ? <MigrationDetail api={api} id={selected} onState={() => setBump((b) => b + 1)} /> : <p>Start one from Workloads (Migrate…), or choose one below.</p>}
+      <JobList api={api} tick={tick + bump} selected={selected} onSelect={onSelect} kind="migrate" />
     </section>
   );
 }
 
-function MigrationDetail({ api, id }: { api: Api; id: string }) {
+function MigrationDetail({ api, id, onState }: { api: Api; id: string; onState: () => void }) {
   const { live, error } = useLiveJob(api, id);
+  useEffect(() => { onState(); }, [live.job?.state]);
   const out = migrationOutcome(live.job);
   const now = Date.now();
   const tl = timeline(live.phases, now);
@@ -39,7 +43,7 @@ function MigrationDetail({ api, id }: { api: Api; id: string }) {
         <dt>Rate</dt><dd data-fact="rate">{formatRate(rate)}</dd>
         {to ? <><dt>Destination</dt><dd>{to}</dd></> : null}
       </dl>
-      {t ? (
+      {t && out.state === 'running' ? (
         <p>
           <label for="mig-progress">Transfer: {formatBytes(t.bytes)} of about {formatBytes(t.totalBytes)}</label>{' '}
           <progress id="mig-progress" max={Math.max(t.totalBytes, t.bytes, 1)} value={t.bytes} />
