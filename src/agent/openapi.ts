@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MIGRATION_ID_RE, WIRE_CONTENT_TYPE } from '../migrate/wire.js';
 import { CheckpointBody, JobId, RestoreBody, SnapshotId } from './schemas.js';
+import { MigrationPreflightBody } from './routes/migration-preflight.js';
 
 /** The OpenAPI 3.1 document of the agent, its request schemas derived from the zod schemas the routes validate with. */
 export function openApiDocument(version: string): Record<string, unknown> {
@@ -52,6 +53,9 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { 201: ok('{ snapshot, tier, bytes, wireBytes, files, ms }'), 409: error, 422: error, 504: error, 507: error, ...errors },
         },
       },
+      '/v1/peers': { get: { summary: 'this agent and the peers it knows (FERRY_PEERS), each asked for its health now', responses: { 200: ok('{ self: { name, version, criu, store }, peers: [{ name, url, ok, version?, criu?, store?, error? }] }'), ...errors } } },
+      '/v1/migrations/preflight': { post: { summary: "a migration's preflight alone (a dry run): the target resolved here, the destination's verdict; nothing frozen, the destination forgets it", requestBody: { required: true, content: { 'application/json': { schema: schema(MigrationPreflightBody) } } }, responses: { 200: ok('{ ok, migration, target, bytes, address, source, destination, ms }'), 422: error, 502: error, 503: error, ...errors } } },
+      '/': { get: { summary: 'the dashboard (a web page; served without the token, its API calls need it)', security: [], responses: { 200: { description: 'text/html', content: { 'text/html': {} } }, 503: error } } },
       '/v1/openapi.json': { get: { summary: 'this document', responses: { 200: ok('OpenAPI 3.1') } } },
       '/metrics': { get: { summary: 'Prometheus text exposition', responses: { 200: { description: 'text/plain; version=0.0.4', content: { 'text/plain': {} } } } } },
     },
