@@ -173,17 +173,27 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     await snapRow.waitFor({ state: 'detached' });
 
     // Migrate to h2 from the page: the preflight's verdict first (nothing frozen), then the migration live to its commit.
+    // First h2 refuses (a workload of the same name runs there): the destination's reason and hint, no migration possible.
+    const blocker = await memcheckWorkload({ mib: 4, seed: 9 }).prepare(join(dir, 'blocker'));
+    await ok('h2', [FERRY, 'run', '--name', 'mc', '--json', '--', ...blocker.command]);
     await page.getByRole('link', { name: 'Workloads' }).click();
     await page.getByRole('button', { name: 'Migrate mc' }).click();
     const mdialog = page.getByRole('dialog', { name: 'Migrate mc' });
     await mdialog.getByLabel('Destination', { exact: true }).locator('option[value="h2"]').waitFor({ state: 'attached' });
     assert.equal(await mdialog.getByRole('button', { name: 'Migrate now' }).isDisabled(), true, 'no migration before the preflight');
     await mdialog.getByRole('button', { name: /Run preflight/ }).click();
+    const refusal = mdialog.getByRole('alert');
+    await refusal.waitFor({ timeout: 30_000 });
+    assert.match(await refusal.innerText(), /Preflight refused ERR_MIGRATE_REFUSED: the destination refused: a workload named 'mc' already runs here \(pid \d+\)\s+hint: stop it there first/);
+    assert.equal(await mdialog.getByRole('button', { name: 'Migrate now' }).isDisabled(), true, 'no migration after a refusal');
+    await shot(page, '08-migrate-refused');
+    await ok('h2', [FERRY, 'stop', 'mc']);
+    await mdialog.getByRole('button', { name: /Run preflight/ }).click();
     const verdict = mdialog.getByRole('status');
     await verdict.waitFor({ timeout: 30_000 });
     assert.match(await verdict.innerText(), /Preflight passed: h2 \(.+\) can take pid \d+ \(memcheck\).*About [\d.]+ MiB to move.*Nothing was frozen/s);
     assert.deepEqual(await unlabelled(page), []);
-    await shot(page, '08-migrate-dialog');
+    await shot(page, '09-migrate-dialog');
     await mdialog.getByRole('button', { name: 'Migrate now' }).click();
     await page.waitForURL(/#migration\/j-[0-9a-f]{16}$/);
     const outcome = page.locator('[data-outcome]');
@@ -200,7 +210,7 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     const phases = await page.evaluate<string[]>(`Array.from(document.querySelectorAll('.detail li[data-phase]')).map((e) => e.getAttribute('data-phase') + ':' + e.getAttribute('data-state'))`);
     assert.deepEqual(phases.filter((p) => ['preflight', 'transfer', 'restore', 'commit'].includes(p.split(':')[0]!)), ['preflight:done', 'transfer:done', 'restore:done', 'commit:done'], phases.join(', '));
     await page.locator('figure[data-chart="migration-timeline"] svg g.role-mark > *').first().waitFor({ timeout: 15_000 });
-    await shot(page, '09-migration', true);
+    await shot(page, '10-migration', true);
 
     // The workload runs on h2, its memory intact; h1 has it no more.
     const ps2 = JSON.parse(await ok('h2', [FERRY, 'ps', '--json'])) as { workloads: { name: string; state: string; pid: number }[] };
@@ -225,7 +235,7 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     const gone = page.getByRole('alert').filter({ hasText: 'The agent does not answer' });
     await gone.waitFor({ timeout: 15_000 });
     assert.match(await gone.innerText(), /ERR_AGENT_UNREACHABLE: cannot reach the agent at http:\/\/[\d.]+:7387: .*\s+hint: is `ferry agent` running there/s);
-    await shot(page, '10-unreachable');
+    await shot(page, '11-unreachable');
     assert.deepEqual(pageErrors, [], 'no uncaught error in the page');
     t.diagnostic(`screenshots in ${OUT}`);
   });
