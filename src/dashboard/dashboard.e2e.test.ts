@@ -191,7 +191,8 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     await mdialog.getByRole('button', { name: /Run preflight/ }).click();
     const verdict = mdialog.getByRole('status');
     await verdict.waitFor({ timeout: 30_000 });
-    assert.match(await verdict.innerText(), /Preflight passed: h2 \(.+\) can take pid \d+ \(memcheck\).*About [\d.]+ MiB to move.*Nothing was frozen/s);
+    // (auto, the default, names the strategy it picked and why)
+    assert.match(await verdict.innerText(), /Preflight passed: h2 \(.+\) can take pid \d+ \(memcheck\).*Strategy \w+: .+About [\d.]+ MiB to move.*Nothing was frozen/s);
     assert.deepEqual(await unlabelled(page), []);
     await shot(page, '09-migrate-dialog');
     await mdialog.getByRole('button', { name: 'Migrate now' }).click();

@@ -200,8 +200,8 @@ async function frozenPart(
   });
 }
 
-/** The strategy asked for, or the one `auto` picks from what is known before the freeze. */
-async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: string; rootPid: number }): Promise<MigrateResult['chosen']> {
+/** The strategy asked for, or the one `auto` picks from what is known before the freeze (also the dashboard's dry run, dry-run.ts). */
+export async function pickStrategy(asked: StrategyName, t: { bytes: number; driver: string; rootPid: number }): Promise<MigrateResult['chosen']> {
   if (asked !== 'auto') {
     if (t.driver === 'runc' && asked !== 'cold') {
       throw new FerryError('ERR_MIGRATE_STRATEGY', `a runc container migrates only with the cold strategy, not ${asked}: runc runs CRIU itself, so ferry cannot drive its dump`, {

@@ -5,7 +5,7 @@ import type { AgentDeps } from '../context.js';
 import { jsonBody } from '../body.js';
 
 /** What the dry run takes: a migration's target, destination and the options its preflight depends on. */
-export const MigrationPreflightBody = MigrateBody.pick({ target: true, to: true, tcpEstablished: true, tier: true });
+export const MigrationPreflightBody = MigrateBody.pick({ target: true, to: true, strategy: true, tcpEstablished: true, tier: true });
 
 /**
  * `POST /v1/migrations/preflight`: the preflight of a migration from this host, alone (the
@@ -20,6 +20,7 @@ export function migrationPreflightRoutes(d: AgentDeps): Hono {
     const body = await jsonBody(c, MigrationPreflightBody);
     const r = await migrationDryRun(d.engine, {
       target: body.target, to: { url: body.to.url, ...(body.to.token !== undefined ? { token: body.to.token } : {}) },
+      ...(body.strategy !== undefined ? { strategy: body.strategy } : {}),
       ...(body.tcpEstablished !== undefined ? { tcpEstablished: body.tcpEstablished } : {}),
       ...(body.tier !== undefined ? { tier: body.tier } : {}),
     }, c.req.raw.signal);

@@ -5,6 +5,7 @@ import { AgentClient } from '../../agent/client.js';
 import type { Job } from '../../engine/jobs.js';
 import type { DryRunResult } from '../../migrate/dry-run.js';
 import type { PeerView } from '../../agent/routes/peers.js';
+import type { StrategyName } from '../../migrate/strategy.js';
 
 export const TOKEN_KEY = 'ferry.dashboard.token';
 
@@ -13,13 +14,26 @@ export interface Peers { self: { name: string; version: string; criu: string | n
 export interface MigrateForm {
   target: string;
   to: { url: string; name: string; token?: string };
-  strategy: 'cold';
+  strategy: StrategyName;
   tier: 'memory' | 'disk';
   tcpEstablished: boolean;
 }
 
-/** The strategies this agent's migrate accepts (protocol.ts MigrateBody.strategy). */
-export const STRATEGIES = ['cold'] as const;
+/**
+ * The strategies `ferry migrate` takes (protocol.ts STRATEGY_NAMES; listed here so the page does
+ * not bundle zod), `auto` first, the default. The check below fails the build when the two differ.
+ */
+export const STRATEGIES = ['auto', 'cold', 'stream', 'incremental', 'postcopy', 'precopy'] as const satisfies readonly StrategyName[];
+const _everyStrategy: Exclude<StrategyName, (typeof STRATEGIES)[number]> extends never ? true : never = true;
+void _everyStrategy;
+export const STRATEGY_HINT: Record<StrategyName, string> = {
+  auto: 'ferry picks one from size, link, dirty rate, compressibility and kernel features',
+  cold: 'freeze, dump, send, restore',
+  stream: 'the dump streamed to the destination while it is written',
+  incremental: 'pre-copy rounds while it runs, then only what changed',
+  postcopy: 'resume there at once, pages fetched on demand',
+  precopy: "CRIU's pre-dump with the kernel's dirty tracking",
+};
 
 export class Api {
   readonly client: AgentClient;
@@ -31,7 +45,7 @@ export class Api {
   peers(): Promise<Peers> { return this.client.request('GET', '/v1/peers'); }
 
   preflight(f: MigrateForm): Promise<DryRunResult> {
-    return this.client.request('POST', '/v1/migrations/preflight', { target: f.target, to: this.to(f), tier: f.tier, tcpEstablished: f.tcpEstablished });
+    return this.client.request('POST', '/v1/migrations/preflight', { target: f.target, to: this.to(f), strategy: f.strategy, tier: f.tier, tcpEstablished: f.tcpEstablished });
   }
 
   async migrate(f: MigrateForm): Promise<Job> {

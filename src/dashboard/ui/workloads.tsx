@@ -5,7 +5,7 @@ import { useState } from 'preact/hooks';
 import type { WorkloadStatus } from '../../targets/workload-status.js';
 import type { DryRunResult } from '../../migrate/dry-run.js';
 import { formatAge, formatBytes } from '../model.js';
-import { STRATEGIES, type Api, type MigrateForm } from './api.js';
+import { STRATEGIES, STRATEGY_HINT, type Api, type MigrateForm } from './api.js';
 import { Confirm, ErrorBox, StateText, useLoad } from './common.js';
 
 type Open = { kind: 'checkpoint' | 'migrate'; workload: WorkloadStatus } | undefined;
@@ -85,6 +85,7 @@ function Verdict({ v, peer }: { v: DryRunResult; peer: string }) {
     <div class="verdict" role="status">
       <p><strong><span aria-hidden="true">✔ </span>Preflight passed:</strong> {peer} ({v.destination.host}) can take {v.target.label}.</p>
       <ul>
+        <li>Strategy <strong>{v.strategy.strategy}</strong>: {v.strategy.because}</li>
         <li>About {formatBytes(v.bytes)} to move ({v.target.pids} process{v.target.pids === 1 ? '' : 'es'}{v.target.ownPidNamespace ? ', own pid namespace' : ''})</li>
         <li>CRIU {v.source.criuVersion} here, {v.destination.criuVersion} there; images into its {v.destination.tier} tier</li>
         {v.address ? <li>The service address {v.address.address}/{v.address.prefix} moves with it</li> : null}
@@ -98,7 +99,7 @@ function MigrateDialog({ api, workload, onClose, onJob }: { api: Api; workload: 
   const peers = useLoad(() => api.peers(), [api]);
   const candidates = peers.data?.peers ?? [];
   const [dest, setDest] = useState('');
-  const [strategy, setStrategy] = useState<MigrateForm['strategy']>('cold');
+  const [strategy, setStrategy] = useState<MigrateForm['strategy']>('auto');
   const [tier, setTier] = useState<'memory' | 'disk'>('memory');
   const [tcp, setTcp] = useState(false);
   const [destToken, setDestToken] = useState('');
@@ -138,7 +139,7 @@ function MigrateDialog({ api, workload, onClose, onJob }: { api: Api; workload: 
       <div class="field">
         <label for="mg-strategy">Strategy</label>
         <select id="mg-strategy" value={strategy} onChange={(e) => setStrategy(e.currentTarget.value as MigrateForm['strategy'])}>
-          {STRATEGIES.map((s) => <option key={s} value={s}>{s}{s === 'cold' ? ' (freeze, dump, send, restore)' : ''}</option>)}
+          {STRATEGIES.map((s) => <option key={s} value={s}>{s} ({STRATEGY_HINT[s]})</option>)}
         </select>
       </div>
       <div class="field">
