@@ -208,6 +208,7 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     assert.ok(pid > 0, text);
     assert.match(await page.locator('[data-fact="downtime"]').innerText(), /^\d+(\.\d)? (ms|s)$/);
     assert.match(await page.locator('[data-fact="bytes"]').innerText(), /MiB/);
+    assert.match(await page.locator('[data-fact="strategy"]').innerText(), /^\w+ — .+/);
     const phases = await page.evaluate<string[]>(`Array.from(document.querySelectorAll('.detail li[data-phase]')).map((e) => e.getAttribute('data-phase') + ':' + e.getAttribute('data-state'))`);
     assert.deepEqual(phases.filter((p) => ['preflight', 'transfer', 'restore', 'commit'].includes(p.split(':')[0]!)), ['preflight:done', 'transfer:done', 'restore:done', 'commit:done'], phases.join(', '));
     await page.locator('figure[data-chart="migration-timeline"] svg g.role-mark > *').first().waitFor({ timeout: 15_000 });

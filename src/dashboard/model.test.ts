@@ -61,13 +61,14 @@ describe('dashboard model', () => {
     const done = job({
       state: 'succeeded', startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:02.000Z',
       phases: [{ name: 'preflight', state: 'done', startedAt: '2026-01-01T00:00:00.000Z', ms: 40 }, { name: 'transfer', state: 'done', startedAt: '2026-01-01T00:00:00.100Z', ms: 600 }, { name: 'commit', state: 'done', startedAt: '2026-01-01T00:00:01.500Z', ms: 30 }],
-      result: { ok: true, downtimeMs: 900, totalMs: 2000, bytesMoved: 64 * 2 ** 20, wireBytes: 65 * 2 ** 20, destination: { host: 'h2', url: 'http://x', pid: 4242, name: 'mc' } },
+      result: { ok: true, strategy: 'cold', chosen: { strategy: 'cold', because: 'asked for' }, downtimeMs: 900, totalMs: 2000, bytesMoved: 64 * 2 ** 20, wireBytes: 65 * 2 ** 20, destination: { host: 'h2', url: 'http://x', pid: 4242, name: 'mc' } },
     });
     live = applyEvent(live, { type: 'state', state: 'succeeded', job: done }, t);
     assert.equal(live.phases.length, 3, "the record's phases replace the page's");
     const out = migrationOutcome(live.job);
     assert.deepEqual([out.state, out.downtimeMs, out.destination?.host, out.destination?.pid], ['committed', 900, 'h2', 4242]);
     assert.match(out.text, /runs on h2 \(http:\/\/x\), pid 4242/);
+    assert.deepEqual(out.strategy, { name: 'cold', because: 'asked for' });
     const tl = timeline(live.phases, t);
     assert.deepEqual(tl.map((p) => [p.name, p.startMs, p.endMs]), [['preflight', 0, 40], ['transfer', 100, 700], ['commit', 1500, 1530]]);
   });

@@ -177,19 +177,26 @@ export interface MigrationOutcome {
   bytesMoved: number | null;
   wireBytes: number | null;
   destination: { host: string; url: string | null; pid: number; name: string | null } | null;
+  /** The strategy it used and why (`auto`'s reasons, or "asked for"). */
+  strategy: { name: string; because: string | null } | null;
 }
 
 export function migrationOutcome(job: Job | undefined): MigrationOutcome {
-  const none = { downtimeMs: null, totalMs: null, bytesMoved: null, wireBytes: null, destination: null };
+  const none = { downtimeMs: null, totalMs: null, bytesMoved: null, wireBytes: null, destination: null, strategy: null };
   if (!job || job.state === 'queued' || job.state === 'running') return { state: 'running', text: job?.state === 'queued' ? 'queued' : 'in progress', ...none };
   if (job.state === 'succeeded') {
-    const r = (job.result ?? {}) as { downtimeMs?: number; totalMs?: number; bytesMoved?: number; wireBytes?: number; destination?: { host?: string; url?: string; pid?: number; name?: string | null } };
+    const r = (job.result ?? {}) as {
+      downtimeMs?: number; totalMs?: number; bytesMoved?: number; wireBytes?: number; destination?: { host?: string; url?: string; pid?: number; name?: string | null };
+      strategy?: string; chosen?: { strategy?: string; because?: string };
+    };
+    const name = r.chosen?.strategy ?? r.strategy;
+    const strategy = typeof name === 'string' ? { name, because: r.chosen?.because ?? null } : null;
     const d = r.destination;
     const destination = d && typeof d.host === 'string' && typeof d.pid === 'number' ? { host: d.host, url: d.url ?? null, pid: d.pid, name: d.name ?? null } : null;
     return {
       state: 'committed',
       text: destination ? `committed: the workload runs on ${destination.host}${destination.url ? ` (${destination.url})` : ''}, pid ${destination.pid}` : 'committed',
-      downtimeMs: r.downtimeMs ?? null, totalMs: r.totalMs ?? null, bytesMoved: r.bytesMoved ?? null, wireBytes: r.wireBytes ?? null, destination,
+      downtimeMs: r.downtimeMs ?? null, totalMs: r.totalMs ?? null, bytesMoved: r.bytesMoved ?? null, wireBytes: r.wireBytes ?? null, destination, strategy,
     };
   }
   const where = job.error?.workload;

@@ -42,6 +42,7 @@ function MigrationDetail({ api, id, onState }: { api: Api; id: string; onState: 
         <dt>Moved</dt><dd data-fact="bytes">{out.bytesMoved !== null ? formatBytes(out.bytesMoved) : t ? formatBytes(t.bytes) : '—'}{out.wireBytes !== null ? ` (${formatBytes(out.wireBytes)} on the wire)` : ''}</dd>
         <dt>Rate</dt><dd data-fact="rate">{formatRate(rate)}</dd>
         {to ? <><dt>Destination</dt><dd>{to}</dd></> : null}
+        {out.strategy ? <><dt>Strategy</dt><dd data-fact="strategy">{out.strategy.name}{out.strategy.because ? ` — ${out.strategy.because}` : ''}</dd></> : null}
       </dl>
       {t && out.state === 'running' ? (
         <p>
