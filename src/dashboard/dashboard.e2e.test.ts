@@ -167,6 +167,19 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     await snapRow.waitFor();
     assert.match(await snapRow.innerText(), /mc\s+disk\s+[\d.]+ MiB/);
     await shot(page, '07-snapshots');
+    // Restored from the page as a second workload (its own pid namespace: the first runs on), then the snapshot deleted.
+    await page.getByRole('button', { name: `Restore ${snapshot}` }).click();
+    const rdialog = page.getByRole('dialog', { name: `Restore ${snapshot}` });
+    await rdialog.getByLabel('Restore as workload name', { exact: false }).fill('mc2');
+    await rdialog.getByRole('button', { name: 'Restore', exact: true }).click();
+    await page.waitForURL(/#jobs\/j-[0-9a-f]{16}$/);
+    await detail.locator('.state-succeeded, .state-failed').first().waitFor({ timeout: 60_000 });
+    assert.match(await detail.locator('h3').innerText(), /restore j-[0-9a-f]{16}\s+✔ succeeded/, await detail.innerText());
+    const restoredPid = Number(await detail.locator('[data-fact="restored-pid"]').innerText());
+    assert.ok(restoredPid > 0);
+    assert.match(await inst!.verify(restoredPid), /bad_pages=0/, 'the restored copy verifies');
+    await page.getByRole('link', { name: 'Snapshots' }).click();
+    await snapRow.waitFor();
     await page.getByRole('button', { name: `Delete ${snapshot}` }).click();
     await page.getByRole('dialog', { name: `Delete ${snapshot}` }).getByRole('button', { name: 'Delete', exact: true }).click();
     await page.getByRole('status').filter({ hasText: `Deleted ${snapshot}` }).waitFor();
@@ -177,8 +190,8 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     const blocker = await memcheckWorkload({ mib: 4, seed: 9 }).prepare(join(dir, 'blocker'));
     await ok('h2', [FERRY, 'run', '--name', 'mc', '--json', '--', ...blocker.command]);
     await page.getByRole('link', { name: 'Workloads' }).click();
-    await page.getByRole('button', { name: 'Migrate mc' }).click();
-    const mdialog = page.getByRole('dialog', { name: 'Migrate mc' });
+    await page.getByRole('button', { name: 'Migrate mc', exact: true }).click();
+    const mdialog = page.getByRole('dialog', { name: 'Migrate mc', exact: true });
     await mdialog.getByLabel('Destination', { exact: true }).locator('option[value="h2"]').waitFor({ state: 'attached' });
     assert.equal(await mdialog.getByRole('button', { name: 'Migrate now' }).isDisabled(), true, 'no migration before the preflight');
     await mdialog.getByRole('button', { name: /Run preflight/ }).click();

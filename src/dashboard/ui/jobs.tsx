@@ -90,7 +90,7 @@ function JobDetail({ api, id, onState }: { api: Api; id: string; onState: () => 
         {frozen !== null ? <><dt>Frozen</dt><dd data-fact="frozen">{formatMs(frozen)}</dd></> : null}
         {result?.snapshot ? <><dt>Snapshot</dt><dd><code>{result.snapshot}</code></dd></> : null}
         {result?.bytesWritten !== undefined ? <><dt>Written</dt><dd>{formatBytes(result.bytesWritten)}{result.logicalBytes !== undefined ? ` (${formatBytes(result.logicalBytes)} logical)` : ''}</dd></> : null}
-        {result?.pid !== undefined && job?.kind === 'restore' ? <><dt>Restored pid</dt><dd>{result.pid}</dd></> : null}
+        {result?.pid !== undefined && job?.kind === 'restore' ? <><dt>Restored pid</dt><dd data-fact="restored-pid">{result.pid}</dd></> : null}
         {job ? <><dt>Took</dt><dd>{formatMs(tookMs(job))}</dd></> : null}
       </dl>
       {job?.error ? <ErrorBox error={job.error} title={`Failed${job.error.phase ? ` in ${job.error.phase}` : ''}`} /> : null}
