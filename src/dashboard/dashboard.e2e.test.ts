@@ -51,7 +51,7 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     await mkdir(OUT, { recursive: true });
     tb = await testbedUp({ dir, prefix: PREFIX, hosts: 2 });
     token = (await readFile(tb.token, 'utf8')).split('\n')[0]!.trim();
-    inst = await memcheckWorkload({ mib: 32, seed: 7 }).prepare(join(dir, 'w'));
+    inst = await memcheckWorkload({ mib: 96, seed: 7 }).prepare(join(dir, 'w'));
     await ok('h1', [FERRY, 'run', '--name', 'mc', '--json', '--', ...inst.command]);
     await inst.waitReady();
     // Chromium inside h1's network namespace (nsenter --net only, as `ferry testbed exec`).
@@ -87,7 +87,8 @@ describe('the dashboard in Chromium on the testbed: sign-in, checkpoint, snapsho
     page.on('request', (r) => requests.push(r.url()));
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    // Every phase and state the page ever shows, recorded as it appears (the stream, not only its end).
+    // Every phase and state the page ever shows, recorded as it appears (the stream, not only its end;
+    // 96 MiB makes CRIU's phase long enough that it is on screen while it runs).
     await page.addInitScript(`window.__seen = [];
       new MutationObserver(() => {
         for (const el of document.querySelectorAll('li[data-phase]')) {
