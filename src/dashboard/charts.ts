@@ -38,7 +38,7 @@ export function cpuSpec(t: TelemetryLike): Spec | undefined {
     data: { values },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.1f', tickCount: 8 } },
+      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.2~f', tickCount: 8 } },
       y: { field: 'cpu', type: 'quantitative', title: 'host CPU busy %', scale: { domain: [0, 100] } },
       tooltip: [{ field: 't', title: 's' }, { field: 'cpu', title: 'CPU %' }],
     },
@@ -60,7 +60,7 @@ export function memorySpec(t: TelemetryLike): Spec | undefined {
     data: { values },
     mark: { type: 'line', point: { size: 18 } },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.1f', tickCount: 8 } },
+      x: { field: 't', type: 'quantitative', title: 'seconds since start', axis: { format: '.2~f', tickCount: 8 } },
       y: { field: 'mib', type: 'quantitative', title: 'MiB' },
       // One legend: colour and dash of the same field and title (dashes tell the lines apart without colour).
       color: { field: 'series', type: 'nominal', title: 'memory' },

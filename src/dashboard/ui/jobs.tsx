@@ -94,8 +94,10 @@ function JobDetail({ api, id, onState }: { api: Api; id: string; onState: () => 
         {job ? <><dt>Took</dt><dd>{formatMs(tookMs(job))}</dd></> : null}
       </dl>
       {job?.error ? <ErrorBox error={job.error} title={`Failed${job.error.phase ? ` in ${job.error.phase}` : ''}`} /> : null}
-      {tlSpec ? <Chart id="timeline" spec={tlSpec} caption="Phase timeline" /> : null}
-      {charts.map(([cid, spec, caption]) => (spec ? <Chart key={cid} id={cid} spec={spec} caption={caption} /> : null))}
+      <div class="charts">
+        {tlSpec ? <Chart id="timeline" spec={tlSpec} caption="Phase timeline" /> : null}
+        {charts.map(([cid, spec, caption]) => (spec ? <Chart key={cid} id={cid} spec={spec} caption={caption} /> : null))}
+      </div>
       <details><summary>Event log ({live.log.length})</summary><ol class="log">{live.log.map((l, i) => <li key={i}>{l}</li>)}</ol></details>
     </div>
   );
