@@ -85,7 +85,8 @@ export function phasesSpec(t: TelemetryLike): Spec | undefined {
     ],
     encoding: {
       y: { field: 'phase', type: 'nominal', title: null, sort: null },
-      x: { field: 'ms', type: 'quantitative', title: 'ms' },
+      // (room on the right for the longest bar's label)
+      x: { field: 'ms', type: 'quantitative', title: 'ms', scale: { domain: [0, Math.max(1, ...values.map((v) => v.ms)) * 1.12] } },
       tooltip: [{ field: 'phase' }, { field: 'ms', title: 'ms', format: '.1f' }],
     },
   };
