@@ -52,8 +52,9 @@ const requests: fc.Arbitrary<Req> = fc.oneof(
   // Random ids in paths (percent-encoded: slashes and dots included).
   fc.tuple(fc.constantFrom('GET', 'DELETE'), fc.constantFrom('/v1/jobs/', '/v1/snapshots/'), fc.string({ minLength: 1, maxLength: 300 }))
     .map(([method, base, id]) => ({ method, path: base + encodeURIComponent(id) })),
-  // Random paths and methods.
-  fc.tuple(fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE'), fc.webPath()).filter(([, p]) => !/^\/(v1\/(health|jobs|snapshots|workloads|openapi\.json)|metrics)\/?$/.test(p))
+  // Random paths and methods (not the valid GETs: the listings, and the dashboard's page and files).
+  fc.tuple(fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE'), fc.webPath())
+    .filter(([, p]) => !/^\/(v1\/(health|jobs|snapshots|workloads|peers|openapi\.json)|metrics)?\/?$/.test(p) && !p.startsWith('/dashboard/'))
     .map(([method, path]) => ({ method, path: path || '/x' })),
 );
 
