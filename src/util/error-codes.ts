@@ -138,6 +138,12 @@ export const ERROR_CODES = {
   ERR_NET_COMMAND: failed(502, 'a network tool (ip, iptables, arping, nsenter) is missing or failed'),
   ERR_NET_TIMEOUT: failed(504, 'a network tool (ip, iptables, arping, nsenter) did not finish in time and was killed'),
 
+  // Scenarios: warm start (ferry run --warm, --ready), clones
+  ERR_NOT_READY: failed(504, 'the program did not become ready (its --ready probe) within --ready-timeout; it was left running'),
+  ERR_NO_WARM_KEY: failed(404, 'no warm snapshot with that key (`ferry warm ls` lists them)'),
+  ERR_WARM_RECORD: failed(500, "a warm key's record is unreadable or invalid (`ferry warm rm KEY` removes it; the next run boots cold)"),
+  ERR_NO_PID_NAMESPACE: failed(422, 'the process is not pid 1 of its own pid namespace, so a copy beside it would need the same pids (start it with `ferry run`)'),
+
   // Benchmarks and test workloads (bench, tests)
   ERR_BENCH: failed(500, 'a benchmark step failed'),
   ERR_WORKLOAD_SETUP: failed(503, 'a test workload cannot be built or is not installed'),
