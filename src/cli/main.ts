@@ -21,6 +21,8 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   agent: () => import('./commands/agent.js'),
   migrate: () => import('./commands/migrate.js'),
   testbed: () => import('./commands/testbed.js'),
+  warm: () => import('./commands/warm.js'),
+  clone: () => import('./commands/clone.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -44,6 +46,8 @@ commands:
   migrate           move a running workload to another host's agent (--to HOST|URL), behind a commit point
   agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
   testbed           up|exec|status|down: hosts on this machine (network namespaces, shaped links, an agent each)
+  warm              ls | rm KEY: the warm snapshots of ferry run --warm KEY --ready PROBE
+  clone             start N copies of a workload, each in its own pid namespace, the original left running
 
 global options:
   --json            machine-readable output on stdout (every command)
