@@ -48,8 +48,8 @@ describe('bench HTML report in headless chromium', () => {
       summarizeMemory(memorySamples(), { sizesMiB: [64, 128, 256, 512], reps: 1 }),
       summarizeConcurrency(concurrencySamples(), { counts: [1, 2, 4], mib: 256, reps: 1, arms: CONCURRENCY_ARMS }),
       summarizeWarmstart([
-        { program: 'redis', rep: 0, coldMs: 2000, warmMs: 300, restoreMs: 250, checkpointMs: 400, imageBytes: 5e8, rssBytes: 5e8 },
-        { program: 'jvm', rep: 0, coldMs: 3000, warmMs: 500, restoreMs: 450, checkpointMs: 600, imageBytes: 3e8, rssBytes: 3e8 },
+        { program: 'redis', rep: 0, order: 'warm-first', coldMs: 2000, warmMs: 300, coldReadyMs: 1900, warmReadyMs: 150, coldCliMs: 3000, warmCliMs: 310, imageBytes: 5e8 },
+        { program: 'jvm', rep: 0, order: 'warm-first', coldMs: 3000, warmMs: 500, coldReadyMs: 2900, warmReadyMs: 350, coldCliMs: 3600, warmCliMs: 510, imageBytes: 3e8 },
       ], { redis: '1 key', jvm: '1 entry' }, [], 1),
     ];
     const file = join(dir, 'report.html');
