@@ -179,7 +179,7 @@ export async function runWarmstart(ctx: BenchContext, programs = WARMSTART_PROGR
         if (r.out.warm !== (how === 'warm')) throw new FerryError('ERR_BENCH', `warmstart: the ${how} run of ${p.name} came out ${r.out.warm ? 'warm' : 'cold'}`);
         await stopAll();
         // Read now: the next cold arm removes the key and its snapshot.
-        const snap = r.out.snapshot ? await new Store({ root: storeDir }).find(r.out.snapshot) : undefined;
+        const snap = r.out.snapshot ? await new Store({ root: storeDir, memoryBase: env.FERRY_MEMORY_TIER }).find(r.out.snapshot) : undefined;
         return { ...r, imageBytes: snap?.manifest.bytes ?? 0 };
       };
       // Warm-up (not counted): a cold boot (the dataset into the page cache) and a warm one.
