@@ -126,16 +126,18 @@ export async function probeOnce(p: ReadyProbe, ctx: ProbeContext, timeoutMs = PR
   }
 }
 
-export type ReadyOutcome = { ready: true; ms: number } | { ready: false; why: 'timeout' | 'exited'; ms: number };
+export type ReadyOutcome = { ready: true; ms: number } | { ready: false; why: 'timeout' | 'exited' | 'interrupted'; ms: number };
 
 /**
  * Probes until ready, the program ends (`alive` false) or `timeoutMs` passes, whichever is
  * first. Looks often at first (a warm restore is ready within milliseconds) and backs off to
- * every 50 ms. `ms` counts from `since` (performance.now() of the start).
+ * every 50 ms. `ms` counts from `since` (performance.now() of the start). An interrupt (Ctrl-C)
+ * ends the wait at the next look.
  */
-export async function waitReady(p: ReadyProbe, ctx: ProbeContext, timeoutMs: number, alive: () => Promise<boolean>, since: number): Promise<ReadyOutcome> {
+export async function waitReady(p: ReadyProbe, ctx: ProbeContext, timeoutMs: number, alive: () => Promise<boolean>, since: number, interrupt?: AbortSignal): Promise<ReadyOutcome> {
   const deadline = since + timeoutMs;
   for (let i = 0; ; i++) {
+    if (interrupt?.aborted) return { ready: false, why: 'interrupted', ms: performance.now() - since };
     const left = deadline - performance.now();
     if (await probeOnce(p, ctx, Math.max(1, left))) return { ready: true, ms: performance.now() - since };
     if (!(await alive())) {

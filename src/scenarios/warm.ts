@@ -7,7 +7,7 @@ import type { Tier } from '../store/manifest.js';
 import type { Store } from '../store/store.js';
 import { readWorkload, runWorkload, workloadIsRunning, type RunOptions } from '../targets/run.js';
 import { stopWorkload } from '../targets/workload-stop.js';
-import { FerryError, isFerryError } from '../util/errors.js';
+import { FerryError, InterruptedError, isFerryError } from '../util/errors.js';
 import { identityChanges, runIdentity, type RunIdentity } from './warm-identity.js';
 import { parseReadyProbe, waitReady, type ProbeContext, type ReadyProbe } from './warm-ready.js';
 import { checkWarmKey, readWarm, writeWarm, type WarmRecord } from './warm-store.js';
@@ -132,7 +132,10 @@ async function tryWarm(req: ReadyRunRequest, engine: Engine, rec: WarmRecord, pr
   const budget = warmReadyBudget(rec, req.readyTimeoutMs);
   const ctx: ProbeContext = { logs: await logSizes(req.store, req.name), startedAt: Date.now(), restored: true, pid, name: req.name };
   const alive = async () => (w ? workloadIsRunning(w) : false);
-  const ready = await waitReady(probe, ctx, budget, alive, t0);
+  const ready = await waitReady(probe, ctx, budget, alive, t0, req.interrupt);
+  if (!ready.ready && ready.why === 'interrupted' && req.interrupt) {
+    throw interrupted(req.interrupt, `${req.name} (pid ${pid}) was restored from ${rec.snapshot} and is left running; its probe had not passed yet`, req.name);
+  }
   if (ready.ready && w) {
     return { pid, name: req.name, warm: true, readyMs: Math.round(ready.ms), stdout: w.stdout, stderr: w.stderr, snapshot: rec.snapshot };
   }
@@ -143,6 +146,12 @@ async function tryWarm(req: ReadyRunRequest, engine: Engine, rec: WarmRecord, pr
     : `the program restored from ${rec.snapshot} was not ready within ${budget} ms (${ready.ms.toFixed(0)} ms since the start)` };
 }
 
+/** An interrupted wait leaves the program running: the error says so, and how to end it. */
+function interrupted(signal: AbortSignal, what: string, name: string): InterruptedError {
+  const sig = (typeof signal.reason === 'string' ? signal.reason : 'SIGINT') as NodeJS.Signals;
+  return new InterruptedError(sig, `interrupted by ${sig}: ${what}`, { hint: `\`ferry ps\` shows it; \`ferry stop ${name}\` ends it` });
+}
+
 /** Starts the program and waits for its probe (if any). Not ready in time: ERR_NOT_READY, the program left running. */
 async function coldBoot(req: ReadyRunRequest, probe: ReadyProbe | undefined, t0: number): Promise<ReadyRunResult> {
   const logs = await logSizes(req.store, req.name);
@@ -151,8 +160,11 @@ async function coldBoot(req: ReadyRunRequest, probe: ReadyProbe | undefined, t0:
   const base = { pid: rec.pid, name: rec.name, warm: false, stdout: rec.stdout, stderr: rec.stderr };
   if (!probe) return { ...base, readyMs: null };
   const ctx: ProbeContext = { logs, startedAt, restored: false, pid: rec.pid, name: rec.name };
-  const ready = await waitReady(probe, ctx, req.readyTimeoutMs, () => workloadIsRunning(rec), t0);
+  const ready = await waitReady(probe, ctx, req.readyTimeoutMs, () => workloadIsRunning(rec), t0, req.interrupt);
   if (ready.ready) return { ...base, readyMs: Math.round(ready.ms) };
+  if (ready.why === 'interrupted' && req.interrupt) {
+    throw interrupted(req.interrupt, `${req.name} (pid ${rec.pid}) was started and is left running; it was not ready yet (no warm snapshot taken)`, req.name);
+  }
   if (ready.why === 'exited') {
     throw new FerryError('ERR_RUN', `${req.name} (pid ${rec.pid}) exited before it was ready (${req.ready ?? ''})`, {
       hint: `see its logs: ${rec.stdout}, ${rec.stderr}`,
