@@ -42,6 +42,11 @@ export interface ReadyRunRequest {
   /** Progress lines (the CLI shows them on stderr). */
   say?: (line: string) => void;
   engine?: Engine;
+  /**
+   * When the run began on the performance.now() clock (default: when runReady was called); the
+   * CLI gives 0, its process's start, so readyMs includes ferry's own start-up.
+   */
+  since?: number;
 }
 
 export interface ReadyRunResult {
@@ -49,7 +54,7 @@ export interface ReadyRunResult {
   name: string;
   /** Restored from the key's snapshot (true), or booted. */
   warm: boolean;
-  /** From the start of the run until the probe passed; null without a probe. */
+  /** From the start of the run (`since`) until the probe passed; null without a probe. */
   readyMs: number | null;
   stdout: string;
   stderr: string;
@@ -76,7 +81,7 @@ async function logSizes(store: Store, name: string): Promise<ProbeContext['logs'
 }
 
 export async function runReady(req: ReadyRunRequest): Promise<ReadyRunResult> {
-  const t0 = performance.now();
+  const t0 = req.since ?? performance.now();
   const probe = req.ready !== undefined ? parseReadyProbe(req.ready) : undefined;
   if (req.warm === undefined) return coldBoot(req, probe, t0);
   const key = checkWarmKey(req.warm);

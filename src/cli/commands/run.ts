@@ -56,6 +56,8 @@ export const command: Command = {
       const { runReady } = await import('../../scenarios/warm.js');
       const { result: r } = await runInterruptible(values.warm !== undefined ? `starting ${name} (warm key ${values.warm})` : `starting ${name}`, ctx, (interrupt) => runReady({
         store, name, command: positionals, readyTimeoutMs, interrupt,
+        // readyMs from this process's start: what the user waits for includes ferry's start-up.
+        since: 0,
         ...(values.ready !== undefined ? { ready: values.ready } : {}),
         ...(values.warm !== undefined ? { warm: values.warm } : {}),
         ...(values.input ? { inputs: values.input } : {}),
