@@ -1,7 +1,7 @@
 // `ferry clone`: copies of a live workload (or a snapshot), each in its own pid namespace, the
 // original left running, every copy verifying its memory; refusals before anything is frozen.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readlinkSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,8 @@ import { after, describe, it } from 'node:test';
 import { ferryCli, ferryOk, ferryRefused } from '../testing/ferry-cli.js';
 import { isAlive, OwnedPids } from '../testing/processes.js';
 import { memcheckWorkload, type WorkloadInstance } from '../testing/workloads.js';
+import { testbedDown, testbedUp } from '../testbed/testbed.js';
+import { FERRY } from '../testing/ferry-cli.js';
 
 const pids = new OwnedPids();
 const cleanups: (() => Promise<void>)[] = [];
@@ -91,8 +93,48 @@ describe('ferry clone (real CRIU, memcheck)', () => {
     const bad = await ferryCli(store, ['clone', 'x', '--count', '0'], env);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--count must be a positive integer/);
-    const to = await ferryCli(store, ['clone', 'x', '--to', 'h2'], env);
-    assert.equal(to.code, 2);
-    assert.match(to.stderr, /--to HOST is not built yet/);
+    await ferryRefused(store, ['clone', 'x', '--to', 'no-such-host'], /testbed|no-such-host/, { ...env, FERRY_TESTBED_DIR: join(store, 'no-testbed') });
+  });
+
+  it('--to h2 on a testbed: two copies restored on another host (its store, its agent), the original runs on h1, all verify', { timeout: 180_000 }, async () => {
+    const dir = await tempDir(tmpdir(), 'tb');
+    const prefix = 'ferry-warm-';
+    const tbEnv = { ...process.env, FERRY_TESTBED_DIR: dir, FERRY_TESTBED_PREFIX: prefix };
+    await testbedUp({ dir, prefix, hosts: 2 });
+    cleanups.push(() => testbedDown({ dir, prefix }).then(() => undefined));
+    // On a host, with its own store; FERRY_AGENT cleared: these are this host's verbs.
+    const on = (host: string, cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve) => {
+      execFile(FERRY, ['testbed', 'exec', host, '--', 'env', 'FERRY_AGENT=', FERRY, ...cmd], { env: tbEnv, timeout: 120_000, maxBuffer: 16 << 20 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    });
+    const wl = await memcheckWorkload({ mib: 16, seed: 9 }).prepare(await tempDir(tmpdir(), 'wl'));
+    cleanups.push(() => wl.cleanup());
+    const started = await on('h1', ['run', '--name', 'mc', '--json', '--', ...wl.command]);
+    assert.equal(started.code, 0, started.stderr);
+    const orig = (JSON.parse(started.stdout) as { pid: number }).pid;
+    pids.add(orig);
+    await wl.waitReady();
+    const c = await on('h1', ['clone', 'mc', '--count', '2', '--to', 'h2', '--json']);
+    assert.equal(c.code, 0, c.stdout + c.stderr);
+    const r = JSON.parse(c.stdout) as CloneJson & { host: string };
+    for (const x of r.clones) pids.add(x.pid);
+    assert.equal(r.host, 'h2');
+    assert.equal(r.clones.length, 2);
+    assert.equal(r.snapshotKept, false);
+    assert.ok(isAlive(orig), 'the original runs on h1');
+    // The copies are h2's workloads (its store), each pid 1 of its own pid namespace.
+    const ps2 = JSON.parse((await on('h2', ['ps', '--json'])).stdout) as { workloads: { name: string; state: string; pid: number }[] };
+    for (const x of r.clones) {
+      assert.deepEqual(ps2.workloads.filter((w) => w.name === x.name).map((w) => [w.state, w.pid]), [['running', x.pid]]);
+      assert.equal(nsPid(x.pid), '1');
+    }
+    assert.notEqual(readlinkSync(`/proc/${r.clones[0]!.pid}/ns/net`), readlinkSync(`/proc/${orig}/ns/net`), 'a copy lives in h2\'s network namespace, not h1\'s');
+    assert.equal(new Set([orig, ...r.clones.map((x) => x.pid)].map(pidNs)).size, 3);
+    for (const pid of [orig, ...r.clones.map((x) => x.pid)]) assert.match(await wl.verify(pid), /bad_pages=0/);
+    // Neither host keeps a snapshot: h1's temporary one was removed, h2's received ones after each commit.
+    for (const h of ['h1', 'h2']) {
+      const ls = JSON.parse((await on(h, ['snapshots', 'ls', '--json'])).stdout) as { snapshots: unknown[] };
+      assert.equal(ls.snapshots.length, 0, `no snapshot left on ${h}`);
+    }
   });
 });

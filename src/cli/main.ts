@@ -96,7 +96,7 @@ const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migra
  * only from $FERRY_AGENT (set for a whole shell on a host) they run locally, so `ferry run` works
  * beside `ferry checkpoint` there; an explicit --agent on them is refused, not ignored.
  */
-const LOCAL_VERBS = new Set(['run', 'stop', 'doctor', 'criu', 'bench', 'agent', 'export', 'import', 'container-archive', 'testbed']);
+const LOCAL_VERBS = new Set(['run', 'stop', 'doctor', 'criu', 'bench', 'agent', 'export', 'import', 'container-archive', 'testbed', 'warm', 'clone']);
 
 /** Remote mode: the verb must support it; the token comes from --token-file FILE (taken out of args) or $FERRY_TOKEN. */
 async function remoteSetup(ctx: CommandContext, verb: string, args: string[], agentFlag: boolean): Promise<string[]> {

@@ -6,6 +6,7 @@ import { parseTargetRef } from '../targets/drivers.js';
 import { processInfo } from '../targets/process.js';
 import { readWorkload } from '../targets/run.js';
 import { FerryError, isFerryError } from '../util/errors.js';
+import { cloneToPeer, type PeerTarget } from './clone-remote.js';
 
 /**
  * `ferry clone <snapshot|pid|name> [--count N]`: N copies of a workload, each restored in its
@@ -24,6 +25,8 @@ export interface CloneRequest {
   count: number;
   /** Keep the snapshot taken of a live source (default: removed once the clones run). */
   keepSnapshot?: boolean;
+  /** Restore the copies on another host's agent (the migration protocol) instead of here. */
+  to?: PeerTarget;
   interrupt?: AbortSignal;
   say?: (line: string) => void;
   engine?: Engine;
@@ -38,6 +41,8 @@ export interface CloneResult {
   /** False when it was taken for this clone and removed afterwards. */
   snapshotKept: boolean;
   source: { kind: 'snapshot' | 'live'; label: string };
+  /** Where the copies run: this host, or the destination agent's URL. */
+  host: string;
 }
 
 /** Some clones ran before one failed: they are kept running and listed with the error. */
@@ -46,7 +51,7 @@ export class CloneError extends FerryError {
     const msg = cause instanceof Error ? cause.message : String(cause);
     super(isFerryError(cause) ? cause.code : 'ERR_INTERNAL',
       `clone ${clones.length + 1} of ${count} failed: ${msg}${clones.length ? ` (${clones.length} started and left running: ${clones.map((c) => `${c.name} pid ${c.pid}`).join(', ')})` : ''}`,
-      { cause, hint: isFerryError(cause) && cause.hint ? cause.hint : `the snapshot ${snapshot} is kept; \`ferry stop NAME\` ends a clone` });
+      { cause, hint: isFerryError(cause) && cause.hint ? cause.hint : `the snapshot ${snapshot} is kept; \`ferry stop NAME\` ends a clone (on its host)` });
     this.name = 'CloneError';
   }
 
@@ -130,7 +135,15 @@ export async function cloneWorkload(req: CloneRequest): Promise<CloneResult> {
     refuseNoNamespace(`${label} (snapshot ${snapshot})`);
   }
   const clones: Clone[] = [];
-  for (const name of cloneNames(manifest, req.count)) {
+  if (req.to) {
+    const dir = (await req.store.get(snapshot)).dir;
+    try {
+      await cloneToPeer({ manifest, dir, peer: req.to, names: cloneNames(manifest, req.count), say, onClone: (c) => clones.push(c), ...intr });
+    } catch (err) {
+      throw new CloneError(clones, snapshot, err, req.count);
+    }
+  }
+  for (const name of req.to ? [] : cloneNames(manifest, req.count)) {
     say(`restoring clone ${clones.length + 1}/${req.count} as ${name}`);
     try {
       const r = await engine.restore({ snapshot, as: name, ...(manifest.options.tcpEstablished ? { tcpClose: true } : {}), ...intr });
@@ -144,5 +157,5 @@ export async function cloneWorkload(req: CloneRequest): Promise<CloneResult> {
     const [out] = await engine.remove([snapshot]);
     kept = out?.ok !== true;
   }
-  return { clones, snapshot, snapshotKept: kept, source: { kind: taken ? 'live' : 'snapshot', label } };
+  return { clones, snapshot, snapshotKept: kept, source: { kind: taken ? 'live' : 'snapshot', label }, host: req.to ? req.to.url : 'local' };
 }

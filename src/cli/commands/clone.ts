@@ -9,28 +9,29 @@ export const command: Command = {
     '--leave-running checkpoint into the memory tier, removed once the copies run unless --keep-snapshot).\n' +
     'The source must be pid 1 of its own pid namespace (as `ferry run` starts programs); copies share the\n' +
     'host\'s network, so a program listening on a port cannot run beside a copy of itself.',
-  usage: 'ferry clone <snapshot|pid|name> [--count N] [--keep-snapshot] [--json]',
+  usage: 'ferry clone <snapshot|pid|name> [--count N] [--to HOST|URL] [--keep-snapshot] [--json]\n' +
+    '  --to: the copies run on another host\'s agent (a testbed host name, or an agent URL with its token in\n' +
+    '  $FERRY_PEER_TOKEN), sent over the migration protocol, one transfer per copy.',
   async run(argv, ctx) {
     const { values, positionals } = parse(argv, { count: { type: 'string' }, 'keep-snapshot': { type: 'boolean' }, to: { type: 'string' } }, 'clone');
     const [source, ...extra] = positionals;
     if (!source || extra.length) throw new FerryError('ERR_USAGE', 'clone: give one snapshot id, pid or workload name', { hint: 'ferry clone web --count 3' });
-    if (values.to !== undefined) {
-      throw new FerryError('ERR_USAGE', 'clone: --to HOST is not built yet: clones are made on this host', { hint: 'clone here, or migrate a snapshot first (`ferry migrate`)' });
-    }
     const count = values.count === undefined ? 1 : positiveInt(values.count, '--count', 'clone');
     const store = new Store({ root: ctx.store });
+    const to = values.to !== undefined ? await (await import('../peer-ref.js')).resolvePeer(values.to) : undefined;
     const { cloneWorkload } = await import('../../scenarios/clone.js');
     const { result: r } = await runInterruptible(`cloning ${source}`, ctx, (interrupt) => cloneWorkload({
       store, source, count, interrupt,
       ...(values['keep-snapshot'] ? { keepSnapshot: true } : {}),
+      ...(to ? { to: { url: to.url, token: to.token } } : {}),
       ...(ctx.json ? {} : { say: (line: string) => ctx.out.stderr(`ferry: ${line}\n`) }),
     }));
     if (ctx.json) {
-      emitJson(ctx.out, { clones: r.clones, snapshot: r.snapshot, snapshotKept: r.snapshotKept, source: r.source });
+      emitJson(ctx.out, { clones: r.clones, snapshot: r.snapshot, snapshotKept: r.snapshotKept, source: r.source, host: to?.name ?? r.host });
       return 0;
     }
     for (const c of r.clones) ctx.out.stdout(`${c.name} ${c.pid}\n`);
-    ctx.out.stderr(`cloned ${r.source.label} ${r.clones.length} time(s), each in its own pid namespace` +
+    ctx.out.stderr(`cloned ${r.source.label} ${r.clones.length} time(s)${to ? ` on ${to.name ?? to.url}` : ''}, each in its own pid namespace` +
       `${r.source.kind === 'live' ? `; snapshot ${r.snapshot} ${r.snapshotKept ? 'kept' : 'removed'}` : ''}\n`);
     return 0;
   },
