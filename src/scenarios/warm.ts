@@ -141,12 +141,13 @@ async function tryWarm(req: ReadyRunRequest, engine: Engine, rec: WarmRecord, pr
   if (!ready.ready && ready.why === 'interrupted' && req.interrupt) {
     throw interrupted(req.interrupt, `${req.name} (pid ${pid}) was restored from ${rec.snapshot} and is left running; its probe had not passed yet`, req.name);
   }
-  if (ready.ready && w) {
+  // (A log probe holds at once after a restore: the program must still be there for it to count.)
+  if (ready.ready && w && await workloadIsRunning(w)) {
     return { pid, name: req.name, warm: true, readyMs: Math.round(ready.ms), stdout: w.stdout, stderr: w.stderr, snapshot: rec.snapshot };
   }
   // Not ready where a restored program should be at once: end the copy, boot cold instead.
   await stopWorkload(req.store.workloadsDir, req.name, 0).catch(() => undefined);
-  return { failure: ready.ready ? `restored ${rec.snapshot} left no workload record` : ready.why === 'exited'
+  return { failure: ready.ready ? `the program restored from ${rec.snapshot} is not running` : ready.why === 'exited'
     ? `the program restored from ${rec.snapshot} exited before it was ready`
     : `the program restored from ${rec.snapshot} was not ready within ${budget} ms (${ready.ms.toFixed(0)} ms since the start)` };
 }
