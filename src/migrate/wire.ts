@@ -93,7 +93,7 @@ export interface WireHeader {
 }
 
 const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const MetaSchema = z.strictObject({
+export const MetaSchema = z.strictObject({
   name: z.string().regex(SNAPSHOT_ID_PATTERN, 'not a snapshot name').optional(),
   target: ManifestSchema.shape.target,
   options: ManifestSchema.shape.options,
