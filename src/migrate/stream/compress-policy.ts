@@ -2,8 +2,9 @@
  * Whether zstd pays on this transfer: it does when the link, not the CPU, is what limits it and
  * the data shrinks enough. Measured, not assumed: the data's ratio and the compressors' speed on
  * the first MiBs of the pages (compressed on the worker pool, sent as they came out), and the
- * link's rate as the socket took the stream (wire bytes per second, once the first MiBs are out
- * — before that the socket buffers fill without the link being measured).
+ * link's rate as the socket took the stream — counted only while frames were waiting for the
+ * socket (a backlog), so that a link faster than the dump is not mistaken for a slow one. A
+ * link that never backlogs over many MiBs is not the bottleneck: compression cannot help.
  *
  *   raw time per MiB         = 1 / link
  *   compressed time per MiB  = max(1 / (workers × speed), ratio / link)
@@ -55,14 +56,16 @@ export class CompressionPolicy {
   private sampleRaw = 0;
   private samplePacked = 0;
   private sampleMs = 0;
-  private linkStart: { bytes: number; at: number } | undefined;
   private wire = 0;
+  private linkBytes = 0;
+  private linkMs = 0;
+  private lastAt: number | undefined;
   private decided: CompressionReport | undefined;
 
   constructor(
     private readonly mode: 'auto' | 'forced' | 'off',
     readonly workers: number,
-    readonly o = { sampleBytes: 4 << 20, linkFrom: 8 << 20, linkBytes: 16 << 20 },
+    readonly o = { sampleBytes: 4 << 20, linkFrom: 4 << 20, linkBytes: 16 << 20, backlog: 512 << 10 },
   ) {
     if (mode === 'forced') this.decided = { mode, used: true, reason: 'compression was asked for', workers };
     if (mode === 'off') this.decided = { mode, used: false, reason: 'compression was turned off', workers };
@@ -82,17 +85,29 @@ export class CompressionPolicy {
     this.sampleMs += ms;
   }
 
-  /** `bytes` more of the stream were taken by the socket, at `at` (ms). */
-  sent(bytes: number, at = performance.now()): void {
+  /** A frame of `bytes` goes to the socket at `at` (ms) with `backlog` bytes still waiting for it. */
+  sent(bytes: number, backlog: number, at = performance.now()): void {
     this.wire += bytes;
     if (this.decided) return;
-    if (!this.linkStart) {
-      if (this.wire >= this.o.linkFrom) this.linkStart = { bytes: this.wire, at };
-      return;
+    const bound = backlog >= this.o.backlog && this.wire > this.o.linkFrom;
+    // Time between two frames both written behind a backlog is the link's time for the first.
+    if (bound && this.lastAt !== undefined) { this.linkBytes += bytes; this.linkMs += at - this.lastAt; }
+    this.lastAt = bound ? at : undefined;
+    if (this.sampleRaw < this.o.sampleBytes) return;
+    if (this.linkBytes >= this.o.linkBytes) {
+      this.decideNow(this.linkBytes / 1e6 / Math.max(1e-3, this.linkMs / 1000));
+    } else if (this.wire - this.linkBytes >= this.o.linkFrom + 4 * this.o.linkBytes) {
+      const s = this.sampleFigures();
+      this.decided = {
+        mode: this.mode, used: false, workers: this.workers, ...s,
+        reason: `the link kept up with the images (no backlog over ${Math.round(this.wire / 2 ** 20)} MiB): it is not the bottleneck, compression cannot shorten the transfer`,
+      };
     }
-    if (this.wire - this.linkStart.bytes < this.o.linkBytes || this.sampleRaw < this.o.sampleBytes) return;
-    const linkMBps = (this.wire - this.linkStart.bytes) / 1e6 / Math.max(1e-3, (at - this.linkStart.at) / 1000);
-    this.decideNow(linkMBps);
+  }
+
+  private sampleFigures(): { ratio?: number; compressMBps?: number; sampleBytes?: number } {
+    if (this.sampleRaw === 0) return {};
+    return { ratio: round(this.samplePacked / this.sampleRaw), compressMBps: Math.round(this.sampleRaw / 1e6 / Math.max(1e-3, this.sampleMs / 1000)), sampleBytes: this.sampleRaw };
   }
 
   private decideNow(linkMBps: number): void {
@@ -105,8 +120,7 @@ export class CompressionPolicy {
   /** What was decided (or why nothing was: too little data). */
   report(): CompressionReport {
     if (this.decided) return this.decided;
-    const sample = this.sampleRaw > 0 ? { ratio: round(this.samplePacked / this.sampleRaw), compressMBps: Math.round(this.sampleRaw / 1e6 / Math.max(1e-3, this.sampleMs / 1000)), sampleBytes: this.sampleRaw } : {};
-    return { mode: this.mode, used: false, reason: `too little data to measure the link (${Math.round(this.wire / 2 ** 20)} MiB sent): only the sample was compressed`, workers: this.workers, ...sample };
+    return { mode: this.mode, used: false, reason: `too little data to measure the link (${Math.round(this.wire / 2 ** 20)} MiB sent): only the sample was compressed`, workers: this.workers, ...this.sampleFigures() };
   }
 }
 

@@ -87,7 +87,7 @@ export class StreamSender {
       ...(this.o.stallMs !== undefined ? { stallMs: this.o.stallMs } : {}),
     }, Readable.from(frames, { objectMode: true, highWaterMark: 2 }), {
       describe: () => `${this.totals.segments} segments, ${formatBytes(this.raw)}`,
-      onFrame: (n) => { this.wire += n; policy.sent(n); },
+      onFrame: (n, backlog) => { this.wire += n; policy.sent(n, backlog); },
       readError: (err) => new FerryError('ERR_TRANSFER_FAILED', `streaming the images in ${dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err }),
     });
     this.answer.catch(() => undefined);
