@@ -5,7 +5,9 @@
  * Results come back per chunk; the caller keeps the order.
  */
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { PROJECT_ROOT } from '../../criu/binary.js';
 import { FerryError } from '../../util/errors.js';
 import type { ZstdDone, ZstdJob } from './zstd-worker.js';
 
@@ -29,7 +31,8 @@ export class ZstdPool {
 
   constructor(readonly size = Math.max(1, Math.min(MAX_WORKERS, availableParallelism())), private readonly level = FAST_LEVEL) {
     for (let i = 0; i < size; i++) {
-      const w = new Worker(new URL('./zstd-worker.js', import.meta.url));
+      // tsc's output of zstd-worker.ts (found from the project's root: the CLI runs as a bundle).
+      const w = new Worker(join(PROJECT_ROOT, 'dist', 'migrate', 'stream', 'zstd-worker.js'));
       w.on('message', (d: ZstdDone) => {
         const p = this.waiting.get(d.id);
         this.waiting.delete(d.id);
