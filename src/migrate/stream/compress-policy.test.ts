@@ -27,7 +27,7 @@ describe('stream: when compression pays (recorded figures)', () => {
   });
 
   it('the policy samples first, measures the link after the first MiBs, then decides once', () => {
-    const p = new CompressionPolicy('auto', 2, { sampleBytes: 4, linkFrom: 10, linkBytes: 100, backlog: 5 });
+    const p = new CompressionPolicy('auto', 2, { sampleBytes: 4, linkFrom: 10, linkBytes: 100, backlog: 1 });
     assert.equal(p.compressing(), true, 'the sample is compressed');
     p.sampled(2, 1, 0.01);
     p.sampled(2, 1, 0.01); // 4 bytes in 0.02 ms: fast compressors
@@ -45,7 +45,7 @@ describe('stream: when compression pays (recorded figures)', () => {
   });
 
   it('a link that never backlogs is not the bottleneck: not used', () => {
-    const p = new CompressionPolicy('auto', 2, { sampleBytes: 4, linkFrom: 10, linkBytes: 100, backlog: 5 });
+    const p = new CompressionPolicy('auto', 2, { sampleBytes: 4, linkFrom: 10, linkBytes: 100, backlog: 1 });
     p.sampled(4, 1, 0.01);
     for (let t = 0; t < 100; t++) p.sent(10, 0, t);
     const r = p.report();

@@ -2,9 +2,9 @@
  * Whether zstd pays on this transfer: it does when the link, not the CPU, is what limits it and
  * the data shrinks enough. Measured, not assumed: the data's ratio and the compressors' speed on
  * the first MiBs of the pages (compressed on the worker pool, sent as they came out), and the
- * link's rate as the socket took the stream — counted only while frames were waiting for the
- * socket (a backlog), so that a link faster than the dump is not mistaken for a slow one. A
- * link that never backlogs over many MiBs is not the bottleneck: compression cannot help.
+ * link's rate as the socket took the stream — counted only while frames were ready and waiting
+ * for the socket (a backlog), so that a dump slower than the link is not mistaken for a slow
+ * link. A link that never backlogs over many MiBs is not the bottleneck: compression cannot help.
  *
  *   raw time per MiB         = 1 / link
  *   compressed time per MiB  = max(1 / (workers × speed), ratio / link)
@@ -65,7 +65,7 @@ export class CompressionPolicy {
   constructor(
     private readonly mode: 'auto' | 'forced' | 'off',
     readonly workers: number,
-    readonly o = { sampleBytes: 4 << 20, linkFrom: 4 << 20, linkBytes: 16 << 20, backlog: 512 << 10 },
+    readonly o = { sampleBytes: 4 << 20, linkFrom: 4 << 20, linkBytes: 16 << 20, backlog: 1 },
   ) {
     if (mode === 'forced') this.decided = { mode, used: true, reason: 'compression was asked for', workers };
     if (mode === 'off') this.decided = { mode, used: false, reason: 'compression was turned off', workers };
@@ -85,7 +85,7 @@ export class CompressionPolicy {
     this.sampleMs += ms;
   }
 
-  /** A frame of `bytes` goes to the socket at `at` (ms) with `backlog` bytes still waiting for it. */
+  /** A frame of `bytes` goes to the socket at `at` (ms) with `backlog` frames ready behind it. */
   sent(bytes: number, backlog: number, at = performance.now()): void {
     this.wire += bytes;
     if (this.decided) return;

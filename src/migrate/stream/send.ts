@@ -62,14 +62,16 @@ export class StreamSender {
   private started = 0;
   private readonly stop = new AbortController();
 
-  constructor(private readonly o: StreamSendOptions) {}
+  constructor(private readonly o: StreamSendOptions) {
+    // The compressors start now, while the workload runs: not during the dump.
+    if (o.compress !== 'off') this.pool = new ZstdPool(o.workers);
+  }
 
   /** Starts sending what CRIU writes into `dir` (call before CRIU starts). */
   start(dir: string): void {
     if (this.answer) throw new FerryError('ERR_INTERNAL', 'a stream transfer was started twice');
     this.started = Date.now();
     this.tail = new ImageTail(dir, this.o.tail);
-    if (this.o.compress !== 'off') this.pool = new ZstdPool(this.o.workers);
     this.policy = new CompressionPolicy(this.o.compress, this.pool?.size ?? 0);
     const policy = this.policy;
     const frames = encodeStream({ version: WIRE_VERSION, migrationId: this.o.migrationId, meta: this.o.headerMeta }, this.tail.segments(), {
@@ -87,7 +89,7 @@ export class StreamSender {
       ...(this.o.stallMs !== undefined ? { stallMs: this.o.stallMs } : {}),
     }, Readable.from(frames, { objectMode: true, highWaterMark: 2 }), {
       describe: () => `${this.totals.segments} segments, ${formatBytes(this.raw)}`,
-      onFrame: (n, backlog) => { this.wire += n; policy.sent(n, backlog); },
+      onFrame: (n, waiting) => { this.wire += n; policy.sent(n, waiting); },
       readError: (err) => new FerryError('ERR_TRANSFER_FAILED', `streaming the images in ${dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err }),
     });
     this.answer.catch(() => undefined);
