@@ -174,8 +174,8 @@ export type PutStreamOptions = Pick<SendImagesOptions, 'url' | 'token' | 'migrat
 export interface PutStreamHooks {
   /** What was sent so far, for the stall message ("3 of 9 files, 12 MiB of 1 GiB"). */
   describe: () => string;
-  /** A frame of `bytes` bytes goes to the socket; `waiting`: frames ready behind it (the source is ahead of the socket). */
-  onFrame?: (bytes: number, waiting: number) => void;
+  /** A frame of `bytes` bytes was taken by the socket. */
+  onFrame?: (bytes: number) => void;
   /** The source's own failure (reading the images) as the transfer's error. */
   readError: (err: Error) => unknown;
 }
@@ -285,7 +285,7 @@ export async function putImageStream(o: PutStreamOptions, source: Readable, hook
     source.on('data', (frame: Buffer) => {
       wireBytes += frame.length;
       last = Date.now();
-      hooks.onFrame?.(frame.length, source.readableLength);
+      hooks.onFrame?.(frame.length);
     });
     source.on('error', (err) => finish(err instanceof FerryError ? err : hooks.readError(err)));
     source.pipe(req);

@@ -2,9 +2,10 @@
  * Whether zstd pays on this transfer: it does when the link, not the CPU, is what limits it and
  * the data shrinks enough. Measured, not assumed: the data's ratio and the compressors' speed on
  * the first MiBs of the pages (compressed on the worker pool, sent as they came out), and the
- * link's rate as the socket took the stream — counted only while frames were ready and waiting
- * for the socket (a backlog), so that a dump slower than the link is not mistaken for a slow
- * link. A link that never backlogs over many MiBs is not the bottleneck: compression cannot help.
+ * link's rate as the socket takes the stream once the dump is complete (`linkOpen`): from then
+ * on the images are read from memory, far faster than a link, so the socket's pace is the link's
+ * (while CRIU still writes, the dump may be what sets the pace; a link faster than reading memory
+ * then measures as "fast", and compression is rightly not used).
  *
  *   raw time per MiB         = 1 / link
  *   compressed time per MiB  = max(1 / (workers × speed), ratio / link)
@@ -57,15 +58,14 @@ export class CompressionPolicy {
   private samplePacked = 0;
   private sampleMs = 0;
   private wire = 0;
-  private linkBytes = 0;
-  private linkMs = 0;
-  private lastAt: number | undefined;
+  private linkFromWire: number | undefined;
+  private linkStart: { wire: number; at: number } | undefined;
   private decided: CompressionReport | undefined;
 
   constructor(
     private readonly mode: 'auto' | 'forced' | 'off',
     readonly workers: number,
-    readonly o = { sampleBytes: 4 << 20, linkFrom: 4 << 20, linkBytes: 16 << 20, backlog: 1 },
+    readonly o = { sampleBytes: 4 << 20, linkFrom: 4 << 20, linkBytes: 16 << 20 },
   ) {
     if (mode === 'forced') this.decided = { mode, used: true, reason: 'compression was asked for', workers };
     if (mode === 'off') this.decided = { mode, used: false, reason: 'compression was turned off', workers };
@@ -85,24 +85,20 @@ export class CompressionPolicy {
     this.sampleMs += ms;
   }
 
-  /** A frame of `bytes` goes to the socket at `at` (ms) with `backlog` frames ready behind it. */
-  sent(bytes: number, backlog: number, at = performance.now()): void {
+  /** From now on the socket's pace is the link's (the dump is complete). */
+  linkOpen(): void {
+    this.linkFromWire ??= this.wire + this.o.linkFrom;
+  }
+
+  /** A frame of `bytes` went to the socket at `at` (ms). */
+  sent(bytes: number, at = performance.now()): void {
     this.wire += bytes;
-    if (this.decided) return;
-    const bound = backlog >= this.o.backlog && this.wire > this.o.linkFrom;
-    // Time between two frames both written behind a backlog is the link's time for the first.
-    if (bound && this.lastAt !== undefined) { this.linkBytes += bytes; this.linkMs += at - this.lastAt; }
-    this.lastAt = bound ? at : undefined;
-    if (this.sampleRaw < this.o.sampleBytes) return;
-    if (this.linkBytes >= this.o.linkBytes) {
-      this.decideNow(this.linkBytes / 1e6 / Math.max(1e-3, this.linkMs / 1000));
-    } else if (this.wire - this.linkBytes >= this.o.linkFrom + 4 * this.o.linkBytes) {
-      const s = this.sampleFigures();
-      this.decided = {
-        mode: this.mode, used: false, workers: this.workers, ...s,
-        reason: `the link kept up with the images (no backlog over ${Math.round(this.wire / 2 ** 20)} MiB): it is not the bottleneck, compression cannot shorten the transfer`,
-      };
-    }
+    if (this.decided || this.linkFromWire === undefined || this.wire < this.linkFromWire) return;
+    // The frames already buffered when the link opened are behind us: time the next ones.
+    if (!this.linkStart) { this.linkStart = { wire: this.wire, at }; return; }
+    const measured = this.wire - this.linkStart.wire;
+    if (measured < this.o.linkBytes || this.sampleRaw < this.o.sampleBytes) return;
+    this.decideNow(measured / 1e6 / Math.max(1e-3, (at - this.linkStart.at) / 1000));
   }
 
   private sampleFigures(): { ratio?: number; compressMBps?: number; sampleBytes?: number } {
@@ -120,7 +116,7 @@ export class CompressionPolicy {
   /** What was decided (or why nothing was: too little data). */
   report(): CompressionReport {
     if (this.decided) return this.decided;
-    return { mode: this.mode, used: false, reason: `too little data to measure the link (${Math.round(this.wire / 2 ** 20)} MiB sent): only the sample was compressed`, workers: this.workers, ...this.sampleFigures() };
+    return { mode: this.mode, used: false, reason: `too little data to measure the link (${Math.round(this.wire / 2 ** 20)} MiB sent, too little of it after the dump): only the sample was compressed`, workers: this.workers, ...this.sampleFigures() };
   }
 }
 

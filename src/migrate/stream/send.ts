@@ -89,7 +89,7 @@ export class StreamSender {
       ...(this.o.stallMs !== undefined ? { stallMs: this.o.stallMs } : {}),
     }, Readable.from(frames, { objectMode: true, highWaterMark: 2 }), {
       describe: () => `${this.totals.segments} segments, ${formatBytes(this.raw)}`,
-      onFrame: (n, waiting) => { this.wire += n; policy.sent(n, waiting); },
+      onFrame: (n) => { this.wire += n; policy.sent(n); },
       readError: (err) => new FerryError('ERR_TRANSFER_FAILED', `streaming the images in ${dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err }),
     });
     this.answer.catch(() => undefined);
@@ -101,6 +101,7 @@ export class StreamSender {
     const before = this.raw;
     const t0 = Date.now();
     this.meta = meta;
+    this.policy.linkOpen();
     this.tail.complete();
     const d = await this.answer;
     return {
