@@ -1,5 +1,6 @@
 import { CriuClient } from '../../criu/client.js';
 import { interruptedError } from '../../engine/interrupt.js';
+import { FerryError } from '../../util/errors.js';
 import type { StreamSendResult } from '../stream/send.js';
 import { StreamSender } from '../stream/send.js';
 import type { FinalDump, MigrationStrategy, StrategyContext } from '../strategy.js';
@@ -28,10 +29,17 @@ export const stream: MigrationStrategy = {
       onProgress: ctx.progress(pre.bytes),
     });
     let result: StreamSendResult | undefined;
+    let startError: Error | undefined;
     return {
-      checkpoint: { onImagesDir: (dir) => sender.start(dir) },
+      // (Called inside engine.checkpoint, which must not be thrown at: a failure to start is the handoff's.)
+      checkpoint: {
+        onImagesDir: (dir) => {
+          try { sender.start(dir); } catch (e) { startError = e instanceof Error ? e : new FerryError('ERR_INTERNAL', 'the stream transfer could not start', { cause: e }); }
+        },
+      },
       async handoff(h) {
         ctx.setPhase('transfer');
+        if (startError) throw startError;
         const r = await ctx.phases.run('transfer', () => sender.complete({ target: h.target, options: h.options, criuVersion: h.criuVersion, name: h.name, host: pre.host }));
         result = r;
         if (ctx.interrupt.aborted) throw interruptedError(ctx.interrupt, `${pre.live.label} was resumed on the source`);

@@ -34,7 +34,7 @@ export async function receiveStream(store: Store, stream: AsyncIterable<Uint8Arr
   const files = new Map<string, Received>();
   let pending: PendingSnapshot | undefined;
   let sink: FileSink | undefined;
-  let open_: { file: string; offset: number } | 'index' | undefined;
+  let current: { file: string; offset: number } | 'index' | undefined;
   let indexBody: Buffer[] = [];
   let index: { files: Record<string, { size: number; hash: string }>; meta: SnapshotMeta } | undefined;
   let bytes = 0;
@@ -76,7 +76,7 @@ export async function receiveStream(store: Store, stream: AsyncIterable<Uint8Arr
           if (index) throw invalid(`${e.name} follows the index`);
           if (e.name === INDEX_NAME) {
             if (e.size > MAX_INDEX_BYTES) throw invalid(`an index of ${e.size} bytes`);
-            open_ = 'index';
+            current = 'index';
             indexBody = [];
             break;
           }
@@ -88,27 +88,27 @@ export async function receiveStream(store: Store, stream: AsyncIterable<Uint8Arr
           if (!f) files.set(seg.file, { size: 0, digest: new FileDigest(e.size) });
           const path = join(pending!.dir, seg.file);
           try { sink = f ? FileSink.wrap(await open(path, 'r+'), seg.file) : await FileSink.create(pending!.dir, seg.file); } catch (err) { throw writeError(err, seg.file); }
-          open_ = seg;
+          current = seg;
           break;
         }
         case 'data':
-          if (open_ === 'index') { indexBody.push(e.data); break; }
-          try { await sink!.write(e.data, open_!.offset + e.offset); } catch (err) { throw writeError(err, e.name); }
-          files.get(open_!.file)!.digest.update(e.data);
+          if (current === 'index') { indexBody.push(e.data); break; }
+          try { await sink!.write(e.data, current!.offset + e.offset); } catch (err) { throw writeError(err, e.name); }
+          files.get(current!.file)!.digest.update(e.data);
           bytes += e.data.length;
           o.onProgress?.({ bytes, files: files.size, totalBytes: undefined });
           break;
         case 'end': {
-          if (open_ === 'index') {
+          if (current === 'index') {
             index = parseIndex(Buffer.concat(indexBody), invalid);
             checkIndex(index.files, files);
           } else {
             const s = sink!;
             sink = undefined;
-            try { await s.close(); } catch (err) { throw writeError(err, open_!.file); }
-            files.get(open_!.file)!.size += e.size;
+            try { await s.close(); } catch (err) { throw writeError(err, current!.file); }
+            files.get(current!.file)!.size += e.size;
           }
-          open_ = undefined;
+          current = undefined;
           break;
         }
         case 'final': {
