@@ -62,6 +62,11 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
   handoff?: (h: Handoff) => Promise<void>;
   /** Called once CRIU reports the dump done (with a handoff: the tree has ended), before the seal. */
   onDumped?: () => void;
+  /**
+   * Called once with the directory CRIU will write the images into, before CRIU starts (a
+   * streaming migration follows the images as they are written). Not awaited; it must not throw.
+   */
+  onImagesDir?: (dir: string) => void;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
@@ -163,6 +168,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       // CRIU's log and stats go to a work dir outside the snapshot, so a failed checkpoint's
       // log survives the removal of its half-written images; on success they are copied in.
       const workDir = await operationDir(store, 'checkpoint', pending.id);
+      req.onImagesDir?.(pending.dir);
       const leaveRunning = req.leaveRunning === true;
       const enterCritical = () => {
         if (leaveRunning || critical) return;

@@ -6,7 +6,7 @@ import type { ConcreteStrategy } from './strategy.js';
  * added to the list; where a fault cannot apply to it, NOT_APPLICABLE says why and the suite
  * reports that test as skipped with the reason (never silently, never as passed).
  */
-export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold'];
+export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold', 'stream'];
 
 export type ConformanceFault =
   | 'wrong-token' | 'full-store' | 'old-criu' | 'source-killed'
@@ -17,6 +17,7 @@ export const NOT_APPLICABLE: Partial<Record<ConcreteStrategy, Partial<Record<Con
 /** The phases every successful migration with this strategy reports (job phases and the result's). */
 export const EXPECTED_PHASES: Partial<Record<ConcreteStrategy, readonly string[]>> = {
   cold: ['preflight', 'transfer', 'restore', 'commit'],
+  stream: ['preflight', 'transfer', 'restore', 'commit'],
 };
 
 /** The phase a fault in flight is reported in (the image stream's faults: 'transfer'). */

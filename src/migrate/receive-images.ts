@@ -59,14 +59,14 @@ const ROOM_MARGIN = 4 << 20;
 /** Positioned writes in flight per file (reading the network and writing the disk overlap). */
 const WRITES_IN_FLIGHT = 4;
 
-function aborted(signal: AbortSignal): FerryError {
+export function aborted(signal: AbortSignal): FerryError {
   const r: unknown = signal.reason;
   if (r instanceof FerryError) return r;
   return new FerryError('ERR_TRANSFER_ABORTED', `the image transfer was cancelled${r instanceof Error ? `: ${r.message}` : ''}`, { hint: 'nothing was kept' });
 }
 
 /** Refuses, before anything is written, a transfer the tier has no room for. */
-async function checkRoom(store: Store, tier: Tier, bytes: number, budget: BudgetOverrides): Promise<void> {
+export async function checkRoom(store: Store, tier: Tier, bytes: number, budget: BudgetOverrides): Promise<void> {
   await store.ensure(tier);
   if (tier === 'memory') await placeSnapshot(store, 'memory', bytes, { ...budget, spillToDisk: false });
   const fs = await statfs(store.tierDir(tier));
@@ -79,7 +79,7 @@ async function checkRoom(store: Store, tier: Tier, bytes: number, budget: Budget
   }
 }
 
-function writeError(err: unknown, where: string): unknown {
+export function writeError(err: unknown, where: string): unknown {
   const code = errnoCode(err);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new FerryError('ERR_STORE_FULL', `the store ran out of space while receiving ${where}`, { cause: err, hint: 'free space in the destination\'s store; nothing was kept' });
@@ -89,7 +89,7 @@ function writeError(err: unknown, where: string): unknown {
 }
 
 /** The file being written: positioned writes, a few in flight. */
-class FileSink {
+export class FileSink {
   private readonly inflight = new Set<Promise<unknown>>();
   private failed: Error | undefined;
 
@@ -97,6 +97,11 @@ class FileSink {
 
   static async create(dir: string, name: string): Promise<FileSink> {
     return new FileSink(await open(join(dir, name), 'wx', 0o600), name);
+  }
+
+  /** A file opened by the caller (a stream transfer continues a file it began earlier). */
+  static wrap(fh: FileHandle, name: string): FileSink {
+    return new FileSink(fh, name);
   }
 
   private check(): void {

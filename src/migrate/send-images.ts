@@ -137,12 +137,10 @@ function answerError(status: number, body: string, target: string): FerryError {
 export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult> {
   const started = Date.now();
   if (o.signal?.aborted) throw aborted(o.signal);
-  const stallMs = o.stallMs ?? DEFAULT_STALL_MS;
   const list = await listFiles(o.dir, o.files);
   const totalBytes = list.reduce((a, f) => a + f.size, 0);
   const header: WireHeader = { version: WIRE_VERSION, migrationId: o.migrationId, totalBytes, fileCount: list.length, meta: o.meta };
   const progress: SendProgress = { bytes: 0, wireBytes: 0, files: 0, totalBytes };
-  let last = Date.now();
   const wireFiles: WireFile[] = list.map((f) => {
     const expected = o.meta.files?.[f.name]?.hash;
     return {
@@ -158,31 +156,69 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
   });
   // Two frames buffered at most: memory stays ~2 MiB whatever the images' size.
   const source = Readable.from(encodeImages(header, wireFiles, { compress: o.compress ?? false }), { objectMode: true, highWaterMark: 2 });
+  const describe = (): string => `${progress.files} of ${list.length} files, ${formatBytes(progress.bytes)} of ${formatBytes(totalBytes)}`;
+  const r = await putImageStream(o, source, {
+    describe,
+    onFrame: (n) => { progress.wireBytes += n; o.onProgress?.({ ...progress }); },
+    readError: (err) => new FerryError('ERR_TRANSFER_FAILED', `reading the images in ${o.dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err }),
+  });
+  return { bytes: progress.bytes, wireBytes: progress.wireBytes, files: list.length, ms: Date.now() - started, snapshot: r.snapshot, destination: r };
+}
 
+/** Where and how a stream of frames is PUT (sendImages's options; a streaming migration's sender). */
+export type PutStreamOptions = Pick<SendImagesOptions, 'url' | 'token' | 'migrationId' | 'destination' | 'signal' | 'stallMs'> & {
+  /** The body's Content-Type (default the wire's). */
+  contentType?: string;
+};
+
+export interface PutStreamHooks {
+  /** What was sent so far, for the stall message ("3 of 9 files, 12 MiB of 1 GiB"). */
+  describe: () => string;
+  /** A frame of `bytes` bytes was taken by the socket. */
+  onFrame?: (bytes: number) => void;
+  /** The source's own failure (reading the images) as the transfer's error. */
+  readError: (err: Error) => unknown;
+}
+
+/**
+ * PUTs `source` (whole frames, objectMode) to the destination's images route and answers its
+ * receipt: one authenticated request, backpressure from the socket to the source, a stall
+ * watchdog (nothing taken by the socket and no answer for `stallMs`), the caller's abort; on
+ * any failure the connection is cut (the destination removes what it received).
+ */
+export async function putImageStream(o: PutStreamOptions, source: Readable, hooks: PutStreamHooks): Promise<ReceiveImagesResult> {
+  if (o.signal?.aborted) { source.destroy(); throw aborted(o.signal); }
+  const stallMs = o.stallMs ?? DEFAULT_STALL_MS;
+  let last = Date.now();
+  let wireBytes = 0;
   let target: URL;
   try {
     target = new URL(`v1/migrations/${encodeURIComponent(o.migrationId)}/images`, o.url.endsWith('/') ? o.url : `${o.url}/`);
   } catch {
+    source.destroy();
     throw new FerryError('ERR_BAD_OPTION', `not a URL: ${JSON.stringify(o.url)}`, { hint: 'give the destination agent as http://ADDR:PORT' });
   }
   if (o.destination?.tier) target.searchParams.set('tier', o.destination.tier);
   if (o.destination?.snapshot) target.searchParams.set('snapshot', o.destination.snapshot);
   const where = target.origin;
   const request = target.protocol === 'https:' ? https.request : target.protocol === 'http:' ? http.request : undefined;
-  if (!request) throw new FerryError('ERR_BAD_OPTION', `unsupported URL scheme ${target.protocol}`, { hint: 'give the destination agent as http://ADDR:PORT' });
+  if (!request) {
+    source.destroy();
+    throw new FerryError('ERR_BAD_OPTION', `unsupported URL scheme ${target.protocol}`, { hint: 'give the destination agent as http://ADDR:PORT' });
+  }
 
-  return await new Promise<SendImagesResult>((resolve, reject) => {
+  return await new Promise<ReceiveImagesResult>((resolve, reject) => {
     let settled = false;
     const req: ClientRequest = request(target, {
       method: 'PUT',
       agent: false,
-      headers: { ...(o.token !== undefined ? { authorization: `Bearer ${o.token}` } : {}), 'content-type': WIRE_CONTENT_TYPE, 'transfer-encoding': 'chunked' },
+      headers: { ...(o.token !== undefined ? { authorization: `Bearer ${o.token}` } : {}), 'content-type': o.contentType ?? WIRE_CONTENT_TYPE, 'transfer-encoding': 'chunked' },
     });
     let res: IncomingMessage | undefined;
     let grace: NodeJS.Timeout | undefined;
     const watchdog = setInterval(() => {
       if (Date.now() - last > stallMs) {
-        finish(new FerryError('ERR_TRANSFER_STALLED', `the transfer to ${where} made no progress for ${Math.round(stallMs / 1000)} s (${progress.files} of ${list.length} files, ${formatBytes(progress.bytes)} of ${formatBytes(totalBytes)} sent${res ? '; waiting for the answer' : ''})`, {
+        finish(new FerryError('ERR_TRANSFER_STALLED', `the transfer to ${where} made no progress for ${Math.round(stallMs / 1000)} s (${hooks.describe()} sent${res ? '; waiting for the answer' : ''})`, {
           hint: 'the destination or the network stopped; the destination removes what it received',
         }));
       }
@@ -190,7 +226,7 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
     const onAbort = () => finish(aborted(o.signal!));
     o.signal?.addEventListener('abort', onAbort, { once: true });
 
-    function finish(err: unknown, value?: SendImagesResult): void {
+    function finish(err: unknown, value?: ReceiveImagesResult): void {
       if (settled) return;
       settled = true;
       clearInterval(watchdog);
@@ -210,7 +246,7 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
       if (unreachable(err)) {
         return new FerryError('ERR_AGENT_UNREACHABLE', `the destination agent ${where} cannot be reached: ${code}`, { cause: err, hint: 'check its address and that its agent runs' });
       }
-      return new FerryError('ERR_TRANSFER_FAILED', `the connection to ${where} broke after ${formatBytes(progress.wireBytes)} of the image stream (${progress.files} of ${list.length} files sent): ${code ?? (err as Error).message}`, {
+      return new FerryError('ERR_TRANSFER_FAILED', `the connection to ${where} broke after ${formatBytes(wireBytes)} of the image stream (${hooks.describe()} sent): ${code ?? (err as Error).message}`, {
         cause: err, hint: 'the destination removes what it received; send again',
       });
     };
@@ -243,16 +279,15 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
         try { parsed = JSON.parse(body); } catch { /* checked below */ }
         const a = Answer.safeParse(parsed);
         if (!a.success) { finish(answerError(201, body, where)); return; }
-        const d = a.data as ReceiveImagesResult;
-        finish(undefined, { bytes: progress.bytes, wireBytes: progress.wireBytes, files: list.length, ms: Date.now() - started, snapshot: d.snapshot, destination: d });
+        finish(undefined, a.data);
       });
     });
     source.on('data', (frame: Buffer) => {
-      progress.wireBytes += frame.length;
+      wireBytes += frame.length;
       last = Date.now();
-      o.onProgress?.({ ...progress });
+      hooks.onFrame?.(frame.length);
     });
-    source.on('error', (err) => finish(err instanceof FerryError ? err : new FerryError('ERR_TRANSFER_FAILED', `reading the images in ${o.dir} failed: ${errnoCode(err) ?? err.message}`, { cause: err })));
+    source.on('error', (err) => finish(err instanceof FerryError ? err : hooks.readError(err)));
     source.pipe(req);
   });
 }

@@ -93,7 +93,7 @@ export interface WireHeader {
 }
 
 const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const MetaSchema = z.strictObject({
+export const MetaSchema = z.strictObject({
   name: z.string().regex(SNAPSHOT_ID_PATTERN, 'not a snapshot name').optional(),
   target: ManifestSchema.shape.target,
   options: ManifestSchema.shape.options,
@@ -269,10 +269,22 @@ export class ChunkCompressor {
 /** One DATA frame (≤ MAX_CHUNK raw bytes), as a list of buffers (the raw bytes are not copied). */
 export function encodeData(raw: Buffer, compressor?: ChunkCompressor): Buffer[] {
   if (raw.length === 0 || raw.length > MAX_CHUNK) throw new RangeError(`a chunk holds 1 to ${MAX_CHUNK} bytes, not ${raw.length}`);
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(raw.length);
   const packed = compressor?.compress(raw);
-  return frame(FRAME.data, packed ? FLAG_ZSTD : 0, [hash128(raw), len, packed ?? raw]);
+  return encodeDataFrame(hash128(raw), raw.length, packed, raw);
+}
+
+/**
+ * One DATA frame from parts computed elsewhere (a streaming sender hashes on its thread and
+ * compresses on others): the raw bytes' XXH3-128, their length, and the body — `packed` (one
+ * zstd frame of them, smaller) or else `raw`.
+ */
+export function encodeDataFrame(rawHash: Buffer, rawLength: number, packed: Buffer | undefined, raw?: Buffer): Buffer[] {
+  if (rawLength === 0 || rawLength > MAX_CHUNK) throw new RangeError(`a chunk holds 1 to ${MAX_CHUNK} bytes, not ${rawLength}`);
+  const body = packed ?? raw;
+  if (!body) throw new RangeError('a data frame needs its raw or its packed bytes');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(rawLength);
+  return frame(FRAME.data, packed ? FLAG_ZSTD : 0, [rawHash, len, body]);
 }
 
 /** A file to encode: its name, its size, and its bytes (any chunking). */

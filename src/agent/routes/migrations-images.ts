@@ -1,5 +1,7 @@
 import { Hono } from 'hono';
 import { receiveImages, type ReceiveImagesOptions } from '../../migrate/receive-images.js';
+import { receiveStream } from '../../migrate/stream/receive.js';
+import { STREAM_CONTENT_TYPE } from '../../migrate/stream/segments.js';
 import { MIGRATION_ID_RE, WIRE_CONTENT_TYPE, type WireLimits } from '../../migrate/wire.js';
 import { FerryError } from '../../util/errors.js';
 import type { AgentDeps } from '../context.js';
@@ -29,8 +31,11 @@ export function migrationImageRoutes(d: AgentDeps, o: MigrationImageRouteOptions
     const id = c.req.param('id');
     if (!MIGRATION_ID_RE.test(id)) throw new FerryError('ERR_USAGE', `invalid migration id '${id.slice(0, 80)}'`, { hint: 'migration ids look like m-0123456789abcdef' });
     const type = c.req.header('content-type') ?? '';
-    if (type.split(';')[0]?.trim().toLowerCase() !== WIRE_CONTENT_TYPE) {
-      throw new FerryError('ERR_USAGE', `the body must be ${WIRE_CONTENT_TYPE}, not '${type.slice(0, 80)}'`, { hint: 'send an image stream (src/migrate/wire.ts) with that Content-Type' });
+    // A stream strategy's transfer (segments of files still being written) has its own receiver.
+    const mediaType = type.split(';')[0]?.trim().toLowerCase();
+    const streamed = mediaType === STREAM_CONTENT_TYPE;
+    if (mediaType !== WIRE_CONTENT_TYPE && !streamed) {
+      throw new FerryError('ERR_USAGE', `the body must be ${WIRE_CONTENT_TYPE} or ${STREAM_CONTENT_TYPE}, not '${type.slice(0, 80)}'`, { hint: 'send an image stream (src/migrate/wire.ts) with that Content-Type' });
     }
     const tierParam = c.req.query('tier') ?? 'disk';
     if (tierParam !== 'disk' && tierParam !== 'memory') throw new FerryError('ERR_USAGE', `invalid tier '${tierParam.slice(0, 40)}'`, { hint: 'tier is memory or disk' });
@@ -58,7 +63,7 @@ export function migrationImageRoutes(d: AgentDeps, o: MigrationImageRouteOptions
       };
       // preventCancel: on a refusal the body is left to the server, which drains it after the
       // answer is out (cancelling would cut the socket before the sender reads why).
-      const r = await receiveImages(d.engine.store, body.values({ preventCancel: true }), opts);
+      const r = await (streamed ? receiveStream : receiveImages)(d.engine.store, body.values({ preventCancel: true }), opts);
       await d.migrations?.endReceive(id, { snapshot: r.snapshot });
       d.log.info({ migration: id, snapshot: r.snapshot, bytes: r.bytes, wireBytes: r.wireBytes, files: r.files, ms: r.ms }, 'migration images received');
       return c.json(r, 201);

@@ -2,11 +2,13 @@ import { FerryError } from '../../util/errors.js';
 import type { ConcreteStrategy, MigrationStrategy } from '../strategy.js';
 import { cold } from './cold.js';
 import { precopy } from './precopy.js';
+import { stream } from './stream.js';
 
 /** Every strategy this build has, by name; each lives in its own file beside this one. */
 const STRATEGIES: ReadonlyMap<ConcreteStrategy, MigrationStrategy> = new Map<ConcreteStrategy, MigrationStrategy>([
   ['cold', cold],
   ['precopy', precopy],
+  ['stream', stream],
 ]);
 
 /** The strategies `auto` may pick from (precopy only refuses here: it is never picked). */
