@@ -1,15 +1,17 @@
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { PassThrough, Readable, type Transform, type Writable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { CompressStream } from 'zstd-napi';
 import { CriuClient } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
+import { decompressorFor } from '../oci/compression.js';
+import { containerIdFor, kubernetesIdentity, parseKubeletArchiveName, type KubernetesIdentity } from '../oci/kubelet.js';
 import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
 import type { ContainerTarget, SnapshotManifest, Tier } from '../store/manifest.js';
 import type { Store } from '../store/store.js';
@@ -37,6 +39,7 @@ import { hostFacts } from '../targets/host.js';
  *
  * Compressed with zstd (Podman's default), gzip, or not at all; import detects which.
  */
+export { decompressorFor };
 export const ARCHIVE_NAMES = {
   checkpointDir: 'checkpoint',
   configDump: 'config.dump',
@@ -124,15 +127,19 @@ export interface ContainerImportOptions {
   /** Where the container's bundle is (or, with a rootfs-diff.tar in the archive, where to create it). */
   bundle?: string;
 }
-export interface ContainerImportResult { snapshot: string; source: 'ferry' | 'podman'; bundle: string; rootfsUnpacked: boolean; durationMs: number }
-
-async function decompressorFor(file: string): Promise<Transform> {
-  const fh = await open(file, 'r');
-  const head = Buffer.alloc(4);
-  try { await fh.read(head, 0, 4, 0); } finally { await fh.close(); }
-  if (head[0] === 0x1f && head[1] === 0x8b) return createGunzip();
-  if (head.readUInt32LE(0) === 0xfd2fb528) return new DecompressStream();
-  return new PassThrough();
+export interface ContainerImportResult {
+  snapshot: string;
+  /** Who wrote the archive: ferry (its manifest is inside), CRI-O or containerd (a kubelet checkpoint), else Podman. */
+  source: 'ferry' | 'podman' | 'cri-o' | 'containerd';
+  /** The container's id in the snapshot (restore uses it unless --as). */
+  container: string;
+  bundle: string;
+  rootfsUnpacked: boolean;
+  /** Who the container was in Kubernetes (from spec.dump's annotations), for a kubelet checkpoint. */
+  kubernetes?: KubernetesIdentity;
+  /** The kubelet's archive name, parsed (`checkpoint-<pod>_<namespace>-<container>-<time>.tar`). */
+  kubeletArchive?: { pod: string; time: string };
+  durationMs: number;
 }
 
 /** Imports a Podman/CRI-O container checkpoint archive (or one ferry exported) as a ferry snapshot. */
@@ -144,6 +151,7 @@ export async function importContainerArchive(store: Store, file: string, opts: C
   try {
     const texts: Record<string, string> = {};
     let hasRootfs = false;
+    const otherMembers = new Set<string>();
     const extract = tar.extract();
     const consumed = (async () => {
       for await (const entry of extract) {
@@ -166,7 +174,8 @@ export async function importContainerArchive(store: Store, file: string, opts: C
           texts[name] = Buffer.concat(chunks).toString('utf8');
           continue;
         } else {
-          entry.resume(); // other engines' extras (artifacts, ctr.log, bind.mounts, …)
+          otherMembers.add(name);
+          entry.resume(); // other engines' extras (artifacts, ctr.log, bind.mounts, containerd's status.dump, …)
           continue;
         }
         await pipeline(entry, createWriteStream(target, { mode: 0o600 }));
@@ -223,9 +232,15 @@ export async function importContainerArchive(store: Store, file: string, opts: C
     }
     let stdio: string[] = previous?.stdio ?? [];
     if (!previous) stdio = JSON.parse(await readFile(join(pending.dir, DESCRIPTORS), 'utf8').catch(() => '[]')) as string[];
+    const specAnnotations = (typeof spec['annotations'] === 'object' && spec['annotations'] !== null ? spec['annotations'] : undefined) as Record<string, string> | undefined;
+    const kubernetes = kubernetesIdentity(specAnnotations);
+    const source: ContainerImportResult['source'] = previous ? 'ferry'
+      : otherMembers.has('status.dump') ? 'containerd'
+        // (Podman's specs carry some io.kubernetes.cri-o.* annotations too; the manager says who it is.)
+        : specAnnotations?.['io.container.manager'] === 'cri-o' || (specAnnotations?.['io.kubernetes.cri-o.ContainerType'] !== undefined && specAnnotations['io.container.manager'] !== 'libpod') ? 'cri-o' : 'podman';
     const runtime = previous?.runtime ?? (config.runtime && isRuntime(basename(config.runtime)) ? basename(config.runtime) as 'runc' | 'crun' : 'runc');
     const target: ContainerTarget = previous ? { ...previous, bundle, rootfs: rootfs || previous.rootfs } : {
-      kind: 'container', id: config.name || config.id || 'imported', runtime, runtimeRoot: runtime === 'runc' ? '/run/runc' : '/run/crun',
+      kind: 'container', id: kubernetes ? containerIdFor(kubernetes) : config.name || config.id || 'imported', runtime, runtimeRoot: runtime === 'runc' ? '/run/runc' : '/run/crun',
       driver: 'runtime', bundle, rootfs, pid: 0, workload: undefined, command: spec.process?.args ?? [],
       ownPidNamespace: ownNamespaces(spec).includes('pid'), namespaces: ownNamespaces(spec), stdio,
       externalMounts: (spec.mounts ?? []).filter((m) => isBindMount(m) && m.source).map((m) => ({ key: m.destination, source: m.source ?? '' })),
@@ -244,7 +259,12 @@ export async function importContainerArchive(store: Store, file: string, opts: C
       files,
     };
     await pending.commit(manifest);
-    return { snapshot: pending.id, source: previous ? 'ferry' : 'podman', bundle, rootfsUnpacked, durationMs: Date.now() - started };
+    const kubelet = parseKubeletArchiveName(basename(file));
+    return {
+      snapshot: pending.id, source, container: target.id, bundle, rootfsUnpacked,
+      ...(kubernetes ? { kubernetes } : {}), ...(kubelet ? { kubeletArchive: { pod: kubelet.pod, time: kubelet.time } } : {}),
+      durationMs: Date.now() - started,
+    };
   } catch (err) {
     await pending.abandon().catch(() => undefined);
     throw err;
