@@ -12,7 +12,12 @@
  */
 
 export interface KubernetesIdentity { pod: string; namespace: string; container: string }
-export interface KubeletArchiveName { podAndNamespace: string; pod: string; rest: string; time: string }
+export interface KubeletArchiveName {
+  pod: string;
+  /** `<namespace>-<container>`: where one ends and the other begins, the name does not say. */
+  rest: string;
+  time: string;
+}
 
 const KUBELET_NAME = /^checkpoint-([a-z0-9.-]+)_([a-z0-9][a-z0-9-]*)-(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))\.tar$/;
 
@@ -23,7 +28,7 @@ const KUBELET_NAME = /^checkpoint-([a-z0-9.-]+)_([a-z0-9][a-z0-9-]*)-(\d{4}-\d{2
 export function parseKubeletArchiveName(fileName: string): KubeletArchiveName | undefined {
   const m = KUBELET_NAME.exec(fileName);
   if (!m?.[1] || !m[2] || !m[3]) return undefined;
-  return { podAndNamespace: `${m[1]}_${m[2]}`, pod: m[1], rest: m[2], time: m[3] };
+  return { pod: m[1], rest: m[2], time: m[3] };
 }
 
 /**

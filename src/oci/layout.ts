@@ -171,7 +171,7 @@ export async function checkBlob(layoutDir: string, d: Descriptor, what: string):
  * (@sha256:…) are refused: a checkpoint image is written under a name.
  */
 export function normalizeImageRef(ref: string): string {
-  const m = /^((?:[a-z0-9.-]+(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127}))?$/.exec(ref);
+  const m = /^((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)(?::([\w][\w.-]{0,127}))?$/.exec(ref);
   if (!m?.[1] || ref.length > 255) {
     throw new FerryError('ERR_USAGE', `'${ref}' is not an image name (NAME[:TAG]: lowercase letters, digits, '.', '_', '-' and '/'; a tag of letters, digits, '.', '_', '-')`, { hint: 'e.g. --oci-image localhost/web-checkpoint:1' });
   }
