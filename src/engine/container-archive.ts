@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -56,6 +56,29 @@ export type Compression = 'zstd' | 'gzip' | 'none';
 const run = promisify(execFile);
 /** Files of a ferry snapshot that go to the archive's top level rather than into checkpoint/. */
 const TOP_LEVEL = new Set(['manifest.json', SPEC_DUMP, 'stats-dump', 'dump.log']);
+/**
+ * The other engine's own top-level members of an imported archive (its config.dump and
+ * network.status; containerd's status.dump, status and container.log; Podman's
+ * devshm-checkpoint.tar, ctr.log, bind.mounts, …) are kept in the snapshot as `archive.<name>`
+ * and written back under their own names on export, so an archive or image made from the
+ * snapshot is what that engine needs to restore it (CRI-O reads config.dump's fields, containerd
+ * its status.dump). CRIU ignores files it does not know in its images directory.
+ */
+export const KEPT_PREFIX = 'archive.';
+const PLAIN_NAME = /^[A-Za-z0-9._-]+$/;
+/** Members import handles itself, never kept as the engine's extras. */
+const HANDLED = new Set<string>([ARCHIVE_NAMES.specDump, ARCHIVE_NAMES.statsDump, ARCHIVE_NAMES.dumpLog, ARCHIVE_NAMES.rootfsDiff, ARCHIVE_NAMES.deletedFiles, ARCHIVE_NAMES.ferryManifest]);
+
+/** An engine's config.dump with the image the restored container should come from written into it (Podman's keys). */
+function configWithImage(text: string, image: ContainerExportOptions['image']): string {
+  if (!image) return text;
+  try {
+    const c = JSON.parse(text) as Record<string, unknown>;
+    return JSON.stringify({ ...c, rootfsImageName: image.name, RawImageName: image.name, ...(image.id ? { rootfsImageID: image.id } : {}) }, null, 2);
+  } catch {
+    return text;
+  }
+}
 
 export interface ContainerExportOptions {
   compression?: Compression;
@@ -89,16 +112,22 @@ export async function exportContainerArchive(store: Store, snapshot: string, fil
   let tmp: string | undefined;
   try {
     const spec = await readFile(join(dir, SPEC_DUMP), 'utf8');
-    add(ARCHIVE_NAMES.configDump, JSON.stringify({
-      id: t.id, name: t.id, rootfsImageName: opts.image?.name ?? '', RawImageName: opts.image?.name ?? '',
-      ...(opts.image?.id ? { rootfsImageID: opts.image.id } : {}), runtime: t.runtime, createdTime: manifest.createdAt,
-      checkpointedTime: manifest.createdAt, ferrySnapshot: manifest.id,
-    }, null, 2));
+    const names = (await readdir(dir)).sort();
+    const kept = new Set(names.filter((n) => n.startsWith(KEPT_PREFIX)).map((n) => n.slice(KEPT_PREFIX.length)));
+    // The engine's own config.dump when the snapshot came from one (with --image written in), else ferry's.
+    add(ARCHIVE_NAMES.configDump, kept.has(ARCHIVE_NAMES.configDump)
+      ? configWithImage(await readFile(join(dir, `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`), 'utf8'), opts.image)
+      : JSON.stringify({
+        id: t.id, name: t.id, rootfsImageName: opts.image?.name ?? '', RawImageName: opts.image?.name ?? '',
+        ...(opts.image?.id ? { rootfsImageID: opts.image.id } : {}), runtime: t.runtime, createdTime: manifest.createdAt,
+        checkpointedTime: manifest.createdAt, ferrySnapshot: manifest.id,
+      }, null, 2));
     add(ARCHIVE_NAMES.specDump, spec);
-    add(ARCHIVE_NAMES.networkStatus, '{}');
+    if (!kept.has(ARCHIVE_NAMES.networkStatus)) add(ARCHIVE_NAMES.networkStatus, '{}');
     add(ARCHIVE_NAMES.ferryManifest, JSON.stringify(manifest, null, 2));
-    for (const name of (await readdir(dir)).sort()) {
-      if (name === 'manifest.json' || name === SPEC_DUMP) continue;
+    for (const name of names) {
+      if (name === 'manifest.json' || name === SPEC_DUMP || name === `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`) continue;
+      if (name.startsWith(KEPT_PREFIX)) { await addFile(name.slice(KEPT_PREFIX.length), join(dir, name)); continue; }
       await addFile(TOP_LEVEL.has(name) ? name : `${ARCHIVE_NAMES.checkpointDir}/${name}`, join(dir, name));
     }
     if (opts.includeRootfs) {
@@ -152,6 +181,8 @@ export async function importContainerArchive(store: Store, file: string, opts: C
     const texts: Record<string, string> = {};
     let hasRootfs = false;
     const otherMembers = new Set<string>();
+    /** The engine's own top-level members, held aside until we know whether ferry wrote the archive. */
+    const extras: string[] = [];
     const extract = tar.extract();
     const consumed = (async () => {
       for await (const entry of extract) {
@@ -172,7 +203,12 @@ export async function importContainerArchive(store: Store, file: string, opts: C
           const chunks: Buffer[] = [];
           for await (const c of entry) chunks.push(c as Buffer);
           texts[name] = Buffer.concat(chunks).toString('utf8');
+          if (!HANDLED.has(name)) { extras.push(name); await writeFile(join(side, `${KEPT_PREFIX}${name}`), texts[name] ?? '', { mode: 0o600 }); }
           continue;
+        } else if (PLAIN_NAME.test(name) && !HANDLED.has(name) && !extras.includes(name)) {
+          otherMembers.add(name);
+          extras.push(name);
+          target = join(side, `${KEPT_PREFIX}${name}`);
         } else {
           otherMembers.add(name);
           entry.resume(); // other engines' extras (artifacts, ctr.log, bind.mounts, containerd's status.dump, …)
@@ -219,9 +255,17 @@ export async function importContainerArchive(store: Store, file: string, opts: C
       const own = { ...spec, root: { ...(spec.root ?? {}), path: rootfs } };
       await writeFile(join(bundle, 'config.json'), JSON.stringify(own, null, 2));
     }
+    // The engine's extras: all of a foreign archive's; of ferry's, those its snapshot had kept.
+    for (const name of extras) {
+      const kept = `${KEPT_PREFIX}${name}`;
+      if (previous && !ferryManifest?.files[kept]) continue;
+      await rename(join(side, kept), join(pending.dir, kept));
+    }
     const files = await checksumDir(pending.dir);
     if (previous && ferryManifest) {
       for (const [name, f] of Object.entries(ferryManifest.files)) {
+        // (an engine's config.dump is written back with --image's name in it: not byte for byte)
+        if (name === `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`) continue;
         const got = files[name];
         if (ferryManifest.algorithm === HASH_ALGORITHM && (!got || got.hash !== f.hash || got.size !== f.size)) {
           throw new FerryError('ERR_SNAPSHOT_CORRUPT', `${basename(file)}: ${name} ${got ? 'differs from the checksum ferry recorded' : 'is missing'}`, {

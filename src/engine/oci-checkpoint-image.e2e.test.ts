@@ -183,6 +183,15 @@ describe('checkpoint OCI images and kubelet archives (podman ↔ ferry)', { skip
     assert.deepEqual(imp.kubernetes, { pod: 'counter-7d9f', namespace: 'default', container: 'counter' });
     assert.deepEqual(imp.kubeletArchive, { pod: 'counter-7d9f', time: '2026-12-01T20:00:00Z' });
     assert.equal(imp.container, 'default.counter-7d9f.counter');
+    // The engine's own members are kept: exported again, the archive has Podman's config.dump
+    // (not ferry's), and its extras (what Podman or CRI-O restore from).
+    const again = join(base, 'again.tar');
+    const exp = JSON.parse(await ok(['container-archive', 'export', imp.snapshot, again, '--compress', 'none', '--json'])) as { members: string[] };
+    for (const m of ['config.dump', 'spec.dump', 'network.status', 'ctr.log', 'checkpoint/pages-1.img']) assert.ok(exp.members.includes(m), `the re-export lacks ${m}: ${exp.members.join(' ')}`);
+    assert.ok(!exp.members.some((m) => m.includes('archive.')), 'kept members go back under their own names');
+    const config = JSON.parse(await must('tar', ['-xOf', again, 'config.dump'])) as Record<string, unknown>;
+    assert.equal(config['name'], name, "Podman's config.dump, as Podman wrote it");
+    assert.ok('CreateCommand' in config && !('ferrySnapshot' in config));
     const clone = `ferry-oci-kclone-${tag}`;
     runcContainers.push(clone);
     await ok(['restore', imp.snapshot, '--as', `container:${clone}`]);
