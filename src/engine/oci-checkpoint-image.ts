@@ -144,7 +144,7 @@ export interface CheckpointImageImportResult extends ContainerImportResult {
 /** What a file holds: an OCI image layout (oci-archive) or a checkpoint archive (Podman, CRI-O, kubelet, ferry). */
 export async function sniffArchive(file: string): Promise<'oci-archive' | 'checkpoint-archive'> {
   const st = await stat(file).catch(() => undefined);
-  if (!st?.isFile()) throw new FerryError('ERR_USAGE', `${file} is not a file`, { hint: 'give a checkpoint archive, an oci-archive, or containers-storage:NAME' });
+  if (!st?.isFile()) throw new FerryError('ERR_USAGE', `${file} ${st ? 'is not a regular file' : 'does not exist'}`, { hint: 'give a checkpoint archive, an oci-archive, or containers-storage:NAME' });
   const extract = tar.extract();
   const source = createReadStream(file, { end: 1 << 20 });
   let first: string | undefined;
