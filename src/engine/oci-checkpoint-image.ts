@@ -1,7 +1,7 @@
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -83,12 +83,19 @@ export async function exportCheckpointImage(store: Store, snapshot: string, opts
       compression: 'none', ...(opts.includeRootfs ? { includeRootfs: true } : {}), ...(opts.image ? { image: opts.image } : {}),
     });
     // 2. The layer blob: diff_id = sha256 of the tar, digest = sha256 of the blob as stored.
+    // (gzip at level 1: speed over ratio; --compress none skips it)
     const compression = opts.compression ?? 'gzip';
-    const layerBlob = join(tmp, 'layer.blob');
     const raw = hashing();
-    const stored = hashing();
-    await pipeline(createReadStream(layerTar), raw, ...(compression === 'gzip' ? [createGzip({ level: 1 })] : []), stored, createWriteStream(layerBlob, { mode: 0o600 }));
-    await rm(layerTar, { force: true });
+    const stored = compression === 'gzip' ? hashing() : raw;
+    let layerBlob = layerTar;
+    if (compression === 'gzip') {
+      layerBlob = join(tmp, 'layer.blob');
+      await pipeline(createReadStream(layerTar), raw, createGzip({ level: 1 }), stored, createWriteStream(layerBlob, { mode: 0o600 }));
+      await rm(layerTar, { force: true });
+    } else {
+      // An uncompressed layer is the tar itself: hashed, not copied.
+      await pipeline(createReadStream(layerTar), raw, new Writable({ write: (_c, _e, done) => done() }));
+    }
     const layer: Descriptor = { mediaType: compression === 'gzip' ? MEDIA.layerGzip : MEDIA.layerTar, digest: stored.digest(), size: stored.bytes() };
     // 3. Config, manifest (with the checkpoint annotations), index.
     const created = new Date().toISOString();
@@ -221,7 +228,9 @@ export async function importCheckpointImage(store: Store, source: ImageSource, o
     let layerPath: string | undefined;
     for (const [i, l] of [...m.layers.entries()].reverse()) {
       const p = await checkBlob(layout, l, `${what}: layer ${i + 1} of ${m.layers.length}`);
-      if (await layerHasSpecDump(p)) { layerPath = p; break; }
+      // One layer (what Podman and ferry write) is read once, by the importer; only images built
+      // FROM another are searched (a pass over each layer's member names, top down).
+      if (m.layers.length === 1 || await layerHasSpecDump(p)) { layerPath = p; break; }
     }
     if (!layerPath) throw new FerryError('ERR_ARCHIVE_INVALID', `${what} is marked as a checkpoint of ${checkpointName}, but none of its ${m.layers.length} layers holds spec.dump`, { hint: 'the image was not built from a checkpoint archive' });
     const r = await importContainerArchive(store, layerPath, opts);
