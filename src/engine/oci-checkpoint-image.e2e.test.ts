@@ -192,6 +192,13 @@ describe('checkpoint OCI images and kubelet archives (podman ↔ ferry)', { skip
     const config = JSON.parse(await must('tar', ['-xOf', again, 'config.dump'])) as Record<string, unknown>;
     assert.equal(config['name'], name, "Podman's config.dump, as Podman wrote it");
     assert.ok('CreateCommand' in config && !('ferrySnapshot' in config));
+    // As an image without --image: the base image comes from that kept config.dump.
+    const img = JSON.parse(await ok(['container-archive', 'export', imp.snapshot, '--oci-image', `ferry-kubelet:${tag}`, '--to', `oci-archive:${join(base, 'kubelet.oci.tar')}`, '--json'])) as {
+      rootfsImage: string; annotations: Record<string, string>;
+    };
+    assert.equal(img.rootfsImage, image);
+    assert.equal(img.annotations['io.kubernetes.cri-o.annotations.checkpoint.rootfsImageName'], image);
+    assert.equal(img.annotations['org.criu.checkpoint.container.name'], 'default.counter-7d9f.counter');
     const clone = `ferry-oci-kclone-${tag}`;
     runcContainers.push(clone);
     await ok(['restore', imp.snapshot, '--as', `container:${clone}`]);

@@ -17,7 +17,7 @@ import type { Store } from '../store/store.js';
 import { FerryError } from '../util/errors.js';
 import { decompressorFor } from '../oci/compression.js';
 import {
-  ARCHIVE_NAMES, exportContainerArchive, importContainerArchive, type ContainerImportOptions, type ContainerImportResult,
+  ARCHIVE_NAMES, exportContainerArchive, KEPT_PREFIX, importContainerArchive, type ContainerImportOptions, type ContainerImportResult,
 } from './container-archive.js';
 
 /**
@@ -54,6 +54,8 @@ export interface CheckpointImageExportResult {
   layer: { digest: string; diffId: string; bytes: number; mediaType: string };
   /** containers-storage's id of the loaded image. */
   imageId?: string;
+  /** The image the restored container is to be created from (--image, else the kept config.dump's), if any. */
+  rootfsImage: string | undefined;
   archiveBytes?: number;
   annotations: Record<string, string>;
   durationMs: number;
@@ -63,6 +65,20 @@ async function engineVersion(): Promise<string> {
   return readFile(join(PROJECT_ROOT, 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version?: string }).version ?? '0.0.0', () => '0.0.0');
 }
 
+/** The base image named by the config.dump an imported snapshot kept from its engine (Podman's and CRI-O's keys). */
+async function keptRootfsImage(dir: string): Promise<{ name: string; id?: string } | undefined> {
+  const text = await readFile(join(dir, `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    const c = JSON.parse(text) as { rootfsImageName?: unknown; rootfsImageID?: unknown; rootfsImageRef?: unknown };
+    const name = typeof c.rootfsImageName === 'string' && c.rootfsImageName !== '' ? c.rootfsImageName : undefined;
+    const id = [c.rootfsImageID, c.rootfsImageRef].find((v): v is string => typeof v === 'string' && v !== '');
+    return name ? { name, ...(id ? { id } : {}) } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Writes container snapshot `snapshot` as a checkpoint OCI image. */
 export async function exportCheckpointImage(store: Store, snapshot: string, opts: CheckpointImageExportOptions): Promise<CheckpointImageExportResult> {
   const started = Date.now();
@@ -70,11 +86,12 @@ export async function exportCheckpointImage(store: Store, snapshot: string, opts
   if (opts.to.kind === 'oci-archive' && await stat(opts.to.file).then(() => true, () => false)) {
     throw new FerryError('ERR_FILE_EXISTS', `${opts.to.file} already exists`, { hint: 'remove it or name another file' });
   }
-  const { manifest } = await store.get(snapshot);
+  const { manifest, dir } = await store.get(snapshot);
   if (manifest.target.kind !== 'container') {
     throw new FerryError('ERR_USAGE', `snapshot ${snapshot} is of a process, not a container: a checkpoint image holds a container`, { hint: 'use `ferry export` for process snapshots' });
   }
   const target: ContainerTarget = manifest.target;
+  const rootfsImage = opts.image ?? await keptRootfsImage(dir);
   const tmp = await mkdtemp(join(store.root, '.tmp-oci-'));
   try {
     // 1. The layer's content: the checkpoint archive, uncompressed (a layer is a tar).
@@ -105,7 +122,7 @@ export async function exportCheckpointImage(store: Store, snapshot: string, opts
       history: [{ created, created_by: `ferry container-archive export ${snapshot} --oci-image ${ref}`, comment: `checkpoint of container ${target.id}` }],
     }));
     const annotations = checkpointAnnotations({
-      name: target.id, rootfsImageName: opts.image?.name, rootfsImageId: opts.image?.id, runtime: target.runtime,
+      name: target.id, rootfsImageName: rootfsImage?.name, rootfsImageId: rootfsImage?.id, runtime: target.runtime,
       criuVersion: manifest.criu.version, kernel: manifest.host.kernel, arch: ociArch(manifest.host.arch), engineVersion: await engineVersion(),
     });
     const imageManifest: ImageManifest = {
@@ -136,7 +153,7 @@ export async function exportCheckpointImage(store: Store, snapshot: string, opts
     return {
       ref, snapshot, to: opts.to, manifestDigest,
       layer: { digest: layer.digest, diffId: raw.digest(), bytes: layer.size, mediaType: layer.mediaType },
-      ...(loaded ? { imageId: loaded.id } : { archiveBytes }), annotations, durationMs: Date.now() - started,
+      ...(loaded ? { imageId: loaded.id } : { archiveBytes }), rootfsImage: rootfsImage?.name, annotations, durationMs: Date.now() - started,
     };
   } finally {
     await rm(tmp, { recursive: true, force: true });

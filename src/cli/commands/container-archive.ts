@@ -86,6 +86,9 @@ export const command: Command = {
           ctx.out.stdout(`${r.ref}\n`);
           const where = r.to.kind === 'oci-archive' ? `${r.to.file} (oci-archive, ${formatBytes(r.archiveBytes ?? 0)})` : `containers-storage (image ${r.imageId?.slice(0, 12) ?? '?'})`;
           ctx.out.stderr(`exported ${snapshot} as checkpoint image ${r.ref} to ${where}: layer ${formatBytes(r.layer.bytes)}, in ${r.durationMs} ms\n`);
+          if (r.rootfsImage === undefined) {
+            ctx.out.stderr('note: no base image is named (--image NAME): ferry imports this image, but Podman and CRI-O need the image the container\'s files came from to restore it\n');
+          }
         }
         return 0;
       }
