@@ -11,18 +11,22 @@ const layers = {
   telemetry: ['native', 'criu'],
   doctor: ['native', 'criu'],
   net: ['native', 'criu', 'telemetry'],
+  // OCI image layouts, checkpoint-image annotations, kubelet archive names, containers-storage through podman
+  oci: [],
+  // the Kubernetes manifests (typed objects), emitted as YAML into deploy/kubernetes/
+  deploy: [],
   store: ['native', 'criu', 'telemetry'],
   targets: ['native', 'criu', 'telemetry', 'store', 'net'],
   scheduler: ['native', 'criu', 'telemetry', 'store', 'targets'],
-  engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler'],
-  migrate: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine'],
+  engine: ['native', 'criu', 'telemetry', 'doctor', 'store', 'targets', 'scheduler', 'oci'],
+  migrate: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine', 'oci'],
   testbed: ['native', 'criu', 'telemetry', 'store'],
-  scenarios: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine', 'migrate'],
-  cli: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent', 'bench', 'testbed'],
-  agent: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine'],
-  bench: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'testbed'],
+  scenarios: ['native', 'criu', 'telemetry', 'store', 'net', 'targets', 'scheduler', 'engine', 'migrate', 'oci'],
+  cli: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent', 'bench', 'testbed', 'oci'],
+  agent: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'oci'],
+  bench: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'testbed', 'oci'],
   // The dashboard's page (bundled for the browser): the agent's typed client and the types of what it shows.
-  dashboard: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent'],
+  dashboard: ['native', 'criu', 'telemetry', 'doctor', 'net', 'store', 'targets', 'scheduler', 'migrate', 'scenarios', 'engine', 'agent', 'oci'],
 };
 const all = Object.keys(layers);
 // `util` is shared, dependency-free code every layer may use.

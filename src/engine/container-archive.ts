@@ -1,15 +1,17 @@
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { PassThrough, Readable, type Transform, type Writable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { CompressStream } from 'zstd-napi';
 import { CriuClient } from '../criu/client.js';
 import { readDumpStats } from '../criu/images/stats.js';
+import { decompressorFor } from '../oci/compression.js';
+import { containerIdFor, kubernetesIdentity, parseKubeletArchiveName, type KubernetesIdentity } from '../oci/kubelet.js';
 import { checksumDir, HASH_ALGORITHM } from '../store/checksums.js';
 import type { ContainerTarget, SnapshotManifest, Tier } from '../store/manifest.js';
 import type { Store } from '../store/store.js';
@@ -37,6 +39,7 @@ import { hostFacts } from '../targets/host.js';
  *
  * Compressed with zstd (Podman's default), gzip, or not at all; import detects which.
  */
+export { decompressorFor };
 export const ARCHIVE_NAMES = {
   checkpointDir: 'checkpoint',
   configDump: 'config.dump',
@@ -53,6 +56,29 @@ export type Compression = 'zstd' | 'gzip' | 'none';
 const run = promisify(execFile);
 /** Files of a ferry snapshot that go to the archive's top level rather than into checkpoint/. */
 const TOP_LEVEL = new Set(['manifest.json', SPEC_DUMP, 'stats-dump', 'dump.log']);
+/**
+ * The other engine's own top-level members of an imported archive (its config.dump and
+ * network.status; containerd's status.dump, status and container.log; Podman's
+ * devshm-checkpoint.tar, ctr.log, bind.mounts, …) are kept in the snapshot as `archive.<name>`
+ * and written back under their own names on export, so an archive or image made from the
+ * snapshot is what that engine needs to restore it (CRI-O reads config.dump's fields, containerd
+ * its status.dump). CRIU ignores files it does not know in its images directory.
+ */
+export const KEPT_PREFIX = 'archive.';
+const PLAIN_NAME = /^[A-Za-z0-9._-]+$/;
+/** Members import handles itself, never kept as the engine's extras. */
+const HANDLED = new Set<string>([ARCHIVE_NAMES.specDump, ARCHIVE_NAMES.statsDump, ARCHIVE_NAMES.dumpLog, ARCHIVE_NAMES.rootfsDiff, ARCHIVE_NAMES.deletedFiles, ARCHIVE_NAMES.ferryManifest]);
+
+/** An engine's config.dump with the image the restored container should come from written into it (Podman's keys). */
+function configWithImage(text: string, image: ContainerExportOptions['image']): string {
+  if (!image) return text;
+  try {
+    const c = JSON.parse(text) as Record<string, unknown>;
+    return JSON.stringify({ ...c, rootfsImageName: image.name, RawImageName: image.name, ...(image.id ? { rootfsImageID: image.id } : {}) }, null, 2);
+  } catch {
+    return text;
+  }
+}
 
 export interface ContainerExportOptions {
   compression?: Compression;
@@ -86,16 +112,22 @@ export async function exportContainerArchive(store: Store, snapshot: string, fil
   let tmp: string | undefined;
   try {
     const spec = await readFile(join(dir, SPEC_DUMP), 'utf8');
-    add(ARCHIVE_NAMES.configDump, JSON.stringify({
-      id: t.id, name: t.id, rootfsImageName: opts.image?.name ?? '', RawImageName: opts.image?.name ?? '',
-      ...(opts.image?.id ? { rootfsImageID: opts.image.id } : {}), runtime: t.runtime, createdTime: manifest.createdAt,
-      checkpointedTime: manifest.createdAt, ferrySnapshot: manifest.id,
-    }, null, 2));
+    const names = (await readdir(dir)).sort();
+    const kept = new Set(names.filter((n) => n.startsWith(KEPT_PREFIX)).map((n) => n.slice(KEPT_PREFIX.length)));
+    // The engine's own config.dump when the snapshot came from one (with --image written in), else ferry's.
+    add(ARCHIVE_NAMES.configDump, kept.has(ARCHIVE_NAMES.configDump)
+      ? configWithImage(await readFile(join(dir, `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`), 'utf8'), opts.image)
+      : JSON.stringify({
+        id: t.id, name: t.id, rootfsImageName: opts.image?.name ?? '', RawImageName: opts.image?.name ?? '',
+        ...(opts.image?.id ? { rootfsImageID: opts.image.id } : {}), runtime: t.runtime, createdTime: manifest.createdAt,
+        checkpointedTime: manifest.createdAt, ferrySnapshot: manifest.id,
+      }, null, 2));
     add(ARCHIVE_NAMES.specDump, spec);
-    add(ARCHIVE_NAMES.networkStatus, '{}');
+    if (!kept.has(ARCHIVE_NAMES.networkStatus)) add(ARCHIVE_NAMES.networkStatus, '{}');
     add(ARCHIVE_NAMES.ferryManifest, JSON.stringify(manifest, null, 2));
-    for (const name of (await readdir(dir)).sort()) {
-      if (name === 'manifest.json' || name === SPEC_DUMP) continue;
+    for (const name of names) {
+      if (name === 'manifest.json' || name === SPEC_DUMP || name === `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`) continue;
+      if (name.startsWith(KEPT_PREFIX)) { await addFile(name.slice(KEPT_PREFIX.length), join(dir, name)); continue; }
       await addFile(TOP_LEVEL.has(name) ? name : `${ARCHIVE_NAMES.checkpointDir}/${name}`, join(dir, name));
     }
     if (opts.includeRootfs) {
@@ -124,15 +156,19 @@ export interface ContainerImportOptions {
   /** Where the container's bundle is (or, with a rootfs-diff.tar in the archive, where to create it). */
   bundle?: string;
 }
-export interface ContainerImportResult { snapshot: string; source: 'ferry' | 'podman'; bundle: string; rootfsUnpacked: boolean; durationMs: number }
-
-async function decompressorFor(file: string): Promise<Transform> {
-  const fh = await open(file, 'r');
-  const head = Buffer.alloc(4);
-  try { await fh.read(head, 0, 4, 0); } finally { await fh.close(); }
-  if (head[0] === 0x1f && head[1] === 0x8b) return createGunzip();
-  if (head.readUInt32LE(0) === 0xfd2fb528) return new DecompressStream();
-  return new PassThrough();
+export interface ContainerImportResult {
+  snapshot: string;
+  /** Who wrote the archive: ferry (its manifest is inside), CRI-O or containerd (a kubelet checkpoint), else Podman. */
+  source: 'ferry' | 'podman' | 'cri-o' | 'containerd';
+  /** The container's id in the snapshot (restore uses it unless --as). */
+  container: string;
+  bundle: string;
+  rootfsUnpacked: boolean;
+  /** Who the container was in Kubernetes (from spec.dump's annotations), for a kubelet checkpoint. */
+  kubernetes?: KubernetesIdentity;
+  /** The kubelet's archive name, parsed (`checkpoint-<pod>_<namespace>-<container>-<time>.tar`). */
+  kubeletArchive?: { pod: string; time: string };
+  durationMs: number;
 }
 
 /** Imports a Podman/CRI-O container checkpoint archive (or one ferry exported) as a ferry snapshot. */
@@ -144,6 +180,9 @@ export async function importContainerArchive(store: Store, file: string, opts: C
   try {
     const texts: Record<string, string> = {};
     let hasRootfs = false;
+    const otherMembers = new Set<string>();
+    /** The engine's own top-level members, held aside until we know whether ferry wrote the archive. */
+    const extras: string[] = [];
     const extract = tar.extract();
     const consumed = (async () => {
       for await (const entry of extract) {
@@ -164,9 +203,15 @@ export async function importContainerArchive(store: Store, file: string, opts: C
           const chunks: Buffer[] = [];
           for await (const c of entry) chunks.push(c as Buffer);
           texts[name] = Buffer.concat(chunks).toString('utf8');
+          if (!HANDLED.has(name)) { extras.push(name); await writeFile(join(side, `${KEPT_PREFIX}${name}`), texts[name] ?? '', { mode: 0o600 }); }
           continue;
+        } else if (PLAIN_NAME.test(name) && !HANDLED.has(name) && !extras.includes(name)) {
+          otherMembers.add(name);
+          extras.push(name);
+          target = join(side, `${KEPT_PREFIX}${name}`);
         } else {
-          entry.resume(); // other engines' extras (artifacts, ctr.log, bind.mounts, …)
+          otherMembers.add(name);
+          entry.resume(); // other engines' extras (artifacts, ctr.log, bind.mounts, containerd's status.dump, …)
           continue;
         }
         await pipeline(entry, createWriteStream(target, { mode: 0o600 }));
@@ -210,9 +255,17 @@ export async function importContainerArchive(store: Store, file: string, opts: C
       const own = { ...spec, root: { ...(spec.root ?? {}), path: rootfs } };
       await writeFile(join(bundle, 'config.json'), JSON.stringify(own, null, 2));
     }
+    // The engine's extras: all of a foreign archive's; of ferry's, those its snapshot had kept.
+    for (const name of extras) {
+      const kept = `${KEPT_PREFIX}${name}`;
+      if (previous && !ferryManifest?.files[kept]) continue;
+      await rename(join(side, kept), join(pending.dir, kept));
+    }
     const files = await checksumDir(pending.dir);
     if (previous && ferryManifest) {
       for (const [name, f] of Object.entries(ferryManifest.files)) {
+        // (an engine's config.dump is written back with --image's name in it: not byte for byte)
+        if (name === `${KEPT_PREFIX}${ARCHIVE_NAMES.configDump}`) continue;
         const got = files[name];
         if (ferryManifest.algorithm === HASH_ALGORITHM && (!got || got.hash !== f.hash || got.size !== f.size)) {
           throw new FerryError('ERR_SNAPSHOT_CORRUPT', `${basename(file)}: ${name} ${got ? 'differs from the checksum ferry recorded' : 'is missing'}`, {
@@ -223,9 +276,15 @@ export async function importContainerArchive(store: Store, file: string, opts: C
     }
     let stdio: string[] = previous?.stdio ?? [];
     if (!previous) stdio = JSON.parse(await readFile(join(pending.dir, DESCRIPTORS), 'utf8').catch(() => '[]')) as string[];
+    const specAnnotations = (typeof spec['annotations'] === 'object' && spec['annotations'] !== null ? spec['annotations'] : undefined) as Record<string, string> | undefined;
+    const kubernetes = kubernetesIdentity(specAnnotations);
+    const source: ContainerImportResult['source'] = previous ? 'ferry'
+      : otherMembers.has('status.dump') ? 'containerd'
+        // (Podman's specs carry some io.kubernetes.cri-o.* annotations too; the manager says who it is.)
+        : specAnnotations?.['io.container.manager'] === 'cri-o' || (specAnnotations?.['io.kubernetes.cri-o.ContainerType'] !== undefined && specAnnotations['io.container.manager'] !== 'libpod') ? 'cri-o' : 'podman';
     const runtime = previous?.runtime ?? (config.runtime && isRuntime(basename(config.runtime)) ? basename(config.runtime) as 'runc' | 'crun' : 'runc');
     const target: ContainerTarget = previous ? { ...previous, bundle, rootfs: rootfs || previous.rootfs } : {
-      kind: 'container', id: config.name || config.id || 'imported', runtime, runtimeRoot: runtime === 'runc' ? '/run/runc' : '/run/crun',
+      kind: 'container', id: kubernetes ? containerIdFor(kubernetes) : config.name || config.id || 'imported', runtime, runtimeRoot: runtime === 'runc' ? '/run/runc' : '/run/crun',
       driver: 'runtime', bundle, rootfs, pid: 0, workload: undefined, command: spec.process?.args ?? [],
       ownPidNamespace: ownNamespaces(spec).includes('pid'), namespaces: ownNamespaces(spec), stdio,
       externalMounts: (spec.mounts ?? []).filter((m) => isBindMount(m) && m.source).map((m) => ({ key: m.destination, source: m.source ?? '' })),
@@ -244,7 +303,12 @@ export async function importContainerArchive(store: Store, file: string, opts: C
       files,
     };
     await pending.commit(manifest);
-    return { snapshot: pending.id, source: previous ? 'ferry' : 'podman', bundle, rootfsUnpacked, durationMs: Date.now() - started };
+    const kubelet = parseKubeletArchiveName(basename(file));
+    return {
+      snapshot: pending.id, source, container: target.id, bundle, rootfsUnpacked,
+      ...(kubernetes ? { kubernetes } : {}), ...(kubelet ? { kubeletArchive: { pod: kubelet.pod, time: kubelet.time } } : {}),
+      durationMs: Date.now() - started,
+    };
   } catch (err) {
     await pending.abandon().catch(() => undefined);
     throw err;
