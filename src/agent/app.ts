@@ -15,12 +15,14 @@ import { IMAGE_STREAM_PATH, migrationImageRoutes } from './routes/migrations-ima
 import { operationRoutes } from './routes/operations.js';
 import { storeRoutes } from './routes/snapshots.js';
 import { migrationRoutes } from './routes/migrations.js';
+import { INCREMENTAL_STREAM_PATH, replicaRoutes } from './routes/replicas.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
 import { hostname } from 'node:os';
 import type { Peer } from './peers.js';
 import { dashboardRoutes, isDashboardAsset } from './routes/dashboard.js';
 import { migrationPreflightRoutes } from './routes/migration-preflight.js';
 import { peerRoutes } from './routes/peers.js';
+import type { IncomingReplicas } from '../migrate/replicas.js';
 
 export interface AgentAppOptions {
   engine: Engine;
@@ -39,6 +41,7 @@ export interface AgentAppOptions {
   peers?: readonly Peer[];
   /** Where the dashboard's built files are (default: dist/dashboard-ui of this checkout). */
   dashboardDir?: string;
+  replicas?: IncomingReplicas;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -51,7 +54,7 @@ export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void } {
   const log = o.log ?? pino({ level: 'silent' });
   const metrics = createMetrics(o.jobs);
-  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations };
+  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations, replicas: o.replicas };
   const unlog = o.jobs.observe((job, e) => {
     if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
     else if (e.type === 'progress') log.debug({ job: job.id, queuePosition: e.queuePosition, queueLength: e.queueLength }, 'job queue place');
@@ -92,7 +95,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
     onError: (c) => errorResponse(c, new FerryError('ERR_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`, { hint: 'request bodies are small JSON objects' })),
   });
   // Migration images stream through (bounded by the wire format's own limits); every other body is small JSON.
-  app.use((c, next) => (c.req.method === 'PUT' && IMAGE_STREAM_PATH.test(c.req.path) ? next() : limited(c, next)));
+  app.use((c, next) => (c.req.method === 'PUT' && (IMAGE_STREAM_PATH.test(c.req.path) || INCREMENTAL_STREAM_PATH.test(c.req.path)) ? next() : limited(c, next)));
   app.route('/', dashboardRoutes(o.dashboardDir));
   app.route('/', metaRoutes(d));
   app.route('/', peerRoutes(d, { self: o.name ?? hostname(), peers: o.peers ?? [], token: o.token }));
@@ -103,6 +106,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   app.route('/', migrationPreflightRoutes(d));
   app.route('/', migrationRoutes(d));
   app.route('/', migrationImageRoutes(d));
+  app.route('/', replicaRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
   app.onError((err, c) => {
     // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { Jobs } from '../engine/jobs.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
+import type { IncomingReplicas } from '../migrate/replicas.js';
 
 /** What every route reads: set once by createAgentApp. */
 export interface AgentDeps {
@@ -15,4 +16,6 @@ export interface AgentDeps {
   criuVersion: () => Promise<string | null>;
   /** The destination's side of migrations (absent: this agent takes none). */
   migrations?: IncomingMigrations | undefined;
+  /** Replicas and incremental migrations' rounds (absent: this agent takes none). */
+  replicas?: IncomingReplicas | undefined;
 }

@@ -17,6 +17,7 @@ import { createAgentApp, DEFAULT_BODY_LIMIT } from './app.js';
 import type { AgentConfig } from './config.js';
 import { checkListenSafety, type ListenAddress } from './listen.js';
 import { IncomingMigrations, recoverIncoming } from '../migrate/incoming.js';
+import { IncomingReplicas, recoverRounds } from '../migrate/replicas.js';
 import { runMigration } from '../migrate/job.js';
 import { destinationAddressOps } from '../migrate/addresses.js';
 import type { MigrateBody } from '../migrate/protocol.js';
@@ -59,6 +60,9 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   const address = destinationAddressOps(engine.store.workloadsDir);
   const migrations = new IncomingMigrations({ engine, criuVersion: () => criuText(), address });
   for (const r of await recoverIncoming(engine, address)) log.warn({ migration: r.id, removed: r.removed }, 'an unfinished incoming migration of an earlier agent was undone');
+  const replicas = new IncomingReplicas(engine, migrations);
+  const rounds = await recoverRounds(engine);
+  if (rounds.length) log.warn({ removed: rounds }, 'pre-copy rounds of an earlier agent\'s migrations were removed');
   const scheduler = new Admission(hostBudgets(o.config?.scheduler));
   const jobs = new Jobs({
     migrate: (req, interrupt) => runMigration(engine, req.migrate as unknown as MigrateBody, interrupt),
@@ -67,7 +71,7 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   const agent = createAgentApp({
-    migrations,
+    migrations, replicas,
     engine, jobs, log, version: pkg.version, bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ...(o.token !== undefined ? { token: o.token } : {}),
     criuVersion: criuText,

@@ -92,6 +92,7 @@ export class IncomingMigrations {
   private readonly all = new Map<string, Incoming>();
   private readonly dir: string;
   private readonly address: AddressOps;
+  private readonly endHooks: ((id: string, state: IncomingState) => Promise<void>)[] = [];
 
   constructor(private readonly o: IncomingOptions) {
     this.dir = join(o.engine.store.root, 'migrations');
@@ -149,6 +150,22 @@ export class IncomingMigrations {
     await this.persist(m);
     this.idle(m);
     return { migration: id, tier: pre.tier, criuVersion, host: hostname() };
+  }
+
+  /**
+   * A strategy's own step before the images (an incremental round): `id` must still be prepared
+   * and of `strategy`; its idle timer starts again. Answers its preflight.
+   */
+  keepPrepared(id: string, strategy: string, what: string): PreflightBody {
+    const m = this.get(id);
+    if (m.state !== 'prepared' || m.pre.strategy !== strategy) throw this.wrongState(m, what);
+    this.idle(m);
+    return m.pre;
+  }
+
+  /** Called once a migration ended (committed or aborted), after its own clean-up (strategies' leftovers). */
+  onEnded(hook: (id: string, state: IncomingState) => Promise<void>): void {
+    this.endHooks.push(hook);
   }
 
   /** The images route: a transfer for `id` starts (it must be prepared) … */
@@ -367,6 +384,7 @@ export class IncomingMigrations {
   /** Ended migrations are kept in memory (for GET) but leave no record behind. */
   private async forget(m: Incoming): Promise<void> {
     await rm(join(this.dir, `${m.id}.json`), { force: true });
+    for (const hook of this.endHooks) await hook(m.id, m.state).catch(() => undefined);
   }
 }
 

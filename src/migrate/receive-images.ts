@@ -12,12 +12,13 @@
  * stream, a cut connection, no progress for `idleMs`, the caller's abort, a full disk) the
  * pending snapshot is abandoned: nothing of it remains in the store.
  */
-import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { open, statfs, symlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readDumpStats } from '../criu/images/stats.js';
 import { placeSnapshot, type BudgetOverrides } from '../store/budget.js';
 import { HASH_ALGORITHM, type FileSums } from '../store/checksums.js';
 import type { SnapshotManifest, Tier } from '../store/manifest.js';
+import { PARENT_LINK, parentLinkTarget } from '../store/parent-link.js';
 import { UNSUMMED } from '../store/receive.js';
 import type { PendingSnapshot, Store } from '../store/store.js';
 import { errnoCode, FerryError } from '../util/errors.js';
@@ -31,6 +32,11 @@ export interface ReceiveImagesOptions {
   tier?: Tier;
   /** The new snapshot's id (default: a new id); also its manifest name (default: the sender's name). */
   name?: string;
+  /**
+   * A snapshot of this store, in the same tier, the images build on (an incremental transfer's
+   * PE_PARENT pages): the manifest names it and a `parent` link to it is made. The caller checks it.
+   */
+  parent?: string;
   /** Stops the transfer (ERR_TRANSFER_ABORTED, or the signal's reason when it is a FerryError). */
   signal?: AbortSignal;
   /** No event from the stream for this long: ERR_TRANSFER_STALLED (default 30 s). */
@@ -210,11 +216,12 @@ export async function receiveImages(store: Store, stream: AsyncIterable<Uint8Arr
         case 'final': {
           const p = pending!;
           const meta = header!.meta;
+          if (o.parent !== undefined) await symlink(parentLinkTarget(o.parent), join(p.dir, PARENT_LINK));
           const manifest: SnapshotManifest = {
             format: 1,
             id: p.id,
             name: o.name ?? meta.name,
-            parent: undefined,
+            parent: o.parent,
             tier,
             createdAt: new Date().toISOString(),
             target: meta.target,

@@ -50,6 +50,9 @@ export interface SendImagesOptions {
   compress?: boolean;
   /** Where the destination puts the snapshot (default: its disk tier, a new id). */
   destination?: { tier?: Tier; snapshot?: string };
+  /** Another stream route of the agent (default `v1/migrations/<id>/images`) and its query (incremental transfers). */
+  path?: string;
+  query?: Record<string, string>;
   signal?: AbortSignal;
   /** No progress (bytes taken by the socket, or the answer) for this long ends it (default 30 s). */
   stallMs?: number;
@@ -193,13 +196,14 @@ export async function putImageStream(o: PutStreamOptions, source: Readable, hook
   let wireBytes = 0;
   let target: URL;
   try {
-    target = new URL(`v1/migrations/${encodeURIComponent(o.migrationId)}/images`, o.url.endsWith('/') ? o.url : `${o.url}/`);
+    target = new URL(o.path ?? `v1/migrations/${encodeURIComponent(o.migrationId)}/images`, o.url.endsWith('/') ? o.url : `${o.url}/`);
   } catch {
     source.destroy();
     throw new FerryError('ERR_BAD_OPTION', `not a URL: ${JSON.stringify(o.url)}`, { hint: 'give the destination agent as http://ADDR:PORT' });
   }
   if (o.destination?.tier) target.searchParams.set('tier', o.destination.tier);
   if (o.destination?.snapshot) target.searchParams.set('snapshot', o.destination.snapshot);
+  for (const [k, v] of Object.entries(o.query ?? {})) target.searchParams.set(k, v);
   const where = target.origin;
   const request = target.protocol === 'https:' ? https.request : target.protocol === 'http:' ? http.request : undefined;
   if (!request) {
