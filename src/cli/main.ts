@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   bench: () => import('./commands/bench.js'),
   agent: () => import('./commands/agent.js'),
   migrate: () => import('./commands/migrate.js'),
+  replicate: () => import('./commands/replicate.js'),
   testbed: () => import('./commands/testbed.js'),
   warm: () => import('./commands/warm.js'),
   clone: () => import('./commands/clone.js'),
@@ -44,6 +45,7 @@ commands:
   version           print ferry's version
   bench             memory|concurrency|warmstart|dedup|overhead|all|migrate [--quick]: the seed experiments and migration, JSON + HTML report
   migrate           move a running workload to another host's agent (--to HOST|URL), behind a commit point
+  replicate         keep an incrementally updated copy of a running workload on another host's agent (--to HOST|URL)
   agent             run the per-host agent: HTTP API for jobs, events, snapshots, metrics (--listen, --token-file)
   testbed           up|exec|status|down: hosts on this machine (network namespaces, shaped links, an agent each)
   warm              ls | rm KEY: the warm snapshots of ferry run --warm KEY --ready PROBE
