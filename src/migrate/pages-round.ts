@@ -50,6 +50,8 @@ export interface RoundOptions {
   route: DeltaRoute;
   transfer: string;
   compress?: boolean;
+  /** CRIU's --tcp-established (a workload with established connections). */
+  tcpEstablished?: boolean;
   interrupt?: AbortSignal;
   onProgress?: (bytes: number) => void;
 }
@@ -57,7 +59,7 @@ export interface RoundOptions {
 export async function sendRound(engine: Engine, o: RoundOptions): Promise<RoundResult> {
   const t0 = Date.now();
   const cp = await engine.checkpoint({
-    target: o.target, leaveRunning: true, tier: 'memory', dedup: false, memoryBudget: { spillToDisk: true },
+    target: o.target, leaveRunning: true, tier: 'memory', dedup: false, memoryBudget: { spillToDisk: true }, tcpEstablished: o.tcpEstablished === true,
     ...(o.interrupt ? { interrupt: o.interrupt } : {}),
   });
   const dumpMs = Date.now() - t0;

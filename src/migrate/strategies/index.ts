@@ -1,12 +1,14 @@
 import { FerryError } from '../../util/errors.js';
 import type { ConcreteStrategy, MigrationStrategy } from '../strategy.js';
 import { cold } from './cold.js';
+import { incremental } from './incremental.js';
 import { precopy } from './precopy.js';
 import { stream } from './stream.js';
 
 /** Every strategy this build has, by name; each lives in its own file beside this one. */
 const STRATEGIES: ReadonlyMap<ConcreteStrategy, MigrationStrategy> = new Map<ConcreteStrategy, MigrationStrategy>([
   ['cold', cold],
+  ['incremental', incremental],
   ['precopy', precopy],
   ['stream', stream],
 ]);
