@@ -16,7 +16,7 @@ import { agentListening } from '../testing/agent-process.js';
 import { startProxy, type Proxy } from '../testing/tcp-proxy.js';
 import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
 import { memcheckWorkload } from '../testing/workloads.js';
-import { CONFORMANCE_STRATEGIES, EXPECTED_PHASES, faultPhase, NOT_APPLICABLE, type ConformanceFault } from './conformance.js';
+import { CONFORMANCE_STRATEGIES, EXPECTED_PHASES, faultPhase, faultStream, NOT_APPLICABLE, type ConformanceFault } from './conformance.js';
 import type { ConcreteStrategy } from './strategy.js';
 import { availableStrategies } from './strategies/index.js';
 import { execFileSync } from 'node:child_process';
@@ -315,7 +315,7 @@ describe(`ferry migrate between two agents on loopback: ${strategy}`, { timeout:
     const proxy = await startProxy(Number(new URL(b!.url).port));
     const cli = spawn(FERRY, ['--store', a!.store, 'migrate', '--strategy', strategy, 'f-source-killed', '--to', `http://127.0.0.1:${proxy.port}`, '--to-token-file', tokenFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<NodeJS.Signals | null>((r) => cli.once('exit', (_c, sig) => r(sig)));
-    proxy.fault = { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20, action: () => { cli.kill('SIGKILL'); } };
+    proxy.fault = { ...faultStream(strategy), action: () => { cli.kill('SIGKILL'); } };
     try {
       assert.equal(await exited, 'SIGKILL');
       assert.ok(proxy.fired);
@@ -348,7 +348,7 @@ describe(`ferry migrate between two agents on loopback: ${strategy}`, { timeout:
       const killB = () => { b!.child.kill('SIGKILL'); };
       if (fault !== 'kill-during-restore') {
         proxy = await startProxy(Number(new URL(b!.url).port));
-        proxy.fault = { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20, action: fault === 'kill-during-transfer' ? killB : fault };
+        proxy.fault = { ...faultStream(strategy), action: fault === 'kill-during-transfer' ? killB : fault };
         to = `http://127.0.0.1:${proxy.port}`;
       } else {
         // The destination's record says 'restoring' from the moment it starts CRIU.

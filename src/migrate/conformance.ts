@@ -6,7 +6,7 @@ import type { ConcreteStrategy } from './strategy.js';
  * added to the list; where a fault cannot apply to it, NOT_APPLICABLE says why and the suite
  * reports that test as skipped with the reason (never silently, never as passed).
  */
-export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold', 'stream'];
+export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold', 'stream', 'incremental'];
 
 export type ConformanceFault =
   | 'wrong-token' | 'full-store' | 'old-criu' | 'source-killed'
@@ -18,7 +18,18 @@ export const NOT_APPLICABLE: Partial<Record<ConcreteStrategy, Partial<Record<Con
 export const EXPECTED_PHASES: Partial<Record<ConcreteStrategy, readonly string[]>> = {
   cold: ['preflight', 'transfer', 'restore', 'commit'],
   stream: ['preflight', 'transfer', 'restore', 'commit'],
+  incremental: ['preflight', 'rounds', 'delta', 'transfer', 'restore', 'commit'],
 };
+
+/**
+ * Where the in-flight faults strike: the request that carries the frozen part's images, after
+ * this many of its bytes. incremental's frozen part is only the pages changed since its last
+ * round (a few MiB here), sent to its own route; its rounds' faults are in its own e2e test.
+ */
+export function faultStream(strategy: ConcreteStrategy): { only: RegExp; afterBytes: number } {
+  if (strategy === 'incremental') return { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/delta/, afterBytes: 128 << 10 };
+  return { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20 };
+}
 
 /** The phase a fault in flight is reported in (the image stream's faults: 'transfer'). */
 export function faultPhase(strategy: ConcreteStrategy, fault: ConformanceFault): string {
