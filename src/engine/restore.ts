@@ -45,6 +45,11 @@ export interface RestoreRequest {
    * receive): its pages are not hashed again in the read path.
    */
   imagesJustVerified?: boolean;
+  /**
+   * With imagesJustVerified: ancestors that were verified the same way during the same migration
+   * (an incremental migration's rounds): a chain made only of them is not hashed again either.
+   */
+  ancestorsJustVerified?: readonly string[];
 }
 
 export interface RestoreResult {
@@ -102,7 +107,7 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
     for (const s of chain) await checkParentLink(s);
     // A migration's images were checked as they arrived, moments ago (every chunk and file
     // against the sender's hashes): hashing their pages again would only lengthen the downtime.
-    const justVerified = req.imagesJustVerified === true && chain.length === 1;
+    const justVerified = req.imagesJustVerified === true && chain.every((s, i) => i === 0 || req.ancestorsJustVerified?.includes(s.manifest.id) === true);
     const v = driver.ownsCriu && !justVerified ? verifyForRestore(chain) : undefined;
     try {
       const verifyMs = await phases.run('verify', async () => {

@@ -93,6 +93,7 @@ export class IncomingMigrations {
   private readonly dir: string;
   private readonly address: AddressOps;
   private readonly endHooks: ((id: string, state: IncomingState) => Promise<void>)[] = [];
+  private arrivals: ((id: string) => readonly string[]) | undefined;
 
   constructor(private readonly o: IncomingOptions) {
     this.dir = join(o.engine.store.root, 'migrations');
@@ -163,6 +164,11 @@ export class IncomingMigrations {
     return m.pre;
   }
 
+  /** Snapshots a strategy received for migration `id` before its images, checked as they arrived (its restore does not hash them again). */
+  receivedBefore(fn: (id: string) => readonly string[]): void {
+    this.arrivals = fn;
+  }
+
   /** Called once a migration ended (committed or aborted), after its own clean-up (strategies' leftovers). */
   onEnded(hook: (id: string, state: IncomingState) => Promise<void>): void {
     this.endHooks.push(hook);
@@ -215,7 +221,7 @@ export class IncomingMigrations {
         m.decision = decision;
         const c = m.pre.target.container;
         const restoring = this.o.engine.restore({
-          snapshot, imagesJustVerified: true,
+          snapshot, imagesJustVerified: true, ancestorsJustVerified: this.arrivals?.(id) ?? [],
           // A container comes back under its id, in this host's runtime state directory.
           ...(c ? { runtimeRoot: runtimeRoot(c.runtime) } : {}),
           beforeResume: async ({ pid }) => {

@@ -55,6 +55,8 @@ export class IncomingReplicas {
   constructor(private readonly engine: Engine, private readonly migrations: IncomingMigrations | undefined) {
     this.dir = join(engine.store.root, 'replicas');
     migrations?.onEnded((id, state) => this.ended(id, state === 'committed'));
+    // The rounds were checked chunk by chunk and file by file as they arrived, during this migration.
+    migrations?.receivedBefore((id) => this.rounds.get(id)?.snapshots ?? []);
   }
 
   /** The replica kept under `key`, if any (a record whose snapshot is gone is dropped). */
