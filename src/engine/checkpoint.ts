@@ -67,6 +67,12 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
    * streaming migration follows the images as they are written). Not awaited; it must not throw.
    */
   onImagesDir?: (dir: string) => void;
+  /**
+   * With a handoff: hash the pages images as CRIU writes them (on the other core) even without
+   * dedup, and give the handoff what was hashed (Handoff.prehashed) — an incremental migration
+   * diffs every page while the tree is frozen.
+   */
+  followPages?: boolean;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
@@ -80,6 +86,8 @@ export interface Handoff {
   options: RecordedOptions;
   criuVersion: string;
   name: string | undefined;
+  /** The pages images' ranges hashed while CRIU wrote them (with followPages or dedup). */
+  prehashed?: Prehashed;
 }
 
 /** What a checkpoint tells its freeze gate: the bytes it will write and where. */
@@ -186,6 +194,8 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       const watchdog = driver.ownsCriu ? await new Watchdog({ pid: live.rootPid, label: live.label, workDir, imagesDir: pending.dir }).start() : undefined;
       const beforeFreeze = req.beforeFreeze;
       let handoffError: unknown;
+      // (Set once the follower below exists: the post-dump handler runs after that.)
+      let finishFollower: () => Promise<Prehashed> = () => Promise.resolve(new Map() as Prehashed);
       const handlers: NotifyHandlers = {
         ...(beforeFreeze ? {
           'pre-dump': async () => {
@@ -204,8 +214,10 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           if (handoff) {
             // The tree stays frozen while the images travel and are restored elsewhere; CRIU
             // resumes it if this throws (or if ferry dies: its answer never comes).
+            const hashed = follower ? await finishFollower() : undefined;
             const go = () => phases.run('handoff', () => handoff({
               imagesDir: pending.dir, snapshotId: pending.id, rootPid: live.rootPid, target: live.record, options, criuVersion: version.text, name: req.name,
+              ...(hashed ? { prehashed: hashed } : {}),
             }));
             try {
               await (watchdog ? watchdog.hold(go) : go());
@@ -230,7 +242,9 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       // its pause (≈ ×1.10 of raw CRIU's frozen time at 1 GiB, against ×1.01 without), so its
       // pages are hashed once it runs again. A stopped tree's pause is its end: there the hashing
       // overlaps the dump, which seals sooner (≈ ×1.19 of raw `criu dump`, against ×1.39).
-      const follower = mode === 'off' || leaveRunning ? undefined : new FollowingHasher(pending.dir).start();
+      const follower = (mode === 'off' && !(req.followPages && req.handoff)) || leaveRunning ? undefined : new FollowingHasher(pending.dir).start();
+      let finishing: Promise<Prehashed> | undefined;
+      finishFollower = () => (finishing ??= follower!.finish());
       let prehashed: Prehashed | undefined;
       try {
         await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
@@ -256,7 +270,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
         throw err;
       } finally {
         watchdog?.stop();
-        prehashed = await follower?.finish();
+        prehashed = follower ? await finishFollower() : undefined;
       }
       const criuMs = phases.rec.phasesSoFar()['criu'] ?? 0;
       throwIfInterrupted(critical ? undefined : req.interrupt, `${live.label} runs on; the partial snapshot was removed`);

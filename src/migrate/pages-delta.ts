@@ -13,7 +13,7 @@
 import { link, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PE_PRESENT, readPagemap, writePagemap, type PagemapRun } from '../criu/images/pagemap.js';
-import { BLOCK, checksumDirWithBlocks, digestOfBlocks, hashFile, type FileSums } from '../store/checksums.js';
+import { BLOCK, checksumDirWithBlocks, digestOfBlocks, hashFile, type FileSums, type Prehashed } from '../store/checksums.js';
 import { diffPagemap, encodeIndex, logicalHashes, PAGE_INDEX, pagemapIdsOf, totalPages, type IndexSection } from '../store/page-index.js';
 import { copyKept } from '../store/rewrite.js';
 import type { HaveSection, HaveSet } from './pages-have.js';
@@ -44,9 +44,10 @@ export interface Delta {
 
 /**
  * Builds the set to send for the flat dump in `dumpDir` against `have` (undefined: a flat set,
- * the first transfer). `stage` must not exist and must be on `dumpDir`'s file system.
+ * the first transfer). `stage` must not exist and must be on `dumpDir`'s file system. `pre`: the
+ * pages images' ranges hashed while CRIU wrote them (only the rest is hashed here).
  */
-export async function buildDelta(dumpDir: string, stage: string, have: HaveSet | undefined): Promise<Delta> {
+export async function buildDelta(dumpDir: string, stage: string, have: HaveSet | undefined, pre?: Prehashed): Promise<Delta> {
   const started = Date.now();
   await mkdir(stage, { mode: 0o700 });
   const dispose = () => rm(stage, { recursive: true, force: true });
@@ -55,7 +56,7 @@ export async function buildDelta(dumpDir: string, stage: string, have: HaveSet |
     const pagemaps = new Map<number, { entries: PagemapRun[]; pagesId: number }>();
     for (const id of pagemapIdsOf(names)) pagemaps.set(id, await readPagemap(join(dumpDir, `pagemap-${id}.img`)));
     const pagesFiles = new Set([...pagemaps.values()].map((p) => `pages-${p.pagesId}.img`));
-    const { sums, blocks } = await checksumDirWithBlocks(dumpDir, (n) => pagesFiles.has(n));
+    const { sums, blocks } = await checksumDirWithBlocks(dumpDir, (n) => pagesFiles.has(n), pre);
     const flatBytes = Object.entries(sums).filter(([n]) => !NOT_SENT.test(n) && n !== PAGE_INDEX).reduce((a, [, f]) => a + f.size, 0);
     const rewritten = new Set<string>();
     const sections: IndexSection[] = [];

@@ -57,10 +57,12 @@ async function prepare(ctx: StrategyContext, limits: IncrementalLimits): Promise
   });
   let final: FinalFigures | undefined;
   return {
+    // The final dump's pages are hashed as CRIU writes them: the diff then waits only for the rest.
+    checkpoint: { followPages: true },
     async handoff(h: Handoff): Promise<HandoffResult> {
       ctx.setPhase('delta');
       const base = have;
-      const delta: Delta = await phases.run('delta', () => buildDelta(h.imagesDir, join(h.imagesDir, '..', `.fold-${h.snapshotId}-delta`), base));
+      const delta: Delta = await phases.run('delta', () => buildDelta(h.imagesDir, join(h.imagesDir, '..', `.fold-${h.snapshotId}-delta`), base, h.prehashed));
       try {
         ctx.setPhase('transfer');
         const t0 = Date.now();
