@@ -49,6 +49,8 @@ export interface RoundOptions {
   have: HaveSet | undefined;
   route: DeltaRoute;
   transfer: string;
+  /** The local dump's snapshot id (it names what it is, should a killed ferry leave it behind). */
+  name?: string;
   compress?: boolean;
   /** CRIU's --tcp-established (a workload with established connections). */
   tcpEstablished?: boolean;
@@ -59,7 +61,7 @@ export interface RoundOptions {
 export async function sendRound(engine: Engine, o: RoundOptions): Promise<RoundResult> {
   const t0 = Date.now();
   const cp = await engine.checkpoint({
-    target: o.target, leaveRunning: true, tier: 'memory', dedup: false, memoryBudget: { spillToDisk: true }, tcpEstablished: o.tcpEstablished === true,
+    target: o.target, ...(o.name !== undefined ? { name: o.name } : {}), leaveRunning: true, tier: 'memory', dedup: false, memoryBudget: { spillToDisk: true }, tcpEstablished: o.tcpEstablished === true,
     ...(o.interrupt ? { interrupt: o.interrupt } : {}),
   });
   const dumpMs = Date.now() - t0;

@@ -72,10 +72,11 @@ export async function replicate(engine: Engine, req: ReplicateRequest): Promise<
   const client = new PagesClient(req.to.url, req.to.token);
   const key = keyOfTarget(req.target);
   const have = await replicaHave(client, key, req.interrupt);
+  const transfer = `m-${randomBytes(8).toString('hex')}`;
   let r;
   try {
     r = await sendRound(engine, {
-      target: req.target, client, have, route: { kind: 'replica', key, tier: req.tier ?? 'disk' }, transfer: `m-${randomBytes(8).toString('hex')}`,
+      target: req.target, client, have, route: { kind: 'replica', key, tier: req.tier ?? 'disk' }, transfer, name: `${transfer}.replica`,
       ...(req.compress !== undefined ? { compress: req.compress } : {}),
       ...(req.interrupt ? { interrupt: req.interrupt } : {}),
       ...(req.onProgress ? { onProgress: req.onProgress } : {}),

@@ -46,7 +46,7 @@ async function prepare(ctx: StrategyContext, limits: IncrementalLimits): Promise
       if (!next.again) return;
       if (interrupt.aborted) throw interruptedError(interrupt, `nothing was frozen; ${pre.live.label} runs on`);
       const r = await sendRound(engine, {
-        target: pre.targetArg, client, have, transfer: id,
+        target: pre.targetArg, client, have, transfer: id, name: `${id}.source-round${rounds.length + 1}`,
         route: { kind: 'round', migration: id, replicaKey: rounds.length === 0 && have ? key : undefined },
         compress: req.compress === true, tcpEstablished: pre.options.tcpEstablished, interrupt,
         onProgress: ctx.progress(have ? Math.round(pre.bytes / 4) : pre.bytes),
