@@ -34,18 +34,18 @@ export class PagesClient {
 
   /** The replica the destination keeps for `key`, if any. */
   async replica(key: string, signal?: AbortSignal): Promise<ReplicaView | undefined> {
-    const r = await callAgent<{ replica: ReplicaView | null }>(this.conn, 'GET', `/v1/replicas/${encodeURIComponent(key)}`, undefined, this.signal(LOOKUP_MS, signal));
+    const r = await callAgent<{ replica: ReplicaView | null }>(this.conn, 'GET', `/v1/incremental/replicas/${encodeURIComponent(key)}`, undefined, this.signal(LOOKUP_MS, signal));
     return r.replica ?? undefined;
   }
 
   async removeReplica(key: string, signal?: AbortSignal): Promise<ReplicaView | undefined> {
-    const r = await callAgent<{ removed: ReplicaView | null }>(this.conn, 'DELETE', `/v1/replicas/${encodeURIComponent(key)}`, undefined, this.signal(LOOKUP_MS, signal));
+    const r = await callAgent<{ removed: ReplicaView | null }>(this.conn, 'DELETE', `/v1/incremental/replicas/${encodeURIComponent(key)}`, undefined, this.signal(LOOKUP_MS, signal));
     return r.removed ?? undefined;
   }
 
   /** What the destination's snapshot `base` holds, page by page. */
   async have(base: string, signal?: AbortSignal): Promise<HaveSet> {
-    const res = await sendToAgent(this.conn, 'GET', `/v1/pages/${encodeURIComponent(base)}`, undefined, this.signal(HAVE_MS, signal));
+    const res = await sendToAgent(this.conn, 'GET', `/v1/incremental/pages/${encodeURIComponent(base)}`, undefined, this.signal(HAVE_MS, signal));
     if (!res.ok) throw await agentError(res);
     let buf: Buffer;
     try {
@@ -62,7 +62,7 @@ export class PagesClient {
     if (delta.parent !== undefined) query['parent'] = delta.parent;
     let path: string;
     if (route.kind === 'replica') {
-      path = `v1/replicas/${encodeURIComponent(route.key)}/images`;
+      path = `v1/incremental/replicas/${encodeURIComponent(route.key)}/images`;
       query['transfer'] = o.transfer;
       query['tier'] = route.tier;
     } else {

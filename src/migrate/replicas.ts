@@ -6,7 +6,7 @@
  * ones send only the pages whose content this host lacks — each arrives as a CRIU-native child of
  * the previous replica (PE_PARENT pages, a `parent` link), and the previous one is then removed,
  * which folds its pages into the new one (retention.ts): one whole replica per key. A record per
- * key in `<store>/replicas/<key>.json` names its snapshot.
+ * key in `<store>/incremental-replicas/<key>.json` names its snapshot.
  *
  * A **round** is a snapshot of an incremental migration taken while the workload still ran,
  * sent as a child of the replica or of the round before; the migration's final images are a
@@ -53,7 +53,7 @@ export class IncomingReplicas {
   private readonly doomed = new Set<string>();
 
   constructor(private readonly engine: Engine, private readonly migrations: IncomingMigrations | undefined) {
-    this.dir = join(engine.store.root, 'replicas');
+    this.dir = join(engine.store.root, 'incremental-replicas');
     migrations?.onEnded((id, state) => this.ended(id, state === 'committed'));
     // The rounds were checked chunk by chunk and file by file as they arrived, during this migration.
     migrations?.receivedBefore((id) => this.rounds.get(id)?.snapshots ?? []);
@@ -87,7 +87,7 @@ export class IncomingReplicas {
     return this.serial(key, async () => {
       const current = await this.get(key);
       if (o.parent !== undefined && current?.snapshot !== o.parent) {
-        throw new FerryError('ERR_MIGRATION_STATE', `the replica of ${key} here is ${current?.snapshot ?? 'none'}, not ${o.parent}`, { hint: 'ask for the replica again (GET /v1/replicas/KEY) and build on it' });
+        throw new FerryError('ERR_MIGRATION_STATE', `the replica of ${key} here is ${current?.snapshot ?? 'none'}, not ${o.parent}`, { hint: 'ask for the replica again (GET /v1/incremental/replicas/KEY) and build on it' });
       }
       const tier = current && o.parent !== undefined ? current.tier : o.tier;
       const r = await receiveImages(this.engine.store, stream, {

@@ -9,17 +9,20 @@ import { SnapshotId } from '../schemas.js';
 /**
  * Incremental transfers (migrate/replicas.ts), the destination's side:
  *
- *   GET    /v1/replicas/:key                 the replica kept for a workload: { replica: {…} | null }
- *   DELETE /v1/replicas/:key                 removes it
- *   PUT    /v1/replicas/:key/images          a new replica (wire stream; ?parent=SNAP: a child of the current one)
- *   GET    /v1/pages/:snapshot               what a snapshot holds, to build on (pages-have.ts, binary)
- *   PUT    /v1/migrations/:id/rounds         a pre-copy round of an incremental migration (?parent=SNAP)
- *   PUT    /v1/migrations/:id/delta          its final images, a child of its last round (?parent=SNAP)
+ *   GET    /v1/incremental/replicas/:key         the replica kept for a workload: { replica: {…} | null }
+ *   DELETE /v1/incremental/replicas/:key         removes it
+ *   PUT    /v1/incremental/replicas/:key/images  a new replica (wire stream; ?parent=SNAP: a child of the current one)
+ *   GET    /v1/incremental/pages/:snapshot       what a snapshot holds, to build on (pages-have.ts, binary)
+ *   PUT    /v1/migrations/:id/rounds             a pre-copy round of an incremental migration (?parent=SNAP)
+ *   PUT    /v1/migrations/:id/delta              its final images, a child of its last round (?parent=SNAP)
+ *
+ * (Apart from the scheduled replicas of `/v1/replicas`, records of flat snapshots a standby keeps for
+ * failover: these are the incremental ones `ferry replicate` keeps, one per workload key.)
  *
  * The streams are wire.ts's image streams (their header's migration id: the migration's, or for
  * a replica a transfer id of the same form, ?transfer=); they bypass the JSON body limit (app.ts).
  */
-export const INCREMENTAL_STREAM_PATH = /^\/v1\/(replicas\/[^/]+\/images|migrations\/[^/]+\/(rounds|delta))$/;
+export const INCREMENTAL_STREAM_PATH = /^\/v1\/(incremental\/replicas\/[^/]+\/images|migrations\/[^/]+\/(rounds|delta))$/;
 
 function snapshotParam(v: string | undefined, what: string): string | undefined {
   if (v === undefined) return undefined;
@@ -53,14 +56,14 @@ export function replicaRoutes(d: AgentDeps): Hono {
     if (!d.replicas) throw new FerryError('ERR_MIGRATE_REFUSED', 'this agent does not take replicas or incremental migrations');
     return d.replicas;
   };
-  app.get('/v1/replicas/:key', async (c) => c.json({ replica: await replicas().get(c.req.param('key')) ?? null }));
-  app.delete('/v1/replicas/:key', async (c) => c.json({ removed: await replicas().remove(c.req.param('key')) ?? null }));
-  app.get('/v1/pages/:snapshot', async (c) => {
+  app.get('/v1/incremental/replicas/:key', async (c) => c.json({ replica: await replicas().get(c.req.param('key')) ?? null }));
+  app.delete('/v1/incremental/replicas/:key', async (c) => c.json({ removed: await replicas().remove(c.req.param('key')) ?? null }));
+  app.get('/v1/incremental/pages/:snapshot', async (c) => {
     const id = snapshotParam(c.req.param('snapshot'), 'snapshot id')!;
     const body = await replicas().have(id);
     return c.body(new Uint8Array(body), 200, { 'content-type': HAVE_CONTENT_TYPE });
   });
-  app.put('/v1/replicas/:key/images', async (c) => {
+  app.put('/v1/incremental/replicas/:key/images', async (c) => {
     const key = c.req.param('key');
     const transfer = migrationParam(c.req.query('transfer'), 'transfer id');
     const parent = snapshotParam(c.req.query('parent'), 'parent snapshot');
