@@ -169,7 +169,7 @@ export async function sendImages(o: SendImagesOptions): Promise<SendImagesResult
 }
 
 /** Where and how a stream of frames is PUT (sendImages's options; a streaming migration's sender). */
-export type PutStreamOptions = Pick<SendImagesOptions, 'url' | 'token' | 'migrationId' | 'destination' | 'signal' | 'stallMs'> & {
+export type PutStreamOptions = Pick<SendImagesOptions, 'url' | 'token' | 'migrationId' | 'destination' | 'signal' | 'stallMs' | 'path' | 'query'> & {
   /** The body's Content-Type (default the wire's). */
   contentType?: string;
 };
