@@ -22,6 +22,11 @@ import { availableStrategies } from './strategies/index.js';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
+/** A record read while it may be half-written (a writer's temporary file, an empty one): {} then. */
+function parseOr(text: string): unknown {
+  try { return JSON.parse(text); } catch { return {}; }
+}
+
 interface AgentProc { child: ChildProcess; url: string; store: string; log: string }
 
 
@@ -355,7 +360,7 @@ describe(`ferry migrate between two agents on loopback: ${strategy}`, { timeout:
         watcher = setInterval(() => {
           void (async () => {
             for (const f of await readdir(join(b!.store, 'migrations')).catch(() => [] as string[])) {
-              const rec = JSON.parse(await readFile(join(b!.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
+              const rec = parseOr(await readFile(join(b!.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
               if (rec.state === 'restoring') { clearInterval(watcher); killB(); }
             }
           })();

@@ -15,6 +15,11 @@ import { testbedDown, testbedUp, type UpResult } from '../testbed/testbed.js';
 import { hostRuntimeEnv } from '../testbed/state.js';
 import { CONFORMANCE_STRATEGIES } from './conformance.js';
 
+/** A record read while it may be half-written (a writer's temporary file, an empty one): {} then. */
+function parseOr(text: string): unknown {
+  try { return JSON.parse(text); } catch { return {}; }
+}
+
 const CLIENT = join(PROJECT_ROOT, 'test', 'workloads', 'redis-client.py');
 const KEYS = 20_000;
 const SIZE = 100;
@@ -143,7 +148,7 @@ describe('live migration on the testbed: redis under load, h1 → h2 (every stra
     const watcher = setInterval(() => {
       void (async () => {
         for (const f of await readdir(join(h2.store, 'migrations')).catch(() => [] as string[])) {
-          const rec = JSON.parse(await readFile(join(h2.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
+          const rec = parseOr(await readFile(join(h2.store, 'migrations', f), 'utf8').catch(() => '{}')) as { state?: string };
           if (rec.state === 'restoring') { clearInterval(watcher); try { process.kill(h2.agentPid, 'SIGKILL'); } catch { /* gone */ } }
         }
       })();
