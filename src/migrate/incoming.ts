@@ -127,7 +127,7 @@ export class IncomingMigrations {
       criuVersion, { spaceDir: store.tierDir(pre.tier) },
     ).catch(refuse);
     if (pre.target.kind === 'container') await checkContainerDestination(pre);
-    if (!pre.target.ownPidNamespace) {
+    if (!pre.target.ownPidNamespace && !pre.replica) {
       for (const pid of pre.target.pids) {
         const live = await processInfo(pid);
         if (live) {
@@ -137,7 +137,7 @@ export class IncomingMigrations {
         }
       }
     }
-    if (pre.target.workload !== undefined) {
+    if (pre.target.workload !== undefined && !pre.replica) {
       const rec = await readWorkload(store.workloadsDir, pre.target.workload);
       if (rec && await workloadIsRunning(rec)) {
         throw new FerryError('ERR_MIGRATE_REFUSED', `the destination refused: a workload named '${pre.target.workload}' already runs here (pid ${rec.pid})`, { hint: `stop it there first (\`ferry stop ${pre.target.workload}\`)` });
@@ -188,6 +188,13 @@ export class IncomingMigrations {
     const m = this.get(id);
     if ('snapshot' in outcome) {
       m.snapshot = outcome.snapshot;
+      if (m.pre.replica) {
+        // A replica ends here: the sealed snapshot is the standby's to keep (no restore, no hold).
+        clearTimeout(m.timer);
+        m.state = 'committed';
+        await this.forget(m);
+        return;
+      }
       m.state = 'received';
       await this.persist(m);
       this.idle(m);

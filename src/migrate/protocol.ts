@@ -83,6 +83,12 @@ export const PreflightBody = z.strictObject({
   address: ServiceAddressSchema.optional(),
   /** How long the destination holds a restored copy waiting for commit or abort. */
   holdMs: z.number().int().min(1000).max(600_000).optional(),
+  /**
+   * A replica (a standby's copy, `ferry schedule --replicate-to`): the destination seals and keeps
+   * the received snapshot, restores nothing, and the migration ends once the images are in. The
+   * workload runs on at the source, so its name and pids are not checked free here (a failover checks).
+   */
+  replica: z.boolean().optional(),
 });
 export type PreflightBody = z.infer<typeof PreflightBody>;
 

@@ -123,6 +123,11 @@ export const ERROR_CODES = {
   ERR_MIGRATE_STRATEGY: failed(422, 'the chosen migration strategy cannot move this workload between these hosts (its runtime, a kernel feature, or a part not built): nothing was frozen, and the hint names a strategy that can'),
   ERR_MIGRATE_UNCERTAIN: failed(502, 'the commit was sent but its outcome is unknown (the destination stopped answering): the workload may run on the destination; the source kept its snapshot'),
 
+  // Scenarios: host evacuation, periodic snapshots with a standby, failover
+  ERR_NO_SCHEDULE: failed(404, 'the agent has no schedule with that id (`ferry schedule ls` lists them)'),
+  ERR_NO_REPLICA: failed(404, 'this host holds no complete replica of that workload (from that host) to fail over to'),
+  ERR_NO_EVACUATION: failed(404, 'no evacuation manifest in the store (nothing was evacuated to disk here), or no host operation with that id'),
+
   // The testbed (ferry testbed: hosts as network namespaces on one machine)
   ERR_TESTBED_SETUP: failed(503, 'the testbed could not be made: a step (ip, tc, nsenter, an agent) failed, or no free subnet; what was made is removed'),
   ERR_TESTBED_RUNNING: failed(409, 'a testbed (or leftovers of one) is already up; `ferry testbed down` removes it'),
