@@ -160,4 +160,17 @@ describe('incoming migrations (destination state machine)', () => {
     assert.equal(engine.snapshots.has(snap), false);
     assert.deepEqual(await recoverIncoming(engine), []);
   });
+  it('a replica is sealed and kept: no restore, no hold, no record; the idle timer does not remove it', async () => {
+    const { engine, inc, root } = await setup({ idleMs: 200 });
+    const id = 'm-0000000000000009';
+    await inc.preflight(id, await pre({ replica: true }));
+    const snap = await receive(engine, inc, id);
+    assert.equal(inc.view(id).state, 'committed');
+    assert.deepEqual(await readdir(join(root, 'migrations')), []);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(engine.snapshots.has(snap), true, 'the replica stays after the idle time');
+    assert.equal(engine.resumed + engine.killed, 0, 'nothing was restored');
+    await assert.rejects(inc.restore(id, snap), (e) => isFerryError(e, 'ERR_MIGRATION_STATE'));
+    assert.deepEqual(await recoverIncoming(engine), [], 'a restarted agent finds nothing to undo');
+  });
 });
