@@ -16,6 +16,7 @@ import { operationRoutes } from './routes/operations.js';
 import { storeRoutes } from './routes/snapshots.js';
 import { migrationRoutes } from './routes/migrations.js';
 import { INCREMENTAL_STREAM_PATH, replicaRoutes } from './routes/replicas.js';
+import { hostRoutes } from './routes/host.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
 import { hostname } from 'node:os';
 import type { Peer } from './peers.js';
@@ -107,6 +108,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   app.route('/', migrationRoutes(d));
   app.route('/', migrationImageRoutes(d));
   app.route('/', replicaRoutes(d));
+  app.route('/', hostRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
   app.onError((err, c) => {
     // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.

@@ -1,0 +1,41 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import { containerState, runtimeRoot, type Runtime } from '../targets/container.js';
+import { listWorkloads, workloadIsRunning } from '../targets/workload-record.js';
+
+/** One thing a host evacuation moves: a `ferry run` workload or a container ferry knows. */
+export interface Evacuand {
+  /** The checkpoint/migrate target: the workload's name, or `container:ID`. */
+  target: string;
+  kind: 'process' | 'container';
+  /** Containers: the runtime it runs in (checkpointed with it). */
+  runtime?: Runtime;
+}
+
+/**
+ * What runs on this host under ferry: every running `ferry run` workload of the store (as `ferry
+ * ps` shows them), and every running container ferry knows — one it restored (its logs are under
+ * `<store>/containers/ID`) or checkpointed (a snapshot of it is in the store) — looked up in this
+ * host's runtime state directories ($FERRY_RUNC_ROOT / $FERRY_CRUN_ROOT). Sorted by target, so
+ * a report reads the same twice.
+ */
+export async function listEvacuands(engine: Engine): Promise<Evacuand[]> {
+  const out: Evacuand[] = [];
+  for (const rec of await listWorkloads(engine.store.workloadsDir)) {
+    if (await workloadIsRunning(rec)) out.push({ target: rec.name, kind: 'process' });
+  }
+  const ids = new Map<string, Runtime | undefined>();
+  for (const id of await readdir(join(engine.store.root, 'containers')).catch(() => [] as string[])) ids.set(id, undefined);
+  for (const { manifest: m } of await engine.list()) if (m.target.kind === 'container') ids.set(m.target.id, m.target.runtime);
+  for (const [id, known] of ids) {
+    for (const rt of known ? [known] : (['crun', 'runc'] as const)) {
+      const st = await containerState(rt, runtimeRoot(rt), id).catch(() => undefined);
+      if (st?.status === 'running') {
+        out.push({ target: `container:${id}`, kind: 'container', runtime: rt });
+        break;
+      }
+    }
+  }
+  return out.sort((a, b) => a.target.localeCompare(b.target));
+}
