@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   testbed: () => import('./commands/testbed.js'),
   warm: () => import('./commands/warm.js'),
   clone: () => import('./commands/clone.js'),
+  host: () => import('./commands/host.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -50,6 +51,7 @@ commands:
   testbed           up|exec|status|down: hosts on this machine (network namespaces, shaped links, an agent each)
   warm              ls | rm KEY: the warm snapshots of ferry run --warm KEY --ready PROBE
   clone             start N copies of a workload, each in its own pid namespace, the original left running
+  host              evacuate --to-disk | --to HOST, restore: every workload of the host off it and back, verified
 
 global options:
   --json            machine-readable output on stdout (every command)
@@ -92,7 +94,7 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext; ag
 }
 
 /** Verbs that run through an agent (--agent URL or $FERRY_AGENT). */
-const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migrate']);
+const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migrate', 'host']);
 /**
  * Verbs about the machine they run on (its processes, CRIU, kernel, files): with the agent's URL
  * only from $FERRY_AGENT (set for a whole shell on a host) they run locally, so `ferry run` works
