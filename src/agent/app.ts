@@ -17,6 +17,8 @@ import { storeRoutes } from './routes/snapshots.js';
 import { migrationRoutes } from './routes/migrations.js';
 import { INCREMENTAL_STREAM_PATH, replicaRoutes } from './routes/replicas.js';
 import { hostRoutes } from './routes/host.js';
+import { scheduleRoutes } from './routes/schedules.js';
+import type { Schedules } from '../scenarios/schedules.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
 import { hostname } from 'node:os';
 import type { Peer } from './peers.js';
@@ -43,6 +45,7 @@ export interface AgentAppOptions {
   /** Where the dashboard's built files are (default: dist/dashboard-ui of this checkout). */
   dashboardDir?: string;
   replicas?: IncomingReplicas;
+  schedules?: Schedules;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -55,7 +58,7 @@ export const DEFAULT_BODY_LIMIT = 64 * 1024;
 export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void } {
   const log = o.log ?? pino({ level: 'silent' });
   const metrics = createMetrics(o.jobs);
-  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations, replicas: o.replicas };
+  const d: AgentDeps = { engine: o.engine, jobs: o.jobs, log, metrics: metrics.registry, version: o.version ?? '0.0.0', criuVersion: o.criuVersion ?? (() => Promise.resolve(null)), migrations: o.migrations, replicas: o.replicas, schedules: o.schedules };
   const unlog = o.jobs.observe((job, e) => {
     if (e.type === 'phase') log.debug({ job: job.id, phase: e.phase, state: e.state, ms: e.ms }, 'job phase');
     else if (e.type === 'progress') log.debug({ job: job.id, queuePosition: e.queuePosition, queueLength: e.queueLength }, 'job queue place');
@@ -109,6 +112,7 @@ export function createAgentApp(o: AgentAppOptions): { app: Hono; dispose(): void
   app.route('/', migrationImageRoutes(d));
   app.route('/', replicaRoutes(d));
   app.route('/', hostRoutes(d));
+  app.route('/', scheduleRoutes(d));
   app.notFound((c) => errorResponse(c, new FerryError('ERR_NO_ROUTE', `no route ${c.req.method} ${c.req.path.slice(0, 200)}`, { hint: 'see GET /v1/openapi.json' })));
   app.onError((err, c) => {
     // A path hono cannot decode, or hono's own 4xx: the request's fault, with a stable code.

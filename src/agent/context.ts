@@ -4,6 +4,7 @@ import type { Engine } from '../engine/engine.js';
 import type { Jobs } from '../engine/jobs.js';
 import type { IncomingMigrations } from '../migrate/incoming.js';
 import type { IncomingReplicas } from '../migrate/replicas.js';
+import type { Schedules } from '../scenarios/schedules.js';
 
 /** What every route reads: set once by createAgentApp. */
 export interface AgentDeps {
@@ -18,4 +19,6 @@ export interface AgentDeps {
   migrations?: IncomingMigrations | undefined;
   /** Replicas and incremental migrations' rounds (absent: this agent takes none). */
   replicas?: IncomingReplicas | undefined;
+  /** Periodic snapshots (absent: this agent runs none). */
+  schedules?: Schedules | undefined;
 }

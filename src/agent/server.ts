@@ -22,6 +22,8 @@ import { runMigration } from '../migrate/job.js';
 import { destinationAddressOps } from '../migrate/addresses.js';
 import type { MigrateBody } from '../migrate/protocol.js';
 import type { Peer } from './peers.js';
+import { jobRunner } from '../scenarios/job-runner.js';
+import { Schedules } from '../scenarios/schedules.js';
 
 export interface AgentServerOptions {
   listen: ListenAddress;
@@ -69,9 +71,11 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
     engine, admission: new LimitAdmission(o.config?.maxRunningJobs ?? 4 * availableParallelism()), scheduler,
     journal: new JobJournal<Job>(join(engine.store.root, 'jobs')),
   });
+  // Periodic snapshots (ferry schedule): persisted in the store, started once the agent listens.
+  const schedules = new Schedules({ engine, run: jobRunner(jobs) });
   const pkg = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   const agent = createAgentApp({
-    migrations, replicas,
+    migrations, replicas, schedules,
     engine, jobs, log, version: pkg.version, bodyLimit: o.bodyLimit ?? DEFAULT_BODY_LIMIT,
     ...(o.token !== undefined ? { token: o.token } : {}),
     criuVersion: criuText,
@@ -89,6 +93,10 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
   const port = typeof a === 'object' && a ? a.port : o.listen.port;
   const url = `http://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${port}`;
   log.info({ url, store: o.store, auth: o.token !== undefined, budgets: scheduler.budgets }, 'agent listening');
+  schedules.selfUrl = url;
+  const loaded = await schedules.load();
+  if (loaded.loaded.length) log.info({ schedules: loaded.loaded }, 'schedules of an earlier agent resumed');
+  for (const u of loaded.unreadable) log.warn(u, 'a schedule record cannot be read: left in place');
   let closing: Promise<void> | undefined;
   return {
     url, log,
@@ -96,6 +104,7 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
       closing ??= (async () => {
         log.info({ reason }, 'agent stopping: cancelling unfinished jobs');
         server.close();
+        await schedules.close();
         await jobs.close(reason);
         await migrations.close();
         server.closeAllConnections();
