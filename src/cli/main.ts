@@ -25,6 +25,8 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   warm: () => import('./commands/warm.js'),
   clone: () => import('./commands/clone.js'),
   host: () => import('./commands/host.js'),
+  schedule: () => import('./commands/schedule.js'),
+  failover: () => import('./commands/failover.js'),
 };
 
 const GLOBAL_HELP = `ferry — checkpoint, restore and live-migrate Linux processes and containers (on CRIU)
@@ -52,6 +54,8 @@ commands:
   warm              ls | rm KEY: the warm snapshots of ferry run --warm KEY --ready PROBE
   clone             start N copies of a workload, each in its own pid namespace, the original left running
   host              evacuate --to-disk | --to HOST, restore: every workload of the host off it and back, verified
+  schedule          periodic snapshots of a workload by the agent (--every, --keep, --replicate-to HOST); ls | rm ID
+  failover          on a standby: restore the newest complete replica of a workload (--from HOST)
 
 global options:
   --json            machine-readable output on stdout (every command)
@@ -94,7 +98,7 @@ function splitGlobals(argv: string[]): { rest: string[]; ctx: CommandContext; ag
 }
 
 /** Verbs that run through an agent (--agent URL or $FERRY_AGENT). */
-const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migrate', 'host']);
+const REMOTE_VERBS = new Set(['checkpoint', 'restore', 'snapshots', 'ps', 'migrate', 'host', 'schedule', 'failover']);
 /**
  * Verbs about the machine they run on (its processes, CRIU, kernel, files): with the agent's URL
  * only from $FERRY_AGENT (set for a whole shell on a host) they run locally, so `ferry run` works
