@@ -86,3 +86,11 @@ export async function dropReplica(to: ReplicaPeer, replica: string): Promise<voi
 }
 
 const conn = (p: ReplicaPeer) => ({ base: p.url.replace(/\/+$/, ''), token: p.token });
+
+/** What a schedule needs of replication: send a snapshot, drop an old replica. One object, so both can be swapped together. */
+export interface ReplicaTransport {
+  send: Replicator;
+  drop(to: ReplicaPeer, replica: string): Promise<void>;
+}
+
+export const DEFAULT_REPLICA_TRANSPORT: ReplicaTransport = { send: replicateSnapshot, drop: dropReplica };

@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../store/layout.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { errorJson, FerryError } from '../util/errors.js';
 import { jobError, type JobRunner } from './job-runner.js';
-import { dropReplica, replicateSnapshot, type Replicator } from './replicate-snapshot.js';
+import { DEFAULT_REPLICA_TRANSPORT, type ReplicaTransport } from './replicate-snapshot.js';
 
 /**
  * `ferry schedule`: periodic `--leave-running` snapshots of one workload, run by the agent, with
@@ -33,7 +33,7 @@ export const ScheduleStateSchema = z.object({
   format: z.literal(1),
   id: z.string().regex(SCHEDULE_ID),
   target: z.string().min(1).max(300),
-  everyMs: z.number().int().min(100),
+  everyMs: z.number().int().min(1),
   keep: z.number().int().min(1).max(10_000),
   tier: z.enum(['memory', 'disk']),
   replicateTo: Peer.optional(),
@@ -75,7 +75,8 @@ export interface SchedulesOptions {
   run: JobRunner;
   /** This agent's URL, as the standby's replica records name the source. */
   selfUrl?: string;
-  replicate?: Replicator;
+  /** How replicas travel and are removed on the standby (default: replicate-snapshot.ts over the migration wire). */
+  replicas?: ReplicaTransport;
   /** Fewer than this between runs is refused (default 1 s; tests may go lower). */
   minEveryMs?: number;
 }
@@ -90,7 +91,7 @@ interface Live {
 export class Schedules {
   private readonly all = new Map<string, Live>();
   private readonly dir: string;
-  private readonly replicate: Replicator;
+  private readonly transport: ReplicaTransport;
   private closed = false;
   /** This agent's URL (known once it listens), as the standby's replica records name the source. */
   selfUrl: string | undefined;
@@ -98,7 +99,7 @@ export class Schedules {
   constructor(private readonly o: SchedulesOptions) {
     this.selfUrl = o.selfUrl;
     this.dir = join(o.engine.store.root, 'schedules');
-    this.replicate = o.replicate ?? replicateSnapshot;
+    this.transport = o.replicas ?? DEFAULT_REPLICA_TRANSPORT;
   }
 
   /** Starts the schedules an earlier agent left (an unreadable record is reported, and kept for a person to look at). */
@@ -113,7 +114,8 @@ export class Schedules {
         this.begin(s, true);
         loaded.push(s.id);
       } catch (err) {
-        unreadable.push({ file: join(this.dir, n), reason: err instanceof Error ? err.message.slice(0, 300) : String(err) });
+        const reason = err instanceof z.ZodError ? `${err.issues[0]?.path.join('.') ?? ''}: ${err.issues[0]?.message ?? 'invalid'}` : err instanceof Error ? err.message : String(err);
+        unreadable.push({ file: join(this.dir, n), reason: reason.slice(0, 300) });
       }
     }
     return { loaded, unreadable };
@@ -253,7 +255,7 @@ export class Schedules {
     const newest = s.snapshots.at(-1);
     if (!to || !newest || s.replicas.some((r) => r.snapshot === newest.id)) return;
     try {
-      const r = await this.replicate({
+      const r = await this.transport.send({
         engine: this.o.engine, snapshot: newest.id, to, from: { host: hostname(), url: this.selfUrl, schedule: s.id },
         ...(signal ? { signal } : {}),
       });
@@ -269,7 +271,7 @@ export class Schedules {
     const old = s.replicas.slice(0, Math.max(0, s.replicas.length - s.keep));
     for (const r of old) {
       try {
-        await dropReplica(to, r.replica);
+        await this.transport.drop(to, r.replica);
       } catch (e) {
         if (!isFerryCode(e, 'ERR_NO_SNAPSHOT') && !isFerryCode(e, 'ERR_NO_REPLICA')) continue;
       }
