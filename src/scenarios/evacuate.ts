@@ -26,6 +26,8 @@ import { jobError, type JobRunner } from './job-runner.js';
 export interface EvacuateOptions {
   /** `disk`, or another host's agent. */
   to: 'disk' | { url: string; token?: string; name?: string };
+  /** Migrations only: the strategy (default: the migration's own, `auto`). */
+  strategy?: MigrateBody['strategy'];
   /** Migrations only: the tier the destination receives into (default memory). */
   tier?: 'memory' | 'disk';
   /** Checkpoint/migration options every workload gets (e.g. established TCP connections). */
@@ -67,7 +69,7 @@ export async function evacuate(engine: Engine, run: JobRunner, o: EvacuateOption
   for (const w of list) {
     const body: MigrateBody = {
       target: w.target, to: { url: to.url, ...(to.token !== undefined ? { token: to.token } : {}), ...(to.name !== undefined ? { name: to.name } : {}) },
-      strategy: 'cold', tier: o.tier ?? 'memory', ...(o.tcpEstablished ? { tcpEstablished: true } : {}),
+      ...(o.strategy !== undefined ? { strategy: o.strategy } : {}), tier: o.tier ?? 'memory', ...(o.tcpEstablished ? { tcpEstablished: true } : {}),
     };
     const job = await run('migrate', { migrate: body });
     if (job.state === 'succeeded' && job.result) {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { evacuate, restoreEvacuation } from '../../scenarios/evacuate.js';
 import { HOST_OPERATION_ID, HostOperations } from '../../scenarios/host-operations.js';
 import { jobRunner } from '../../scenarios/job-runner.js';
+import { STRATEGY_NAMES } from '../../migrate/protocol.js';
 import { FerryError } from '../../util/errors.js';
 import { jsonBody } from '../body.js';
 import type { AgentDeps } from '../context.js';
@@ -14,6 +15,7 @@ export const EvacuateBody = z.strictObject({
   toDisk: z.boolean().optional(),
   to: z.strictObject({ url: Url, token: z.string().min(1).max(4096).optional(), name: z.string().max(64).optional() }).optional(),
   tier: z.enum(['memory', 'disk']).optional(),
+  strategy: z.enum(STRATEGY_NAMES).optional(),
   tcpEstablished: z.boolean().optional(),
 }).refine((b) => (b.toDisk === true) !== (b.to !== undefined), 'give exactly one of toDisk: true and to: { url }');
 
@@ -32,7 +34,7 @@ export function hostRoutes(d: AgentDeps, ops = new HostOperations()): Hono {
     const body = await jsonBody(c, EvacuateBody);
     const to = body.to ? { url: body.to.url, ...(body.to.token !== undefined ? { token: body.to.token } : {}), ...(body.to.name !== undefined ? { name: body.to.name } : {}) } : 'disk' as const;
     const op = ops.start('evacuate', async () => ({ ...await evacuate(d.engine, run, {
-      to, ...(body.tier !== undefined ? { tier: body.tier } : {}), ...(body.tcpEstablished ? { tcpEstablished: true } : {}),
+      to, ...(body.tier !== undefined ? { tier: body.tier } : {}), ...(body.strategy !== undefined ? { strategy: body.strategy } : {}), ...(body.tcpEstablished ? { tcpEstablished: true } : {}),
     }) }));
     d.log.info({ operation: op.id, to: to === 'disk' ? 'disk' : to.url }, 'host evacuation started');
     return c.json({ operation: op }, 202);

@@ -3,7 +3,7 @@ import { createEngine } from '../../engine/engine.js';
 import { LimitAdmission } from '../../engine/admission.js';
 import { Jobs } from '../../engine/jobs.js';
 import { runMigration } from '../../migrate/job.js';
-import type { MigrateBody } from '../../migrate/protocol.js';
+import { STRATEGY_NAMES, type MigrateBody } from '../../migrate/protocol.js';
 import { Admission, hostBudgets } from '../../scheduler/admission.js';
 import { evacuate, restoreEvacuation, type EvacuateResult, type RestoreEvacuationResult } from '../../scenarios/evacuate.js';
 import { jobRunner } from '../../scenarios/job-runner.js';
@@ -20,9 +20,10 @@ export const command: Command = {
     '  restore              restore every workload of the newest evacuation manifest, each verified\n' +
     'Each workload is a job of the agent (queued, frozen when the scheduler admits it); one that fails is\n' +
     'reported and the others go on. Exit 1 when any failed.',
-  usage: 'ferry host evacuate (--to-disk | --to HOST|URL [--to-token-file FILE] [--tier memory|disk]) [--tcp-established] [--timeout DUR] [--json]\n' +
+  usage: 'ferry host evacuate (--to-disk | --to HOST|URL [--to-token-file FILE] [--tier memory|disk] [--strategy NAME]) [--tcp-established] [--timeout DUR] [--json]\n' +
     '       ferry host restore [--timeout DUR] [--json]\n' +
     '  --to           another host: an agent URL (http://ADDR:PORT) or a testbed host name (h2)\n' +
+    '  --strategy     the migrations\' strategy (as ferry migrate; default auto)\n' +
     '  --timeout      how long this command waits for the agent to finish (default 30m; it goes on there)\n' +
     '  Through this host\'s agent ($FERRY_AGENT or --agent); without one, in this process.',
   async run(argv, ctx) {
@@ -35,7 +36,7 @@ export const command: Command = {
 
 async function evacuateCommand(argv: string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parse(argv, {
-    'to-disk': { type: 'boolean' }, to: { type: 'string' }, 'to-token-file': { type: 'string' }, tier: { type: 'string' },
+    'to-disk': { type: 'boolean' }, to: { type: 'string' }, 'to-token-file': { type: 'string' }, tier: { type: 'string' }, strategy: { type: 'string' },
     'tcp-established': { type: 'boolean' }, timeout: { type: 'string' },
   }, 'host evacuate');
   if (positionals.length) throw new FerryError('ERR_USAGE', `host evacuate: unexpected argument '${positionals[0] ?? ''}'`, { hint: 'it moves every workload of the host: ferry host evacuate --to-disk | --to HOST' });
@@ -44,11 +45,14 @@ async function evacuateCommand(argv: string[], ctx: CommandContext): Promise<num
   }
   const tier = values.tier;
   if (tier !== undefined && !isTier(tier)) throw new FerryError('ERR_USAGE', `--tier must be memory or disk, not '${tier}'`);
+  const strategy = values.strategy;
+  if (strategy !== undefined && !isStrategy(strategy)) throw new FerryError('ERR_USAGE', `host evacuate: unknown strategy '${strategy}'`, { hint: `strategies: ${STRATEGY_NAMES.join(', ')}` });
+  if (strategy !== undefined && values.to === undefined) throw new FerryError('ERR_USAGE', 'host evacuate: --strategy is the migrations\' (with --to); --to-disk checkpoints');
   if (tier !== undefined && values.to === undefined) throw new FerryError('ERR_USAGE', 'host evacuate: --tier is the destination\'s tier (with --to); --to-disk always uses the disk tier');
   const limitMs = values.timeout !== undefined ? parseDuration(values.timeout, '--timeout') : 30 * 60_000;
   const peer = values.to !== undefined ? await resolvePeer(values.to, values['to-token-file']) : undefined;
   const to = peer ? { url: peer.url, ...(peer.token !== undefined ? { token: peer.token } : {}), ...(peer.name !== undefined ? { name: peer.name } : {}) } : undefined;
-  const opts = { ...(tier !== undefined ? { tier } : {}), ...(values['tcp-established'] ? { tcpEstablished: true } : {}) };
+  const opts = { ...(tier !== undefined ? { tier } : {}), ...(strategy !== undefined ? { strategy } : {}), ...(values['tcp-established'] ? { tcpEstablished: true } : {}) };
   let r: EvacuateResult;
   if (ctx.agent) {
     const { remoteHostOperation } = await import('../host-operation.js');
@@ -62,6 +66,7 @@ async function evacuateCommand(argv: string[], ctx: CommandContext): Promise<num
 }
 
 const isTier = (t: string): t is 'memory' | 'disk' => t === 'memory' || t === 'disk';
+const isStrategy = (s: string): s is (typeof STRATEGY_NAMES)[number] => (STRATEGY_NAMES as readonly string[]).includes(s);
 
 async function restoreCommand(argv: string[], ctx: CommandContext): Promise<number> {
   const { values, positionals } = parse(argv, { timeout: { type: 'string' } }, 'host restore');
