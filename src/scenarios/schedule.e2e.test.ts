@@ -85,6 +85,11 @@ describe('ferry schedule --replicate-to h2, the workload killed on h1, ferry fai
     await sleep(300);
     const killedAt = Date.now();
     const atKill = await count(file);
+    // It is gone on h1: nothing counts any more (so whatever counts next is the restored copy).
+    await sleep(300);
+    assert.equal(await count(file), atKill, 'the killed workload does not count on');
+    const ps1 = (JSON.parse(await ok('h1', [FERRY, 'ps', '--json'], true)) as { workloads: { name: string; state: string }[] }).workloads;
+    assert.deepEqual(ps1.map((w) => [w.name, w.state]), [['cnt', 'exited']]);
     // The newest replica's delay from snapshot to confirmation: how late a replica can be beside the interval.
     const state = (JSON.parse(await ok('h1', [FERRY, 'schedule', 'ls', '--json'])) as { schedules: ScheduleView[] }).schedules[0]!;
     const sendMs = Math.max(...state.replicas.map((r) => Date.parse(r.sentAt) - Date.parse(r.takenAt)));
@@ -165,11 +170,12 @@ describe('an agent restarted on the same store resumes its schedule', { timeout:
       assert.deepEqual(s.map((x) => x.id), [schedule.id]);
       assert.ok(s[0]!.runs >= before1.runs + 2, `it ran on (${before1.runs} → ${s[0]!.runs} runs)`);
       assert.equal(s[0]!.failures, 0, JSON.stringify(s[0]!.lastError));
-      const ls = JSON.parse(await ferryOk(store, ['snapshots', 'ls', '--json'])) as { snapshots: { id: string }[] };
-      assert.deepEqual(ls.snapshots.map((x) => x.id).sort(), s[0]!.snapshots.map((x) => x.id).sort(), 'retention goes on across the restart: only its newest 2 remain');
-      assert.equal(ls.snapshots.length, 2);
-      await client.request('DELETE', `/v1/schedules/${schedule.id}`);
+      // (Removing it waits for a run in progress: then the store and its record hold still.)
+      const { schedule: last } = await client.request<{ schedule: ScheduleView }>('DELETE', `/v1/schedules/${schedule.id}`);
       assert.deepEqual(await readdir(join(store, 'schedules')), []);
+      const ls = JSON.parse(await ferryOk(store, ['snapshots', 'ls', '--json'])) as { snapshots: { id: string }[] };
+      assert.deepEqual(ls.snapshots.map((x) => x.id).sort(), last.snapshots.map((x) => x.id).sort(), 'retention goes on across the restart: only its newest 2 remain');
+      assert.equal(ls.snapshots.length, 2);
     } finally {
       await agent.close();
     }
