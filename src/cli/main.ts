@@ -60,7 +60,8 @@ commands:
 global options:
   --json            machine-readable output on stdout (every command)
   --store DIR       snapshot store (default: $FERRY_STORE or /var/lib/ferry)
-  --agent URL       run checkpoint, restore, migrate, ps and snapshots ls/inspect/rm through a ferry agent (default:
+  --agent URL       run checkpoint, restore, migrate, ps, snapshots ls/inspect/rm, host, schedule and failover through
+                    a ferry agent (default:
                     $FERRY_AGENT; empty: local); its token: --token-file FILE or $FERRY_TOKEN. Verbs about this
                     machine (run, stop, doctor, criu, bench, agent, export, import, ...) run locally when the URL
                     comes from $FERRY_AGENT, and refuse an explicit --agent
@@ -115,7 +116,7 @@ async function remoteSetup(ctx: CommandContext, verb: string, args: string[], ag
     return args;
   }
   if (!REMOTE_VERBS.has(verb)) {
-    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent: it works on the machine it runs on (checkpoint, restore, migrate, ps and snapshots ls/inspect/rm run through one)`, {
+    throw new FerryError('ERR_USAGE', `\`ferry ${verb}\` does not run through an agent: it works on the machine it runs on (checkpoint, restore, migrate, ps, snapshots ls/inspect/rm, host, schedule and failover run through one)`, {
       hint: 'run it without --agent on the agent\'s host (with the URL only in $FERRY_AGENT, it runs locally)',
     });
   }

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../criu/binary.js';
 import { FERRY } from '../testing/ferry-cli.js';
+import { makeBundle, removeContainer, startContainer, state, stateOrUndefined } from '../testing/containers.js';
+import { hostRuntimeEnv } from '../testbed/state.js';
 import { testbedDown, testbedUp, type UpResult } from '../testbed/testbed.js';
 import type { EvacuateResult, RestoreEvacuationResult } from './evacuate.js';
 import { EvacuationManifestSchema } from './evacuation-manifest.js';
@@ -20,7 +22,7 @@ const PREFIX = 'ferry-evac-';
 
 interface Ran { code: number; stdout: string; stderr: string }
 
-describe('host evacuate / restore on the testbed: every workload to disk and back, then to h2', { timeout: 240_000 }, () => {
+describe('host evacuate / restore on the testbed: every workload and container to disk and back, then to h2', { timeout: 240_000 }, () => {
   let dir = '';
   let tb: UpResult | undefined;
   const env = () => ({ ...process.env, FERRY_TESTBED_DIR: dir, FERRY_TESTBED_PREFIX: PREFIX });
@@ -41,24 +43,36 @@ describe('host evacuate / restore on the testbed: every workload to disk and bac
     dir = await mkdtemp(join(tmpdir(), PREFIX));
     tb = await testbedUp({ dir, prefix: PREFIX, hosts: 2, rate: '1gbit' });
   });
+  const cid = `ferry-evac-${process.pid}`;
+  const crunRoot = (host: string) => hostRuntimeEnv(dir, host).FERRY_CRUN_ROOT;
   after(async () => {
+    for (const h of ['h1', 'h2']) await removeContainer('crun', cid, crunRoot(h)).catch(() => undefined);
     if (tb) await testbedDown({ dir, prefix: PREFIX });
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('to disk: both stop, a manifest names their snapshots; restore brings both back verified, counting on; --to h2 moves both', async (t) => {
+  it('to disk: all stop, a manifest names their snapshots; restore brings all back verified, counting on; --to h2 moves all', async (t) => {
     const names = ['c1', 'c2'];
     for (const n of names) await ok('h1', [FERRY, 'run', '--name', n, '--', 'python3', COUNTER, join(dir, n)], true);
+    // A crun container in h1's own runtime state directory: a busybox counter in its bind-mounted /data.
+    const data = join(dir, 'c-data');
+    const loop = ['/bin/sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/c.tmp; mv /data/c.tmp /data/counter; sleep 0.05; done'];
+    await startContainer('crun', cid, await makeBundle('busybox', join(dir, 'c-bundle'), data, loop), join(dir, 'c-logs'), crunRoot('h1'));
+    const boxFile = join(data, 'counter');
     await new Promise((r) => setTimeout(r, 700));
+    const targets = ['c1', 'c2', `container:${cid}`].sort();
 
     // --- to disk
     const ev = JSON.parse(await ok('h1', [FERRY, 'host', 'evacuate', '--to-disk', '--json'])) as EvacuateResult;
     assert.equal(ev.ok, true, JSON.stringify(ev));
-    assert.deepEqual(ev.workloads.map((w) => [w.target, w.ok]), [['c1', true], ['c2', true]]);
+    assert.deepEqual(ev.workloads.map((w) => [w.target, w.ok]), targets.map((x) => [x, true]));
     assert.ok(ev.evacuation);
     const at = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await count(join(dir, n))] as const)));
+    const boxAt = await count(boxFile);
     await new Promise((r) => setTimeout(r, 500));
     for (const n of names) assert.equal(await count(join(dir, n)), at[n], `${n} is stopped (its count does not move)`);
+    assert.equal(await count(boxFile), boxAt, 'the container is stopped');
+    assert.equal((await stateOrUndefined('crun', cid, crunRoot('h1')))?.status ?? 'gone', 'gone', 'the container is gone from crun');
     assert.deepEqual((await ps('h1')).map((w) => w.state), ['exited', 'exited']);
     // The manifest is in the store's disk side, valid, naming each snapshot.
     const store = tb!.hosts.find((h) => h.name === 'h1')!.store;
@@ -73,32 +87,41 @@ describe('host evacuate / restore on the testbed: every workload to disk and bac
     const rs = JSON.parse(await ok('h1', [FERRY, 'host', 'restore', '--json'])) as RestoreEvacuationResult;
     assert.equal(rs.ok, true, JSON.stringify(rs));
     assert.equal(rs.evacuation, ev.evacuation);
-    assert.deepEqual(rs.workloads.map((w) => [w.target, w.ok, w.verified]), [['c1', true, true], ['c2', true, true]]);
+    assert.deepEqual(rs.workloads.map((w) => [w.target, w.ok, w.verified]).sort(), targets.map((x) => [x, true, true]));
     await new Promise((r) => setTimeout(r, 500));
     for (const n of names) {
       const c = await count(join(dir, n));
       assert.ok(c > at[n]!, `${n} counts on after the restore (${at[n]} → ${c})`);
       assert.ok(c < at[n]! + 30, `${n} went on from its evacuated count, not from anywhere else (${at[n]} → ${c})`);
     }
+    const box = await count(boxFile);
+    assert.ok(box > boxAt && box < boxAt + 60, `the container counts on from its count (${boxAt} → ${box})`);
     const running = await ps('h1');
-    assert.deepEqual(running.map((w) => [w.name, w.state, w.pid]), rs.workloads.map((w) => [w.target, 'running', w.pid]));
+    assert.deepEqual(running.map((w) => [w.name, w.state, w.pid]), rs.workloads.filter((w) => w.kind === 'process').map((w) => [w.target, 'running', w.pid]));
+    const cst = await state('crun', cid, crunRoot('h1'));
+    assert.deepEqual([cst.status, cst.pid], ['running', rs.workloads.find((w) => w.kind === 'container')?.pid]);
     // A second restore restores nothing twice.
     const again = JSON.parse(await ok('h1', [FERRY, 'host', 'restore', '--json'])) as RestoreEvacuationResult;
-    assert.deepEqual(again.workloads.map((w) => [w.target, w.already]), [['c1', true], ['c2', true]]);
-    t.diagnostic(`to disk ${ev.ms} ms, restore ${rs.ms} ms (2 counters)`);
+    assert.deepEqual(again.workloads.map((w) => [w.target, w.already]).sort(), targets.map((x) => [x, true]));
+    t.diagnostic(`to disk ${ev.ms} ms, restore ${rs.ms} ms (2 counters, 1 crun container)`);
 
     // --- to h2
     const before2 = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await count(join(dir, n))] as const)));
     const mv = JSON.parse(await ok('h1', [FERRY, 'host', 'evacuate', '--to', 'h2', '--json'])) as EvacuateResult;
     assert.equal(mv.ok, true, JSON.stringify(mv));
-    assert.deepEqual(mv.workloads.map((w) => [w.target, w.ok]), [['c1', true], ['c2', true]]);
+    assert.deepEqual(mv.workloads.map((w) => [w.target, w.ok]), targets.map((x) => [x, true]));
     assert.equal(mv.evacuation, null, 'a move to another host writes no manifest');
     const on2 = await ps('h2');
-    assert.deepEqual(on2.map((w) => [w.name, w.state, w.pid]), mv.workloads.map((w) => [w.target, 'running', w.destination?.pid]));
+    assert.deepEqual(on2.map((w) => [w.name, w.state, w.pid]), mv.workloads.filter((w) => w.kind === 'process').map((w) => [w.target, 'running', w.destination?.pid]));
     assert.deepEqual((await ps('h1')).filter((w) => w.state === 'running'), [], 'nothing runs on h1 any more');
+    assert.equal(await stateOrUndefined('crun', cid, crunRoot('h1')), undefined, 'the container is gone from h1');
+    assert.equal((await state('crun', cid, crunRoot('h2'))).status, 'running', 'and runs on h2');
+    const boxBefore = await count(boxFile);
     await new Promise((r) => setTimeout(r, 500));
     for (const n of names) assert.ok(await count(join(dir, n)) > before2[n]!, `${n} counts on on h2`);
-    t.diagnostic(`to h2 ${mv.ms} ms (2 migrations, one at a time)`);
+    assert.ok(await count(boxFile) > boxBefore, 'the container counts on on h2');
+    t.diagnostic(`to h2 ${mv.ms} ms (3 migrations, one at a time)`);
+    await removeContainer('crun', cid, crunRoot('h2'));
     // An empty host: nothing to do, still ok.
     const none = JSON.parse(await ok('h1', [FERRY, 'host', 'evacuate', '--to-disk', '--json'])) as EvacuateResult;
     assert.deepEqual([none.ok, none.workloads], [true, []]);
