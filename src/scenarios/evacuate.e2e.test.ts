@@ -5,7 +5,7 @@
 // `host evacuate --to h2`. Nothing is left running or stored on h1.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -48,6 +48,8 @@ describe('host evacuate / restore on the testbed: every workload and container t
   after(async () => {
     for (const h of ['h1', 'h2']) await removeContainer('crun', cid, crunRoot(h)).catch(() => undefined);
     if (tb) await testbedDown({ dir, prefix: PREFIX });
+    // The container's cgroup (crun's default, /<id>): a dump that ends the container leaves it, empty.
+    for (const c of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) await rmdir(join('/sys/fs/cgroup', c, cid)).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 
