@@ -61,8 +61,20 @@ describe('host evacuate / restore on the testbed: every workload and container t
     const loop = ['/bin/sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/c.tmp; mv /data/c.tmp /data/counter; sleep 0.05; done'];
     await startContainer('crun', cid, await makeBundle('busybox', join(dir, 'c-bundle'), data, loop), join(dir, 'c-logs'), crunRoot('h1'));
     const boxFile = join(data, 'counter');
-    await new Promise((r) => setTimeout(r, 700));
-    const targets = ['c1', 'c2', `container:${cid}`].sort();
+    // A server bound to its own service address: it can only come back once the address does.
+    const ip = tb!.subnet.replace(/\.0\/\d+$/, '.120');
+    await ok('h1', [FERRY, 'run', '--name', 'web', '--ip', ip, '--', 'python3', '-m', 'http.server', '--bind', ip, '8080', '--directory', dir], true);
+    const get = async (from: string) => {
+      for (let i = 0; ; i++) {
+        const r = await on(from, ['python3', '-c', `import urllib.request; print(urllib.request.urlopen('http://${ip}:8080/', timeout=2).status)`]);
+        if (r.code === 0 || i >= 30) return r.stdout.trim();
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
+    const hasIp = async (host: string) => (await ok(host, ['ip', '-4', '-o', 'addr', 'show'])).includes(` ${ip}/`);
+    assert.equal(await get('h2'), '200');
+    await new Promise((r) => setTimeout(r, 500));
+    const targets = ['c1', 'c2', `container:${cid}`, 'web'].sort();
 
     // --- to disk
     const ev = JSON.parse(await ok('h1', [FERRY, 'host', 'evacuate', '--to-disk', '--json'])) as EvacuateResult;
@@ -75,7 +87,8 @@ describe('host evacuate / restore on the testbed: every workload and container t
     for (const n of names) assert.equal(await count(join(dir, n)), at[n], `${n} is stopped (its count does not move)`);
     assert.equal(await count(boxFile), boxAt, 'the container is stopped');
     assert.equal((await stateOrUndefined('crun', cid, crunRoot('h1')))?.status ?? 'gone', 'gone', 'the container is gone from crun');
-    assert.deepEqual((await ps('h1')).map((w) => w.state), ['exited', 'exited']);
+    assert.deepEqual((await ps('h1')).map((w) => w.state), ['exited', 'exited', 'exited']);
+    assert.equal(await hasIp('h1'), false, 'the service address left with its workload');
     // The manifest is in the store's disk side, valid, naming each snapshot.
     const store = tb!.hosts.find((h) => h.name === 'h1')!.store;
     const file = join(store, 'evacuations', `${ev.evacuation}.json`);
@@ -96,6 +109,9 @@ describe('host evacuate / restore on the testbed: every workload and container t
       assert.ok(c > at[n]!, `${n} counts on after the restore (${at[n]} → ${c})`);
       assert.ok(c < at[n]! + 30, `${n} went on from its evacuated count, not from anywhere else (${at[n]} → ${c})`);
     }
+    assert.equal(await hasIp('h1'), true, 'the service address is back');
+    assert.equal(await get('h2'), '200', 'the server answers on its address again, from another host');
+    assert.equal((await ps('h1')).find((w) => w.name === 'web')?.state, 'running');
     const box = await count(boxFile);
     assert.ok(box > boxAt && box < boxAt + 60, `the container counts on from its count (${boxAt} → ${box})`);
     const running = await ps('h1');
@@ -105,7 +121,7 @@ describe('host evacuate / restore on the testbed: every workload and container t
     // A second restore restores nothing twice.
     const again = JSON.parse(await ok('h1', [FERRY, 'host', 'restore', '--json'])) as RestoreEvacuationResult;
     assert.deepEqual(again.workloads.map((w) => [w.target, w.already]).sort(), targets.map((x) => [x, true]));
-    t.diagnostic(`to disk ${ev.ms} ms, restore ${rs.ms} ms (2 counters, 1 crun container)`);
+    t.diagnostic(`to disk ${ev.ms} ms, restore ${rs.ms} ms (2 counters, an http server on its service address, 1 crun container)`);
 
     // --- to h2
     const before2 = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await count(join(dir, n))] as const)));
@@ -122,12 +138,14 @@ describe('host evacuate / restore on the testbed: every workload and container t
     await new Promise((r) => setTimeout(r, 500));
     for (const n of names) assert.ok(await count(join(dir, n)) > before2[n]!, `${n} counts on on h2`);
     assert.ok(await count(boxFile) > boxBefore, 'the container counts on on h2');
-    t.diagnostic(`to h2 ${mv.ms} ms (3 migrations, one at a time)`);
+    assert.deepEqual([await hasIp('h1'), await hasIp('h2')], [false, true], 'the address moved with its server');
+    assert.equal(await get('h1'), '200', 'which answers on h2');
+    t.diagnostic(`to h2 ${mv.ms} ms (4 migrations, one at a time)`);
     await removeContainer('crun', cid, crunRoot('h2'));
     // An empty host: nothing to do, still ok.
     const none = JSON.parse(await ok('h1', [FERRY, 'host', 'evacuate', '--to-disk', '--json'])) as EvacuateResult;
     assert.deepEqual([none.ok, none.workloads], [true, []]);
-    for (const n of names) await ok('h2', [FERRY, 'stop', n], true);
+    for (const n of [...names, 'web']) await ok('h2', [FERRY, 'stop', n], true);
     assert.deepEqual((await readdir(join(store, 'evacuations'))).length, 2);
   });
 

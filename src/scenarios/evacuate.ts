@@ -4,6 +4,9 @@ import type { Job } from '../engine/jobs.js';
 import type { MigrateBody } from '../migrate/protocol.js';
 import { containerState, runtimeRoot, type Runtime } from '../targets/container.js';
 import { readWorkload, workloadIsRunning } from '../targets/workload-record.js';
+import { attachWorkloadAddress, releaseEndedAddress } from '../targets/workload-address.js';
+import { dropHeld, releaseAndAnnounce, takeHeld } from '../net/address-moves.js';
+import { listInterfaces } from '../net/interfaces.js';
 import { FerryError } from '../util/errors.js';
 import { listEvacuands, type Evacuand } from './evacuees.js';
 import { newestEvacuation, newEvacuationId, writeEvacuation, type EvacuationManifest, type Evacuee } from './evacuation-manifest.js';
@@ -86,7 +89,7 @@ async function evacuateToDisk(engine: Engine, run: JobRunner, list: Evacuand[], 
   const root = engine.store.root;
   const m: EvacuationManifest = {
     format: 1, id: newEvacuationId(), createdAt: new Date().toISOString(), host: hostname(), state: 'running',
-    workloads: list.map((w) => ({ target: w.target, kind: w.kind, state: 'pending' })),
+    workloads: list.map((w) => ({ target: w.target, kind: w.kind, state: 'pending', ...(w.address ? { address: w.address } : {}) })),
   };
   await writeEvacuation(root, m);
   // Manifest writes are serialised: jobs end in any order.
@@ -112,6 +115,8 @@ async function evacuateToDisk(engine: Engine, run: JobRunner, list: Evacuand[], 
       entry.state = 'evacuated';
       entry.snapshot = job.result['snapshot'];
       await save();
+      // Its service address leaves with it (the restore takes it again); a failure here only delays that to the next `ferry ps`.
+      if (w.address) await releaseEnded(engine, w.target).catch(() => undefined);
       return { target: w.target, kind: w.kind, ok: true, job: job.id, snapshot: entry.snapshot, where: `in snapshot ${entry.snapshot} (disk tier)` };
     }
     const error = jobError(job);
@@ -181,19 +186,33 @@ export async function restoreEvacuation(engine: Engine, run: JobRunner): Promise
       return { target: w.target, kind: w.kind, snapshot, ok: true, already: true, pid: w.restored.pid, verified: true };
     }
     let job: Job;
+    // Its service address comes back first, inbound traffic held until the sockets are restored.
+    const address = w.address ? { address: w.address.address, prefix: w.address.prefix, ...(w.address.dev !== undefined ? { dev: w.address.dev } : {}) } : undefined;
     try {
+      if (address) {
+        // (Still up only if nothing released it since: then it is this workload's, which ended. Another's is refused.)
+        await releaseEnded(engine, w.target).catch(() => undefined);
+        await takeHeld(address);
+      }
       job = await run('restore', { snapshot });
     } catch (err) {
+      if (address) await dropHeld(address).catch(() => undefined);
       const error = errorOf(err);
       w.restored = { at: new Date().toISOString(), ok: false, error };
       await save();
       return { target: w.target, kind: w.kind, snapshot, ok: false, verified: false, error };
     }
     if (job.state !== 'succeeded' || typeof job.result?.['pid'] !== 'number') {
+      if (address) await dropHeld(address).catch(() => undefined);
       const error = jobError(job);
       w.restored = { at: new Date().toISOString(), ok: false, job: job.id, error };
       await save();
       return { target: w.target, kind: w.kind, snapshot, ok: false, job: job.id, verified: false, error };
+    }
+    if (address) {
+      await releaseAndAnnounce(address).catch(() => undefined);
+      const dev = (await listInterfaces()).addresses.find((x) => x.address === address.address)?.dev ?? address.dev ?? '';
+      await attachWorkloadAddress(engine.store.workloadsDir, w.target, { address: address.address, prefix: address.prefix, dev }).catch(() => undefined);
     }
     const pid = job.result['pid'];
     await new Promise((r) => setTimeout(r, ALIVE_AFTER_MS));
@@ -228,6 +247,12 @@ async function stillRuns(w: Evacuee, pid: number, storeWorkloads: string): Promi
   }
   const rec = await readWorkload(storeWorkloads, w.target);
   return rec !== undefined && rec.pid === pid && await workloadIsRunning(rec);
+}
+
+/** Removes the service address of a workload that ended (its checkpoint stopped it). */
+async function releaseEnded(engine: Engine, name: string): Promise<void> {
+  const rec = await readWorkload(engine.store.workloadsDir, name);
+  if (rec) await releaseEndedAddress(engine.store.workloadsDir, rec);
 }
 
 function errorOf(err: unknown): { code: string; message: string; hint?: string } {

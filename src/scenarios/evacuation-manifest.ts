@@ -20,6 +20,8 @@ export const EvacueeSchema = z.object({
   target: z.string(),
   kind: z.enum(['process', 'container']),
   state: z.enum(['pending', 'evacuated', 'failed']),
+  /** Its service address (`ferry run --ip`): released after its checkpoint, taken again by the restore. */
+  address: z.object({ address: z.string(), prefix: z.number().int(), dev: z.string().optional() }).optional(),
   job: z.string().optional(),
   snapshot: z.string().optional(),
   error: Err.optional(),

@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { containerState, runtimeRoot, type Runtime } from '../targets/container.js';
+import { addressIsUp } from '../targets/workload-address.js';
 import { listWorkloads, workloadIsRunning } from '../targets/workload-record.js';
 
 /** One thing a host evacuation moves: a `ferry run` workload or a container ferry knows. */
@@ -11,6 +12,8 @@ export interface Evacuand {
   kind: 'process' | 'container';
   /** Containers: the runtime it runs in (checkpointed with it). */
   runtime?: Runtime;
+  /** Workloads: its service address, while it has one up. */
+  address?: { address: string; prefix: number; dev: string };
 }
 
 /**
@@ -24,7 +27,9 @@ export interface Evacuand {
 export async function listEvacuands(engine: Engine): Promise<Evacuand[]> {
   const out: Evacuand[] = [];
   for (const rec of await listWorkloads(engine.store.workloadsDir)) {
-    if (await workloadIsRunning(rec)) out.push({ target: rec.name, kind: 'process' });
+    if (!await workloadIsRunning(rec)) continue;
+    const a = addressIsUp(rec) ? rec.address : undefined;
+    out.push({ target: rec.name, kind: 'process', ...(a ? { address: { address: a.address, prefix: a.prefix, dev: a.dev } } : {}) });
   }
   const ids = new Map<string, Runtime | undefined>();
   for (const id of await readdir(join(engine.store.root, 'containers')).catch(() => [] as string[])) ids.set(id, undefined);
