@@ -4,9 +4,8 @@ import type { Job } from '../engine/jobs.js';
 import type { MigrateBody } from '../migrate/protocol.js';
 import { containerState, runtimeRoot, type Runtime } from '../targets/container.js';
 import { readWorkload, workloadIsRunning } from '../targets/workload-record.js';
-import { attachWorkloadAddress, releaseEndedAddress } from '../targets/workload-address.js';
-import { dropHeld, releaseAndAnnounce, takeHeld } from '../net/address-moves.js';
-import { listInterfaces } from '../net/interfaces.js';
+import { releaseEndedAddress } from '../targets/workload-address.js';
+import { destinationAddressOps } from '../migrate/addresses.js';
 import { FerryError } from '../util/errors.js';
 import { listEvacuands, type Evacuand } from './evacuees.js';
 import { newestEvacuation, newEvacuationId, writeEvacuation, type EvacuationManifest, type Evacuee } from './evacuation-manifest.js';
@@ -180,6 +179,7 @@ export async function restoreEvacuation(engine: Engine, run: JobRunner): Promise
   let writing = Promise.resolve();
   const save = () => { writing = writing.then(() => writeEvacuation(root, m)); return writing; };
   const todo = m.workloads.filter((w) => w.state === 'evacuated' && w.snapshot !== undefined);
+  const addressOps = destinationAddressOps(engine.store.workloadsDir);
   const out = await Promise.all(todo.map(async (w): Promise<RestoredWorkload> => {
     const snapshot = w.snapshot!;
     if (w.restored?.ok && w.restored.pid !== undefined && await stillRuns(w, w.restored.pid, engine.store.workloadsDir)) {
@@ -192,27 +192,27 @@ export async function restoreEvacuation(engine: Engine, run: JobRunner): Promise
       if (address) {
         // (Still up only if nothing released it since: then it is this workload's, which ended. Another's is refused.)
         await releaseEnded(engine, w.target).catch(() => undefined);
-        await takeHeld(address);
+        await addressOps.prepare(address);
       }
       job = await run('restore', { snapshot });
     } catch (err) {
-      if (address) await dropHeld(address).catch(() => undefined);
+      if (address) await addressOps.remove(address).catch(() => undefined);
       const error = errorOf(err);
       w.restored = { at: new Date().toISOString(), ok: false, error };
       await save();
       return { target: w.target, kind: w.kind, snapshot, ok: false, verified: false, error };
     }
     if (job.state !== 'succeeded' || typeof job.result?.['pid'] !== 'number') {
-      if (address) await dropHeld(address).catch(() => undefined);
+      if (address) await addressOps.remove(address).catch(() => undefined);
       const error = jobError(job);
       w.restored = { at: new Date().toISOString(), ok: false, job: job.id, error };
       await save();
       return { target: w.target, kind: w.kind, snapshot, ok: false, job: job.id, verified: false, error };
     }
     if (address) {
-      await releaseAndAnnounce(address).catch(() => undefined);
-      const dev = (await listInterfaces()).addresses.find((x) => x.address === address.address)?.dev ?? address.dev ?? '';
-      await attachWorkloadAddress(engine.store.workloadsDir, w.target, { address: address.address, prefix: address.prefix, dev }).catch(() => undefined);
+      // As a migration's destination does: traffic in, the announcement sent (arping lingers: not awaited), the record told.
+      await addressOps.release(address).catch(() => undefined);
+      await addressOps.attach(w.target, address).catch(() => undefined);
     }
     const pid = job.result['pid'];
     await new Promise((r) => setTimeout(r, ALIVE_AFTER_MS));
