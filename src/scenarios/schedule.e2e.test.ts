@@ -80,7 +80,9 @@ describe('ferry schedule --replicate-to h2, the workload killed on h1, ferry fai
     }
     assert.match(metrics, new RegExp(`^ferry_schedule_interval_seconds\\{schedule="${id}",target="cnt"\\} 2$`, 'm'));
 
-    // The source host's workload dies (SIGKILL to its namespace's init: the whole tree goes).
+    // The source host's workload dies (SIGKILL to its namespace's init: the whole tree goes), at a
+    // random point of the interval (the steps above take about a whole number of intervals).
+    await sleep(Math.floor(Math.random() * EVERY_MS));
     process.kill(run.pid, 'SIGKILL');
     await sleep(300);
     const killedAt = Date.now();
