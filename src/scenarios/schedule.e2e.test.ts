@@ -96,6 +96,17 @@ describe('ferry schedule --replicate-to h2, the workload killed on h1, ferry fai
     const state = (JSON.parse(await ok('h1', [FERRY, 'schedule', 'ls', '--json'])) as { schedules: ScheduleView[] }).schedules[0]!;
     const sendMs = Math.max(...state.replicas.map((r) => Date.parse(r.sentAt) - Date.parse(r.takenAt)));
 
+    // The restored copy counts on before the failover command returns: watch for its first count
+    // from before the command starts, or a later count would be taken for it.
+    let first = atKill;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching && first === atKill) {
+        await sleep(5);
+        const c = await count(file);
+        if (c !== atKill) first = c;
+      }
+    })();
     const f = await on('h2', [FERRY, 'failover', 'cnt', '--from', 'h1', '--json']);
     assert.equal(f.code, 0, f.stdout + f.stderr);
     const fr = JSON.parse(f.stdout) as FailoverResult;
@@ -103,12 +114,10 @@ describe('ferry schedule --replicate-to h2, the workload killed on h1, ferry fai
     assert.equal(fr.from.url, h1.agent, 'the replica came from h1\'s agent');
     assert.deepEqual(fr.skipped, []);
     // The restored counter's first count: one more than its count at the snapshot.
-    let first = atKill;
     const deadline = Date.now() + 5000;
-    while (first === atKill && Date.now() < deadline) {
-      await sleep(10);
-      first = await count(file);
-    }
+    while (first === atKill && Date.now() < deadline) await sleep(10);
+    watching = false;
+    await watcher;
     assert.notEqual(first, atKill, 'the restored counter writes again');
     const lost = atKill - (first - 1);
     const allowed = Math.ceil(((EVERY_MS + sendMs) / 1000) * 10) + 2;
