@@ -1,6 +1,5 @@
 import type { Tier } from '../store/manifest.js';
-import type { ImageSender, ServiceAddress } from './protocol.js';
-import type { ConcreteStrategy, StrategyName } from './strategy.js';
+import type { ConcreteStrategy, ImageSender, ServiceAddress, StrategyName } from './protocol.js';
 
 export interface MigrateRequest {
   /** A pid, a `ferry run` workload name, or `container:ID`. */

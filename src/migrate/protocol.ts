@@ -23,6 +23,9 @@ import type { HostFacts } from '../targets/host.js';
 /** How a migration moves a workload (strategy.ts); `auto` picks one of the others. */
 export const STRATEGY_NAMES = ['cold', 'stream', 'incremental', 'postcopy', 'precopy', 'auto'] as const;
 export const CONCRETE_STRATEGIES = ['cold', 'stream', 'incremental', 'postcopy', 'precopy'] as const;
+export type StrategyName = typeof STRATEGY_NAMES[number];
+/** A strategy that actually moves a workload (`auto` picks one of these). */
+export type ConcreteStrategy = typeof CONCRETE_STRATEGIES[number];
 
 /** POST /v1/migrations (the source's agent): a migration from this host, run as a job — `ferry migrate`'s flags. */
 const Url = z.string().max(2048).regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL of a ferry agent');

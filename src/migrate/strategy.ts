@@ -5,7 +5,7 @@ import type { HostFacts } from '../targets/host.js';
 import type { LiveTarget } from '../targets/driver.js';
 import type { RecordedOptions } from '../targets/recorded-options.js';
 import type { PeerClient } from './peer.js';
-import type { CONCRETE_STRATEGIES, ImageSender, ServiceAddress, STRATEGY_NAMES } from './protocol.js';
+import type { ConcreteStrategy, ImageSender, ServiceAddress } from './protocol.js';
 import type { MigrateRequest } from './migrate-types.js';
 
 /**
@@ -18,9 +18,7 @@ import type { MigrateRequest } from './migrate-types.js';
  */
 
 export { STRATEGY_NAMES, CONCRETE_STRATEGIES } from './protocol.js';
-export type StrategyName = typeof STRATEGY_NAMES[number];
-/** A strategy that actually moves a workload (`auto` picks one of these). */
-export type ConcreteStrategy = typeof CONCRETE_STRATEGIES[number];
+export type { StrategyName, ConcreteStrategy } from './protocol.js';
 
 /** What the preflight found, with nothing frozen. */
 export interface Preflight {
