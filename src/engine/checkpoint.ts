@@ -73,6 +73,14 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
    * diffs every page while the tree is frozen.
    */
   followPages?: boolean;
+  /**
+   * Post-copy: anonymous memory is left out of the images (PE_LAZY) and, once the post-dump
+   * notification is answered, CRIU serves it from the frozen tree on `port` (RPC binds
+   * 0.0.0.0:port) until the destination closes the session; only then does the dump end.
+   */
+  lazyPages?: { port: number };
+  /** Called just after a handoff's post-dump answer went to CRIU (post-copy commits here, not at onDumped). */
+  onHandedOff?: () => void;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
@@ -230,6 +238,9 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           }
           watchdog?.disarm();
           enterCritical();
+          // (After this handler returns, its answer goes to CRIU; then the callback.)
+          const handedOff = req.onHandedOff;
+          if (handoff && handedOff) setImmediate(handedOff);
           // From here on the images are complete. Recorded beside the answer, not before it (the
           // tree stays frozen until CRIU hears it): should ferry die before the record lands, the
           // "Dumping finished successfully" CRIU then writes tells recovery the same.
@@ -247,7 +258,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       finishFollower = () => (finishing ??= follower!.finish());
       let prehashed: Prehashed | undefined;
       try {
-        await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
+        await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {}, ...(req.lazyPages ? { lazyPages: req.lazyPages } : {}) }));
         // runc runs CRIU itself: once it reports the dump complete, without --leave-running the
         // container is gone and its images are all that is left.
         if (!driver.ownsCriu) {

@@ -136,6 +136,7 @@ async function frozenPart(
   let restoredPid: number | undefined;
   let handedOff = false;
   let commit: Promise<CommitAnswer> | undefined;
+  let committedAt: number | undefined;
   const handoff = async (h: Handoff): Promise<void> => {
     const r = await plan.handoff(h);
     sent = r.sent;
@@ -151,7 +152,9 @@ async function frozenPart(
     setPhase('commit');
     commit = (async () => {
       if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
-      return phases.run('commit', () => peer.commit(id));
+      const a = await phases.run('commit', () => peer.commit(id));
+      committedAt = Date.now();
+      return a;
     })();
     commit.catch(() => undefined);
   };
@@ -167,6 +170,7 @@ async function frozenPart(
       beforeFreeze: () => { frozenAt = Date.now(); return Promise.resolve(); },
       handoff,
       onDumped: startCommit,
+      ...(plan.commitAtHandoff ? { onHandedOff: startCommit } : {}),
     });
   } catch (err) {
     if (!handedOff) {
@@ -186,7 +190,8 @@ async function frozenPart(
   } catch (err) {
     answer = await afterFailedCommit(engine, peer, id, cp?.snapshot, pre.address, req, err, setWhere).catch(fail);
   }
-  const resumedAt = Date.now();
+  // (A post-copy commit was answered long before the dump ended: the copy ran from then on.)
+  const resumedAt = plan.commitAtHandoff ? committedAt ?? Date.now() : Date.now();
   setWhere('running on destination');
   // The connections live on the destination now: the source's locks on them are stale.
   if (locksBefore) await dropCriuLocks((await listCriuLocks()).filter((r) => !locksBefore.has(r))).catch(() => 0);
