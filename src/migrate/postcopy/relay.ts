@@ -1,0 +1,76 @@
+import { connect, createServer, type Socket } from 'node:net';
+import { FerryError } from '../../util/errors.js';
+
+/** A TCP port free on this host right now (for CRIU's lazy page server, which binds it itself). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '0.0.0.0', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The source's end of the page stream: once CRIU serves the frozen memory on `port` (after its
+ * post-dump answer), one local connection to it, spliced to the stream to the destination.
+ * CRIU takes exactly one connection and then stops listening, so connecting at once also closes
+ * the port to anyone else.
+ */
+export class PageRelay {
+  private local: Socket | undefined;
+  private closed = false;
+  /** Settles when either side ends: how many bytes went to the destination, and why it ended. */
+  readonly ended: Promise<{ bytes: number; error?: string }>;
+  private endWith!: (r: { bytes: number; error?: string }) => void;
+  private bytes = 0;
+
+  constructor(private readonly port: number, private readonly stream: Socket) {
+    this.ended = new Promise((resolve) => { this.endWith = resolve; });
+  }
+
+  /** Connects to CRIU (retrying while it is not yet listening, up to `withinMs`) and splices. */
+  async start(withinMs = 10_000): Promise<void> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      if (this.closed) return;
+      try {
+        this.local = await new Promise<Socket>((resolve, reject) => {
+          const s = connect({ host: '127.0.0.1', port: this.port });
+          s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
+          s.once('error', reject);
+        });
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          this.finish(`CRIU's page server did not listen on port ${this.port}: ${e instanceof Error ? e.message : String(e)}`);
+          throw new FerryError('ERR_POSTCOPY', `the source's CRIU did not start serving its memory (port ${this.port})`);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    const local = this.local;
+    local.setNoDelay(true);
+    local.on('data', (c: Buffer) => { this.bytes += c.length; });
+    local.pipe(this.stream);
+    this.stream.pipe(local);
+    this.stream.resume();
+    local.on('error', (e) => this.finish(`CRIU's side: ${e.message}`));
+    this.stream.on('error', (e) => this.finish(`the destination's side: ${e.message}`));
+    local.on('close', () => this.finish());
+    this.stream.on('close', () => this.finish());
+  }
+
+  private finish(error?: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.local?.destroy();
+    this.stream.destroy();
+    this.endWith({ bytes: this.bytes, ...(error ? { error } : {}) });
+  }
+
+  close(): void { this.finish(); }
+}
