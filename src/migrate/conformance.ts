@@ -6,7 +6,7 @@ import type { ConcreteStrategy } from './strategy.js';
  * added to the list; where a fault cannot apply to it, NOT_APPLICABLE says why and the suite
  * reports that test as skipped with the reason (never silently, never as passed).
  */
-export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold', 'stream', 'incremental'];
+export const CONFORMANCE_STRATEGIES: readonly ConcreteStrategy[] = ['cold', 'stream', 'incremental', 'postcopy'];
 
 export type ConformanceFault =
   | 'wrong-token' | 'full-store' | 'old-criu' | 'source-killed'
@@ -19,6 +19,8 @@ export const EXPECTED_PHASES: Partial<Record<ConcreteStrategy, readonly string[]
   cold: ['preflight', 'transfer', 'restore', 'commit'],
   stream: ['preflight', 'transfer', 'restore', 'commit'],
   incremental: ['preflight', 'rounds', 'delta', 'transfer', 'restore', 'commit'],
+  // The images (all but the lazy memory) travel and are restored as cold's; the pages follow the commit.
+  postcopy: ['preflight', 'transfer', 'restore', 'commit', 'after-commit'],
 };
 
 /**

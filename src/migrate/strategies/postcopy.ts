@@ -43,6 +43,7 @@ export const postcopy: MigrationStrategy = {
     let relay: PageRelay | undefined;
     let outcome: PostcopyProgress | undefined;
     let restoredOnSource: { snapshot: string; pid: number } | undefined;
+    let sent: HandoffResult['sent'] | undefined;
     return {
       checkpoint: { lazyPages: { port } },
       commitAtHandoff: true,
@@ -56,12 +57,15 @@ export const postcopy: MigrationStrategy = {
         relay = rl;
         // CRIU listens once it has the post-dump answer, which goes out when this returns.
         setImmediate(() => { rl.start().catch(() => undefined); });
+        // (The result's bytes: the images now, the pages added once they moved — see afterCommit.)
+        sent = r.sent;
         return r;
       },
       async afterCommit() {
         // The dump has ended here (CRIU served the last page, or failed): the destination knows how the window went.
         ctx.setPhase('post-copy');
         outcome = await windowOutcome(ctx);
+        if (sent) { sent.bytes += outcome.bytes; sent.wireBytes += outcome.bytes; }
         if (outcome.state === 'done') {
           await net?.discard();
           return;
