@@ -94,6 +94,7 @@ static volatile sig_atomic_t stop_requested;
 static int go = 1;           /* background requests (and the stall limit) wait for "go" with --wait-go 1 */
 static uint64_t total_pages, done_pages, faults, fault_reqs, zero_pages, bytes_in, requests;
 static double t0;
+static double last_rx;       /* the last answer's bytes (or the first request after a quiet spell) */
 
 static double now_ms(void) {
   struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -227,6 +228,7 @@ static void send_get(int pid, uint64_t vaddr, uint64_t n, int fault) {
     for (int i = 0; i < rq_len; i++) nr[i] = reqs[(rq_head + i) % rq_cap];
     free(reqs); reqs = nr; rq_head = 0; rq_cap = rq_cap ? rq_cap * 2 : 64;
   }
+  if (rq_len == 0) last_rx = now_ms();  /* the stall clock starts with the first request outstanding */
   reqs[(rq_head + rq_len) % rq_cap] = (req_t){ pid, vaddr, n, fault };
   rq_len++;
   requests++;
@@ -483,7 +485,6 @@ static void read_lazy_client(void) {
 static struct psi hdr;
 static size_t hdr_got, data_got;
 static uint8_t *data;
-static double last_rx;
 
 static void read_source(void) {
   for (;;) {
@@ -652,7 +653,7 @@ int main(int argc, char **argv) {
     int r = poll(pf, n, 100);
     if (r < 0 && errno != EINTR) die_errno("poll");
     double t = now_ms();
-    if (go && rq_len > 0 && t - last_rx > stall_ms) fail_and_exit(3, "lost", "the source sent nothing for the stall limit");
+    if (rq_len > 0 && t - last_rx > stall_ms) fail_and_exit(3, "lost", "the source sent nothing for the stall limit");
     if (progress_ms > 0 && t - last_progress >= progress_ms) {
       last_progress = t;
       emit("{\"event\":\"progress\",\"ms\":%.1f,\"donePages\":%" PRIu64 ",\"totalPages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"faults\":%" PRIu64 "}",

@@ -237,7 +237,9 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
             // is the workload now; it checks the interrupt itself before it returns.)
           }
           watchdog?.disarm();
-          enterCritical();
+          // A lazy dump's tree lives on, frozen, while CRIU serves its memory: it ends only if the
+          // page session ends well (then the dump succeeds), and CRIU resumes it otherwise.
+          if (!req.lazyPages) enterCritical();
           // (After this handler returns, its answer goes to CRIU; then the callback.)
           const handedOff = req.onHandedOff;
           if (handoff && handedOff) setImmediate(handedOff);
@@ -265,6 +267,7 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           enterCritical();
           await pending.updateIntent({ phase: 'dumped' });
         }
+        if (req.lazyPages) enterCritical();
         req.onDumped?.();
       } catch (err) {
         // The migration's own failure is the reason CRIU resumed the tree, not CRIU's complaint.

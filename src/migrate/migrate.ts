@@ -144,16 +144,28 @@ async function frozenPart(
     if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
     // Answering now lets CRIU end the source copy: past this line the destination's copy is the one.
     setPhase('handoff');
-    handedOff = true;
+    // (Post-copy: CRIU keeps the tree frozen, and resumes it if the page stream fails, until the
+    // last page moved — the destination's copy is the one only once the commit is answered.)
+    if (!plan.commitAtHandoff) handedOff = true;
   };
+  let commitError: unknown;
   const startCommit = (): void => {
     if (commit) return;
     setWhere('ended on source; held on destination');
     setPhase('commit');
     commit = (async () => {
+      try {
+        await plan.beforeCommit?.();
+      } catch (e) {
+        // The destination's copy is not held: the source must go on (the strategy makes CRIU resume it).
+        commitError = e;
+        plan.abandon?.();
+        throw e;
+      }
       if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
       const a = await phases.run('commit', () => peer.commit(id));
       committedAt = Date.now();
+      handedOff = true;
       return a;
     })();
     commit.catch(() => undefined);
@@ -175,8 +187,9 @@ async function frozenPart(
   } catch (err) {
     if (!handedOff) {
       // CRIU resumed the source tree (or never froze it): the destination removes what it got.
+      setWhere('running on source');
       await peer.abort(id, `the source failed in ${getPhase()}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
-      fail(err);
+      fail(commitError ?? err);
     }
     // Past the commit point, something failed here (CRIU stopped, the seal): the destination's
     // held copy is the workload now. The source's copy must not run on — CRIU may have been

@@ -79,7 +79,7 @@ describe('ferry migrate --strategy postcopy between two agents on loopback', { t
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('moves a workload that rewrites its memory flat out: it runs on B before its memory has moved, and every page verifies', async () => {
+  it('moves a workload that rewrites its memory flat out: it runs on B before its memory has moved, and every page verifies', { timeout: 120_000 }, async () => {
     const w = await launch(a!.store, 'pc', 128);
     const r = await ferryCli(a!.store, ['migrate', '--strategy', 'postcopy', 'pc', '--to', b!.url, '--to-token-file', tokenFile, '--json']);
     assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -101,7 +101,7 @@ describe('ferry migrate --strategy postcopy between two agents on loopback', { t
     console.log(`# postcopy 128 MiB memcheck (rate 0): downtime ${out.downtimeMs} ms, window ${pc?.windowMs} ms, ${pc?.faults} faults, total ${out.totalMs} ms`);
   });
 
-  it('the page stream cut in the window: B stops its copy, ERR_POSTCOPY_SOURCE_LOST counts the pages still remote, --snapshot-first restores it on A', async () => {
+  it('the page stream cut in the window: B stops its copy, ERR_POSTCOPY_SOURCE_LOST counts the pages still remote, --snapshot-first restores it on A', { timeout: 120_000 }, async () => {
     const w = await launch(a!.store, 'pcl', 128);
     const proxy = await startProxy(Number(new URL(b!.url).port));
     try {

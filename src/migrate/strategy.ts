@@ -73,6 +73,10 @@ export interface FinalDump {
    * copy runs while the source still serves its memory), not when the dump ends.
    */
   commitAtHandoff?: boolean;
+  /** With commitAtHandoff: awaited before the commit goes out (the destination's copy gets held). */
+  beforeCommit?(): Promise<void>;
+  /** With commitAtHandoff: beforeCommit failed — make CRIU resume the source tree (it is still frozen). */
+  abandon?(): void;
   /** After the commit, while the destination still depends on the source (post-copy). */
   afterCommit?(): Promise<void>;
   /** Always called at the end, success or failure: stops what prepare() started. */

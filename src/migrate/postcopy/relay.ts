@@ -73,4 +73,11 @@ export class PageRelay {
   }
 
   close(): void { this.finish(); }
+
+  /** Breaks the session (a reset, not an end): CRIU then counts the transfer failed and resumes the tree. */
+  fail(): void {
+    if (this.closed) return;
+    this.local?.resetAndDestroy();
+    this.finish('abandoned before the commit');
+  }
 }

@@ -6,7 +6,8 @@ import type { PostcopyProgress } from '../postcopy/handler.js';
 import { freePort, PageRelay } from '../postcopy/relay.js';
 import { openPageTunnel } from '../postcopy/tunnel.js';
 import type { FinalDump, HandoffResult, MigrationStrategy, StrategyContext } from '../strategy.js';
-import { sendAndRestore } from './cold.js';
+import { interruptedError } from '../../engine/interrupt.js';
+import type { ImageSendResult } from '../protocol.js';
 import { safetyNet, type SafetyNet } from '../postcopy/safety-net.js';
 
 /**
@@ -44,6 +45,7 @@ export const postcopy: MigrationStrategy = {
     let outcome: PostcopyProgress | undefined;
     let restoredOnSource: { snapshot: string; pid: number } | undefined;
     let sent: HandoffResult['sent'] | undefined;
+    let restoring: Promise<unknown> | undefined;
     return {
       checkpoint: { lazyPages: { port } },
       commitAtHandoff: true,
@@ -52,14 +54,31 @@ export const postcopy: MigrationStrategy = {
         ctx.setPhase('page-stream');
         stream = await openPageTunnel(ctx.req.to.url, ctx.req.to.token, ctx.id, ctx.interrupt);
         stream.pause();
-        const r = await sendAndRestore(ctx, h);
+        const r = await sendImages(ctx, h);
         const rl = new PageRelay(port, stream);
         relay = rl;
-        // CRIU listens once it has the post-dump answer, which goes out when this returns.
-        setImmediate(() => { rl.start().catch(() => undefined); });
+        // CRIU serves the memory once it has the post-dump answer, which goes out when this
+        // returns; the tree stays frozen meanwhile. The restore there needs it served (CRIU's
+        // restorer touches lazy memory: rseq), so it starts only then; the commit awaits it.
+        restoring = (async () => {
+          await new Promise((res) => setImmediate(res));
+          await rl.start();
+          ctx.setPhase('restore');
+          return ctx.phases.run('restore', () => ctx.peer.restore(ctx.id, r.snapshot, ctx.interrupt));
+        })();
+        restoring.catch(() => undefined);
         // (The result's bytes: the images now, the pages added once they moved — see afterCommit.)
-        sent = r.sent;
-        return r;
+        sent = { bytes: r.bytes, wireBytes: r.wireBytes, snapshot: r.snapshot };
+        return { sent, restoredPid: 0 };
+      },
+      async beforeCommit() {
+        if (!restoring) throw new FerryError('ERR_INTERNAL', 'post-copy: the commit came before the handoff');
+        await restoring;
+        if (ctx.interrupt.aborted) throw interruptedError(ctx.interrupt, `${ctx.pre.live.label} was resumed on the source`);
+      },
+      abandon() {
+        // A broken page session makes CRIU resume the frozen tree (a clean end would make it kill it).
+        relay?.fail();
       },
       async afterCommit() {
         // The dump has ended here (CRIU served the last page, or failed): the destination knows how the window went.
@@ -118,4 +137,17 @@ async function windowOutcome(ctx: StrategyContext): Promise<PostcopyProgress> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The images (all but the lazy memory: small) to the destination, as cold sends them. */
+async function sendImages(ctx: StrategyContext, h: Handoff): Promise<ImageSendResult> {
+  const { req, pre } = ctx;
+  ctx.setPhase('transfer');
+  const r = await ctx.phases.run('transfer', () => ctx.send({
+    dir: h.imagesDir, meta: { target: h.target, options: h.options, criuVersion: h.criuVersion, name: h.name, host: pre.host },
+    url: req.to.url, token: req.to.token, migrationId: ctx.id, compress: req.compress === true, signal: ctx.interrupt,
+    onProgress: ctx.progress(pre.bytes),
+  }));
+  if (ctx.interrupt.aborted) throw interruptedError(ctx.interrupt, `${pre.live.label} was resumed on the source`);
+  return r;
 }
