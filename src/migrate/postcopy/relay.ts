@@ -27,6 +27,8 @@ export class PageRelay {
   readonly ended: Promise<{ bytes: number; error?: string }>;
   private endWith!: (r: { bytes: number; error?: string }) => void;
   private bytes = 0;
+  /** Set at the commit: from then on an end of the stream lets CRIU end the tree (before it, CRIU must resume it). */
+  private armed = false;
 
   constructor(private readonly port: number, private readonly stream: Socket) {
     this.ended = new Promise((resolve) => { this.endWith = resolve; });
@@ -64,10 +66,16 @@ export class PageRelay {
     this.stream.on('close', () => this.finish());
   }
 
+  /** The commit goes out: the destination's copy is about to run. */
+  arm(): void { this.armed = true; }
+
   private finish(error?: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.local?.destroy();
+    // CRIU counts a clean end of the session as success (it ends the tree) and a reset as a
+    // failure (it resumes the tree): before the commit, the source must go on.
+    if (this.armed) this.local?.destroy();
+    else this.local?.resetAndDestroy();
     this.stream.destroy();
     this.endWith({ bytes: this.bytes, ...(error ? { error } : {}) });
   }
@@ -76,8 +84,7 @@ export class PageRelay {
 
   /** Breaks the session (a reset, not an end): CRIU then counts the transfer failed and resumes the tree. */
   fail(): void {
-    if (this.closed) return;
-    this.local?.resetAndDestroy();
+    this.armed = false;
     this.finish('abandoned before the commit');
   }
 }

@@ -75,6 +75,7 @@ export const postcopy: MigrationStrategy = {
         if (!restoring) throw new FerryError('ERR_INTERNAL', 'post-copy: the commit came before the handoff');
         await restoring;
         if (ctx.interrupt.aborted) throw interruptedError(ctx.interrupt, `${ctx.pre.live.label} was resumed on the source`);
+        relay?.arm();
       },
       abandon() {
         // A broken page session makes CRIU resume the frozen tree (a clean end would make it kill it).
