@@ -45,6 +45,9 @@ export const command: Command = {
     if (values.to === undefined) throw new FerryError('ERR_USAGE', 'migrate: --to HOST|URL is required', { hint: 'ferry migrate NAME --to h2 (a testbed host) or --to http://ADDR:PORT (an agent)' });
     const strategy = values.strategy ?? 'auto';
     if (!isStrategy(strategy)) throw new FerryError('ERR_USAGE', `migrate: unknown strategy '${strategy}'`, { hint: `strategies: ${STRATEGY_NAMES.join(', ')}` });
+    if (values['snapshot-first'] && strategy !== 'postcopy' && strategy !== 'auto') {
+      throw new FerryError('ERR_USAGE', `migrate: --snapshot-first is post-copy's safety net; the ${strategy} strategy keeps the workload on this host until the commit anyway`, { hint: 'use it with --strategy postcopy (or auto), or drop it' });
+    }
     const tier = values.tier ?? 'memory';
     if (!isTier(tier)) throw new FerryError('ERR_USAGE', `--tier must be memory or disk, not '${tier}'`);
     const peer = await resolvePeer(values.to, values['to-token-file']);
