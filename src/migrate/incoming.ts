@@ -127,7 +127,8 @@ export class IncomingMigrations {
 
   /** The post-copy window ended: lost or failed after the commit, the copy here was stopped (the handler killed it). */
   private postcopyEnded(m: Incoming, p: PostcopyProgress): void {
-    if (p.state === 'done') return;
+    // (Before the commit the abort path owns the outcome: the copy never ran.)
+    if (p.state === 'done' || (m.state !== 'committed' && m.state !== 'committing')) return;
     if (m.pid !== undefined) { try { kill(m.pid, 'SIGKILL'); } catch { /* gone */ } }
     const lost = p.state === 'lost';
     m.error = {
