@@ -74,6 +74,9 @@ typedef struct {
   seg_t *segs; int nsegs, cap;
   uint64_t left;   /* pages not yet in place */
   int cursor_seg; uint64_t cursor_pg;
+  /* Faulting addresses not yet filled: a copy that failed (EAGAIN while the mapping changes)
+   * puts its pages back to pending, and a blocked thread needs them asked for again. */
+  uint64_t *waiting; int nwaiting, capwaiting;
 } space_t;
 
 typedef struct { int pid; uint64_t vaddr, n; int fault; } req_t;
@@ -350,6 +353,39 @@ static void place_pages(int pid, uint64_t src, uint64_t n, uint8_t *data) {
   }
 }
 
+static void wait_on(space_t *s, uint64_t addr) {
+  for (int i = 0; i < s->nwaiting; i++) if (s->waiting[i] == addr) return;
+  if (s->nwaiting == s->capwaiting) {
+    s->capwaiting = s->capwaiting ? s->capwaiting * 2 : 16;
+    s->waiting = realloc(s->waiting, sizeof(uint64_t) * s->capwaiting);
+    if (!s->waiting) die_errno("realloc");
+  }
+  s->waiting[s->nwaiting++] = addr;
+}
+
+static void handle_fault(space_t *s, uint64_t addr);
+
+/* Faults still blocked whose pages went back to pending are asked for again; filled ones are forgotten. */
+static void recheck_waiting(void) {
+  for (int k = 0; k < nspaces; k++) {
+    space_t *s = &spaces[k];
+    if (s->fd < 0) { s->nwaiting = 0; continue; }
+    int n = s->nwaiting;
+    uint64_t addrs[n > 0 ? n : 1];
+    memcpy(addrs, s->waiting, sizeof(uint64_t) * n);
+    s->nwaiting = 0;
+    for (int i = 0; i < n; i++) {
+      int j = seg_find(s, addrs[i]);
+      if (j < 0) continue;
+      uint8_t st = s->segs[j].st[(addrs[i] - s->segs[j].cur) / PAGE];
+      if (st == ST_DONE) continue;
+      if (st == ST_ASKED) { wait_on(s, addrs[i]); continue; }
+      faults--;  /* (counted once, when it came) */
+      handle_fault(s, addrs[i]);
+    }
+  }
+}
+
 static void handle_fault(space_t *s, uint64_t addr) {
   faults++;
   int i = seg_find(s, addr);
@@ -360,7 +396,7 @@ static void handle_fault(space_t *s, uint64_t addr) {
   }
   seg_t *g = &s->segs[i];
   uint64_t p = (addr - g->cur) / PAGE;
-  if (g->st[p] == ST_ASKED) return;   /* on its way: the copy wakes the thread */
+  if (g->st[p] == ST_ASKED) { wait_on(s, addr); return; }   /* on its way: the copy wakes the thread */
   if (g->st[p] == ST_DONE) {           /* placed, or dropped since: a zero page, or a wake */
     int r = uffd_zero(s, addr);
     if (r == -ESRCH || r == -ENOSPC) space_gone(s, "UFFDIO_ZEROPAGE", -r);
@@ -371,6 +407,7 @@ static void handle_fault(space_t *s, uint64_t addr) {
   uint64_t src = g->src + p * PAGE;
   mark_src(s->pid, src, n, ST_PENDING, ST_ASKED);
   fault_reqs++;
+  wait_on(s, addr);
   send_get(s->pid, src, n, 1);
 }
 
@@ -440,7 +477,7 @@ static void read_uffd(int idx) {
         emit("{\"event\":\"fork\",\"pid\":%d,\"pages\":%" PRIu64 "}", pid, child->left);
         return;  /* the array moved: the caller re-polls */
       }
-      case UFFD_EVENT_REMAP: remap_range(s, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len); break;
+      case UFFD_EVENT_REMAP: remap_range(s, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len); s->nwaiting = 0; break;
       case UFFD_EVENT_REMOVE:
       case UFFD_EVENT_UNMAP: drop_range(s, m.arg.remove.start, m.arg.remove.end); break;
       default: break;
@@ -520,6 +557,7 @@ static void read_source(void) {
     /* Clamped: what was not sent goes back to pending. */
     if (hdr.nr_pages < q.n) mark_src(q.pid, q.vaddr + hdr.nr_pages * PAGE, q.n - hdr.nr_pages, ST_ASKED, ST_PENDING);
     hdr_got = 0; data_got = 0;
+    recheck_waiting();
     if (go) fill_background();
   }
 }

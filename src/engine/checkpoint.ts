@@ -240,6 +240,9 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
           // A lazy dump's tree lives on, frozen, while CRIU serves its memory: it ends only if the
           // page session ends well (then the dump succeeds), and CRIU resumes it otherwise.
           if (!req.lazyPages) enterCritical();
+          // While CRIU serves a lazy dump's memory it writes nothing for long stretches: the page
+          // stream's own watch (the destination's handler) covers that window, not the stall check.
+          else watchdog?.stop();
           // (After this handler returns, its answer goes to CRIU; then the callback.)
           const handedOff = req.onHandedOff;
           if (handoff && handedOff) setImmediate(handedOff);
