@@ -340,10 +340,16 @@ static void place_pages(int pid, uint64_t src, uint64_t n, uint8_t *data) {
         if (e == EEXIST) {          /* there already (a zero page we placed): nothing to copy */
           g->st[p] = ST_DONE; s->left--; done_pages++; x += PAGE; continue;
         }
-        if (e == ENOENT || e == EAGAIN) {
+        if (e == EAGAIN) {
           /* The mapping is changing (an event is on its way): ask for these again later. */
           for (uint64_t q = 0; q < run; q++) if (g->st[p + q] == ST_ASKED) g->st[p + q] = ST_PENDING;
           x += run * PAGE;
+          continue;
+        }
+        if (e == ENOENT) {
+          /* No registered mapping there any more (the program replaced it): nothing can fault on
+           * these pages through this handler, so they are done (as CRIU's daemon counts them). */
+          g->st[p] = ST_DONE; s->left--; done_pages++; x += PAGE;
           continue;
         }
         if (e == ESRCH || e == ENOSPC) { space_gone(s, "UFFDIO_COPY", e); break; }
