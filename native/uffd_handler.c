@@ -384,7 +384,13 @@ static void recheck_waiting(void) {
       int j = seg_find(s, addrs[i]);
       if (j < 0) continue;
       uint8_t st = s->segs[j].st[(addrs[i] - s->segs[j].cur) / PAGE];
-      if (st == ST_DONE) continue;
+      if (st == ST_DONE) {
+        /* Placed (the copy woke it: this only wakes again), or dropped without a copy: a zero page
+         * or a wake, so that no thread stays blocked on it. */
+        int r = uffd_zero(s, addrs[i]);
+        if (r == -ESRCH || r == -ENOSPC) { space_gone(s, "UFFDIO_ZEROPAGE", -r); break; }
+        continue;
+      }
       if (st == ST_ASKED) { wait_on(s, addrs[i]); continue; }
       faults--;  /* (counted once, when it came) */
       handle_fault(s, addrs[i]);
