@@ -95,7 +95,7 @@ static int restored;
 static pid_t kill_pid;
 static volatile sig_atomic_t stop_requested;
 static int go = 1;           /* background requests (and the stall limit) wait for "go" with --wait-go 1 */
-static uint64_t total_pages, done_pages, faults, fault_reqs, zero_pages, bytes_in, requests;
+static uint64_t total_pages, done_pages, faults, fault_reqs, zero_pages, bytes_in, requests, copy_eagain, copy_enoent;
 static double t0;
 static double last_rx;       /* the last answer's bytes (or the first request after a quiet spell) */
 
@@ -341,12 +341,14 @@ static void place_pages(int pid, uint64_t src, uint64_t n, uint8_t *data) {
           g->st[p] = ST_DONE; s->left--; done_pages++; x += PAGE; continue;
         }
         if (e == EAGAIN) {
+          copy_eagain++;
           /* The mapping is changing (an event is on its way): ask for these again later. */
           for (uint64_t q = 0; q < run; q++) if (g->st[p + q] == ST_ASKED) g->st[p + q] = ST_PENDING;
           x += run * PAGE;
           continue;
         }
         if (e == ENOENT) {
+          copy_enoent++;
           /* No registered mapping there any more (the program replaced it): nothing can fault on
            * these pages through this handler, so they are done (as CRIU's daemon counts them). */
           g->st[p] = ST_DONE; s->left--; done_pages++; x += PAGE;
@@ -585,8 +587,8 @@ static void finish(void) {
   int32_t status = -1;
   ssize_t r = recv(src_fd, &status, sizeof status, MSG_WAITALL);
   double ms = now_ms() - t0;
-  emit("{\"event\":\"done\",\"ms\":%.1f,\"pages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"faults\":%" PRIu64 ",\"faultRequests\":%" PRIu64 ",\"zeroPages\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"processes\":%d,\"closeStatus\":%d}",
-       ms, total_pages, bytes_in, faults, fault_reqs, zero_pages, requests, nspaces, r == sizeof status ? status : -1);
+  emit("{\"event\":\"done\",\"ms\":%.1f,\"pages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"faults\":%" PRIu64 ",\"faultRequests\":%" PRIu64 ",\"zeroPages\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"copyEagain\":%" PRIu64 ",\"copyEnoent\":%" PRIu64 ",\"processes\":%d,\"closeStatus\":%d}",
+       ms, total_pages, bytes_in, faults, fault_reqs, zero_pages, requests, copy_eagain, copy_enoent, nspaces, r == sizeof status ? status : -1);
   /* Every lazy page is in place: closing the userfaultfds hands the memory back to the kernel. */
   for (int i = 0; i < nspaces; i++) if (spaces[i].fd >= 0) close(spaces[i].fd);
   exit(0);
@@ -706,8 +708,8 @@ int main(int argc, char **argv) {
     if (rq_len > 0 && t - last_rx > stall_ms) fail_and_exit(3, "lost", "the source sent nothing for the stall limit");
     if (progress_ms > 0 && t - last_progress >= progress_ms) {
       last_progress = t;
-      emit("{\"event\":\"progress\",\"ms\":%.1f,\"donePages\":%" PRIu64 ",\"totalPages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"faults\":%" PRIu64 "}",
-           t - t0, done_pages, total_pages, bytes_in, faults);
+      emit("{\"event\":\"progress\",\"ms\":%.1f,\"donePages\":%" PRIu64 ",\"totalPages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"faults\":%" PRIu64 ",\"copyEagain\":%" PRIu64 ",\"copyEnoent\":%" PRIu64 "}",
+           t - t0, done_pages, total_pages, bytes_in, faults, copy_eagain, copy_enoent);
     }
     if (r <= 0) continue;
     for (int i = 0; i < n; i++) {
