@@ -304,6 +304,9 @@ static int uffd_zero(space_t *s, uint64_t addr) {
 }
 
 static void space_gone(space_t *s, const char *why, int err) {
+  /* Before the commit a vanished copy is a failed restore, not a finished one: ending without
+   * PS_IOV_CLOSE makes the source's CRIU count the session failed and resume its tree. */
+  if (!go) fail_and_exit(1, "error", "a restored process ended before the commit");
   emit("{\"event\":\"gone\",\"pid\":%d,\"leftPages\":%" PRIu64 ",\"why\":\"%s: %s\"}", s->pid, s->left, why, strerror(err));
   done_pages += s->left;
   s->left = 0;
@@ -693,7 +696,8 @@ int main(int argc, char **argv) {
   int stdin_open = 1;
   for (;;) {
     if (stop_requested) fail_and_exit(1, "error", "stopped (SIGTERM)");
-    if (restored && remaining() == 0 && rq_len == 0) finish();
+    /* (Only after the commit: a clean end lets the source's CRIU end its tree.) */
+    if (restored && go && remaining() == 0 && rq_len == 0) finish();
     int n = 0;
     struct pollfd pf[4 + nspaces];
     int idx[4 + nspaces];
