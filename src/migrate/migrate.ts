@@ -149,6 +149,7 @@ async function frozenPart(
     if (!plan.commitAtHandoff) handedOff = true;
   };
   let commitError: unknown;
+  let addressReleased = false;
   const startCommit = (): void => {
     if (commit) return;
     setWhere('ended on source; held on destination');
@@ -162,10 +163,23 @@ async function frozenPart(
         plan.abandon?.();
         throw e;
       }
-      if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
-      const a = await phases.run('commit', () => peer.commit(id));
+      if (pre.address && req.releaseAddress) {
+        await req.releaseAddress(pre.address).catch(() => undefined);
+        addressReleased = true;
+      }
+      let a: CommitAnswer;
+      try {
+        a = await phases.run('commit', () => peer.commit(id));
+      } catch (e) {
+        // Post-copy: the source tree is still frozen and CRIU still serves it; a commit without an
+        // answer is settled by breaking the page stream — CRIU resumes the tree here, and a copy
+        // there (which cannot run on without its memory) is stopped by its handler.
+        if (plan.commitAtHandoff) { commitError = e; plan.abandon?.(); }
+        throw e;
+      }
       committedAt = Date.now();
       handedOff = true;
+      plan.onCommitted?.();
       return a;
     })();
     commit.catch(() => undefined);
@@ -188,6 +202,7 @@ async function frozenPart(
     if (!handedOff) {
       // CRIU resumed the source tree (or never froze it): the destination removes what it got.
       setWhere('running on source');
+      if (addressReleased && pre.address && req.reclaimAddress) await req.reclaimAddress(pre.address).catch(() => undefined);
       await peer.abort(id, `the source failed in ${getPhase()}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
       fail(commitError ?? err);
     }

@@ -75,8 +75,10 @@ export interface FinalDump {
   commitAtHandoff?: boolean;
   /** With commitAtHandoff: awaited before the commit goes out (the destination's copy gets held). */
   beforeCommit?(): Promise<void>;
-  /** With commitAtHandoff: beforeCommit failed — make CRIU resume the source tree (it is still frozen). */
+  /** With commitAtHandoff: beforeCommit or the commit failed — make CRIU resume the source tree (it is still frozen). */
   abandon?(): void;
+  /** With commitAtHandoff: the commit was answered (the destination's copy runs). */
+  onCommitted?(): void;
   /** After the commit, while the destination still depends on the source (post-copy). */
   afterCommit?(): Promise<void>;
   /** Always called at the end, success or failure: stops what prepare() started. */

@@ -75,6 +75,9 @@ export const postcopy: MigrationStrategy = {
         if (!restoring) throw new FerryError('ERR_INTERNAL', 'post-copy: the commit came before the handoff');
         await restoring;
         if (ctx.interrupt.aborted) throw interruptedError(ctx.interrupt, `${ctx.pre.live.label} was resumed on the source`);
+      },
+      onCommitted() {
+        // From the answered commit on, the copy there is the workload: a clean end of the session lets CRIU end the tree here.
         relay?.arm();
       },
       abandon() {
