@@ -57,9 +57,13 @@ export class PageRelay {
     const local = this.local;
     local.setNoDelay(true);
     local.on('data', (c: Buffer) => { this.bytes += c.length; });
-    local.pipe(this.stream);
-    this.stream.pipe(local);
+    // Not pipe()'s own end: a FIN passed on to CRIU reads as a finished session (it would end the
+    // tree). Every end goes through finish(), which resets CRIU's side unless the commit is answered.
+    local.pipe(this.stream, { end: false });
+    this.stream.pipe(local, { end: false });
     this.stream.resume();
+    local.on('end', () => this.finish());
+    this.stream.on('end', () => this.finish());
     local.on('error', (e) => this.finish(`CRIU's side: ${e.message}`));
     this.stream.on('error', (e) => this.finish(`the destination's side: ${e.message}`));
     local.on('close', () => this.finish());
