@@ -24,6 +24,8 @@ import type { MigrateBody } from '../migrate/protocol.js';
 import type { Peer } from './peers.js';
 import { jobRunner } from '../scenarios/job-runner.js';
 import { Schedules } from '../scenarios/schedules.js';
+import { pageTunnelListener } from '../migrate/postcopy/tunnel.js';
+import { bearerMatches } from './auth.js';
 
 export interface AgentServerOptions {
   listen: ListenAddress;
@@ -83,6 +85,11 @@ export async function startAgent(o: AgentServerOptions): Promise<RunningAgent> {
     ...(o.peers !== undefined ? { peers: o.peers } : {}),
   });
   const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
+  // Post-copy's page stream: an upgraded connection, authenticated like every call.
+  server.on('upgrade', pageTunnelListener({
+    authorized: (h) => o.token === undefined || bearerMatches(h, o.token),
+    accept: (id, socket) => migrations.acceptPageStream(id, socket),
+  }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new FerryError('ERR_LISTEN', `agent: cannot listen on ${o.listen.host}:${o.listen.port}: ${err.code ?? err.message}`, {
       hint: err.code === 'EADDRINUSE' ? 'another process uses the port: pick another with --listen ADDR:PORT' : 'give an address of this host with --listen ADDR:PORT',

@@ -50,6 +50,8 @@ export interface ArmSummary {
   leftovers: string[];
   /** CPU seconds: the machine's, and each host's agent with its CRIU runs. */
   cpuS: { machine: Summary; source: Summary; destination: Summary };
+  /** Post-copy: from the commit to the last page on h2 (the window the copy depends on h1). */
+  windowMs: Summary;
 }
 
 export interface CaseSummary {
@@ -88,6 +90,7 @@ export function summarizeCase(samples: MigrateSample[], workload: MigrateWorkloa
       bytes: of(xs, (s) => s.bytes, 0), wireBytes: of(xs, (s) => s.wireBytes, 0),
       verified: xs.filter((s) => s.verified !== '').length, leftovers: xs.flatMap((s) => s.leftovers ?? []),
       cpuS: { machine: of(xs, (s) => s.cpuS?.machine, 2), source: of(xs, (s) => s.cpuS?.source, 2), destination: of(xs, (s) => s.cpuS?.destination, 2) },
+      windowMs: of(xs, (s) => postcopyWindow(s)),
     };
   });
   return {
@@ -164,6 +167,9 @@ export function migrateResult(o: MigrateBenchOptions, samples: MigrateSample[]):
           row('link throughput, MB/s', (a) => med(a.linkMBps), med(c.raw.linkMBps)),
           row('CPU s, whole migration: machine (source agent + CRIU | destination agent + CRIU)', (a) => `${sec(a.cpuS.machine)} (${sec(a.cpuS.source)} | ${sec(a.cpuS.destination)})`, sec(c.raw.cpuS)),
           row('not downtime: preflight | whole `ferry migrate` command', (a) => `${med(a.preflightMs)} | ${med(a.cliMs)}`, '-'),
+          // Post-copy's other target: the last page within 1.2 × the time the link needs for what moved.
+          row('post-copy window: commit → last page (1.2 × wire time at raw\'s link rate)', (a) => (a.windowMs.n === 0 ? '-'
+            : `${med(a.windowMs)} (${c.raw.linkMBps.n ? (1.2 * a.bytes.median / 1e6 / c.raw.linkMBps.median * 1000).toFixed(0) : '-'})`), '-'),
         ];
       }),
     }, {
@@ -187,3 +193,10 @@ const ferryStepName: Record<(typeof FERRY_STEPS)[number], string> = {
   dump: 'dump', transfer: 'images h1 → h2', restore: 'restore on h2', sourceEnd: 'source ends', commit: 'commit', other: 'other',
 };
 const rawStepName: Record<(typeof RAW_STEPS)[number], string> = { dump: 'dump', wire: 'images h1 → h2', restore: 'restore on h2' };
+
+/** A post-copy sample's window (the result's details.postcopy.windowMs), if it has one. */
+function postcopyWindow(s: MigrateSample): number | undefined {
+  const pc = s.details?.['postcopy'];
+  const w = typeof pc === 'object' && pc !== null ? (pc as { windowMs?: unknown }).windowMs : undefined;
+  return typeof w === 'number' ? w : undefined;
+}

@@ -73,6 +73,14 @@ export interface CheckpointRequest extends Partial<RecordedOptions> {
    * diffs every page while the tree is frozen.
    */
   followPages?: boolean;
+  /**
+   * Post-copy: anonymous memory is left out of the images (PE_LAZY) and, once the post-dump
+   * notification is answered, CRIU serves it from the frozen tree on `port` (RPC binds
+   * 0.0.0.0:port) until the destination closes the session; only then does the dump end.
+   */
+  lazyPages?: { port: number };
+  /** Called just after a handoff's post-dump answer went to CRIU (post-copy commits here, not at onDumped). */
+  onHandedOff?: () => void;
 }
 
 export type DedupMode = 'newest-flat' | 'forward';
@@ -229,7 +237,15 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
             // is the workload now; it checks the interrupt itself before it returns.)
           }
           watchdog?.disarm();
-          enterCritical();
+          // A lazy dump's tree lives on, frozen, while CRIU serves its memory: it ends only if the
+          // page session ends well (then the dump succeeds), and CRIU resumes it otherwise.
+          if (!req.lazyPages) enterCritical();
+          // While CRIU serves a lazy dump's memory it writes nothing for long stretches: the page
+          // stream's own watch (the destination's handler) covers that window, not the stall check.
+          else watchdog?.stop();
+          // (After this handler returns, its answer goes to CRIU; then the callback.)
+          const handedOff = req.onHandedOff;
+          if (handoff && handedOff) setImmediate(handedOff);
           // From here on the images are complete. Recorded beside the answer, not before it (the
           // tree stays frozen until CRIU hears it): should ferry die before the record lands, the
           // "Dumping finished successfully" CRIU then writes tells recovery the same.
@@ -247,13 +263,14 @@ async function checkpointRecorded(store: Store, req: CheckpointRequest, criu: Cr
       finishFollower = () => (finishing ??= follower!.finish());
       let prehashed: Prehashed | undefined;
       try {
-        await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {} }));
+        await phases.run('criu', () => driver.dump(live, { imagesDir: pending.dir, workDir, options, leaveRunning, criu, handlers, control: watchdog ? { kill: watchdog.kill } : {}, ...(req.lazyPages ? { lazyPages: req.lazyPages } : {}) }));
         // runc runs CRIU itself: once it reports the dump complete, without --leave-running the
         // container is gone and its images are all that is left.
         if (!driver.ownsCriu) {
           enterCritical();
           await pending.updateIntent({ phase: 'dumped' });
         }
+        if (req.lazyPages) enterCritical();
         req.onDumped?.();
       } catch (err) {
         // The migration's own failure is the reason CRIU resumed the tree, not CRIU's complaint.

@@ -50,6 +50,11 @@ export interface RestoreRequest {
    * (an incremental migration's rounds): a chain made only of them is not hashed again either.
    */
   ancestorsJustVerified?: readonly string[];
+  /**
+   * Post-copy: restore with `--lazy-pages`. `beforeCriu` gets the restore's work dir, where the
+   * page handler must listen on lazy-pages.socket before CRIU starts (CRIU connects to it there).
+   */
+  lazyPages?: { beforeCriu(workDir: string): Promise<void> };
 }
 
 export interface RestoreResult {
@@ -143,7 +148,7 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
         ...(req.bundle !== undefined ? { bundle: req.bundle } : {}),
         ...(runtime !== undefined ? { runtime } : {}),
         ...(req.runtimeRoot !== undefined ? { runtimeRoot: req.runtimeRoot } : {}),
-        extra: req.tcpClose ? { tcpClose: true } : {},
+        extra: { ...(req.tcpClose ? { tcpClose: true } : {}), ...(req.lazyPages ? { lazyPages: true } : {}) },
         paths: driverPaths(store),
       };
       await phases.run('preflight', async () => {
@@ -151,6 +156,7 @@ async function restoreRecorded(store: Store, req: RestoreRequest, criu: CriuClie
         await driver.preflightRestore(call);
       });
       throwIfInterrupted(req.interrupt, `snapshot ${id} was not restored`);
+      if (req.lazyPages) await req.lazyPages.beforeCriu(workDir);
       const r = await phases.run('criu', () => driver.restore(call)).catch((e: unknown) => {
         throw holdError ?? e;
       });

@@ -10,6 +10,9 @@ import { findOnPath } from '../util/path.js';
 import { readWorkload, workloadIsRunning } from '../targets/run.js';
 import { processInfo } from '../targets/process.js';
 import { errorJson, FerryError } from '../util/errors.js';
+import type { Socket } from 'node:net';
+import { PostcopyDestination } from './postcopy/destination.js';
+import type { PostcopyProgress } from './postcopy/handler.js';
 import type { CommitAnswer, IncomingState, IncomingView, PreflightAnswer, PreflightBody, RestoreAnswer, ServiceAddress } from './protocol.js';
 
 /**
@@ -94,6 +97,8 @@ export class IncomingMigrations {
   private readonly address: AddressOps;
   private readonly endHooks: ((id: string, state: IncomingState) => Promise<void>)[] = [];
   private arrivals: ((id: string) => readonly string[]) | undefined;
+  /** Post-copy migrations' page streams and handlers (postcopy/destination.ts). */
+  private readonly postcopy = new PostcopyDestination();
 
   constructor(private readonly o: IncomingOptions) {
     this.dir = join(o.engine.store.root, 'migrations');
@@ -108,6 +113,29 @@ export class IncomingMigrations {
       ...(m.pid !== undefined ? { pid: m.pid } : {}),
       ...(m.name !== undefined ? { name: m.name } : {}),
       ...(m.error ? { error: m.error } : {}),
+      ...(this.postcopy.progress(id) ? { postcopy: this.postcopy.progress(id)! } : {}),
+    };
+  }
+
+  /** A post-copy migration's page stream, opened by the source before it asks for the restore. */
+  acceptPageStream(id: string, socket: Socket): void {
+    const m = this.get(id);
+    if (m.pre.strategy !== 'postcopy') throw new FerryError('ERR_MIGRATION_STATE', `migration ${id} is not a post-copy migration (${m.pre.strategy})`);
+    if (m.state !== 'prepared' && m.state !== 'receiving' && m.state !== 'received') throw this.wrongState(m, 'take a page stream');
+    this.postcopy.accept(id, socket);
+  }
+
+  /** The post-copy window ended: lost or failed after the commit, the copy here was stopped (the handler killed it). */
+  private postcopyEnded(m: Incoming, p: PostcopyProgress): void {
+    // (Before the commit the abort path owns the outcome: the copy never ran.)
+    if (p.state === 'done' || (m.state !== 'committed' && m.state !== 'committing')) return;
+    if (m.pid !== undefined) { try { kill(m.pid, 'SIGKILL'); } catch { /* gone */ } }
+    const lost = p.state === 'lost';
+    m.error = {
+      code: lost ? 'ERR_POSTCOPY_SOURCE_LOST' : 'ERR_POSTCOPY',
+      message: lost
+        ? `the source was lost during the post-copy window (${p.reason ?? 'no reason'}) with ${p.remainingPages} of ${p.totalPages} pages still there: the copy here was stopped`
+        : `the post-copy page handler failed (${p.reason ?? 'no reason'}) with ${p.remainingPages} pages still on the source: the copy here was stopped`,
     };
   }
 
@@ -227,8 +255,11 @@ export class IncomingMigrations {
         const decision = deferred<void>();
         m.decision = decision;
         const c = m.pre.target.container;
+        const lazy = m.pre.strategy === 'postcopy';
+        const imagesDir = lazy ? (await this.o.engine.store.get(snapshot)).dir : '';
         const restoring = this.o.engine.restore({
           snapshot, imagesJustVerified: true, ancestorsJustVerified: this.arrivals?.(id) ?? [],
+          ...(lazy ? { lazyPages: { beforeCriu: (workDir: string) => this.postcopy.beforeRestore(id, workDir, imagesDir, (p) => this.postcopyEnded(m, p)) } } : {}),
           // A container comes back under its id, in this host's runtime state directory.
           ...(c ? { runtimeRoot: runtimeRoot(c.runtime) } : {}),
           beforeResume: async ({ pid }) => {
@@ -281,6 +312,8 @@ export class IncomingMigrations {
       clearTimeout(m.timer);
       m.state = 'committing';
       const t0 = Date.now();
+      // Post-copy: pages start flowing as the copy starts running.
+      this.postcopy.go(m.id, m.pid);
       m.decision?.resolve();
       let r: { pid: number; name: string | undefined; ms: number };
       try {
@@ -336,6 +369,7 @@ export class IncomingMigrations {
     await Promise.all([...this.all.values()].filter((m) => m.state !== 'committed' && m.state !== 'aborted')
       .map((m) => this.abort(m.id, 'the destination agent is stopping').catch(() => undefined)));
     for (const m of this.all.values()) clearTimeout(m.timer);
+    await this.postcopy.close().catch(() => undefined);
   }
 
   private committedAnswer(m: Incoming, restoreMs: number, ms: number, kept = false): CommitAnswer {
@@ -344,6 +378,7 @@ export class IncomingMigrations {
 
   private async finishAborted(m: Incoming, err: unknown): Promise<void> {
     clearTimeout(m.timer);
+    await this.postcopy.stop(m.id).catch(() => undefined);
     const e = errorJson(err) as { code: string; message: string; hint?: string };
     m.error = { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) };
     if (m.running) {

@@ -16,6 +16,8 @@ export interface MigrateRequest {
   holdMs?: number;
   /** Keep the source's snapshot after a successful migration (default: removed). */
   keepSnapshot?: boolean;
+  /** Post-copy: keep a leave-running snapshot of the source until the last page moved, restored here if the window fails. */
+  snapshotFirst?: boolean;
   interrupt?: AbortSignal;
   /** The wire transfer (default: send-images.ts). */
   send?: ImageSender;

@@ -136,6 +136,7 @@ async function frozenPart(
   let restoredPid: number | undefined;
   let handedOff = false;
   let commit: Promise<CommitAnswer> | undefined;
+  let committedAt: number | undefined;
   const handoff = async (h: Handoff): Promise<void> => {
     const r = await plan.handoff(h);
     sent = r.sent;
@@ -143,15 +144,43 @@ async function frozenPart(
     if (interrupt.aborted) throw interruptedError(interrupt, `${pre.live.label} was resumed on the source`);
     // Answering now lets CRIU end the source copy: past this line the destination's copy is the one.
     setPhase('handoff');
-    handedOff = true;
+    // (Post-copy: CRIU keeps the tree frozen, and resumes it if the page stream fails, until the
+    // last page moved — the destination's copy is the one only once the commit is answered.)
+    if (!plan.commitAtHandoff) handedOff = true;
   };
+  let commitError: unknown;
+  let addressReleased = false;
   const startCommit = (): void => {
     if (commit) return;
     setWhere('ended on source; held on destination');
     setPhase('commit');
     commit = (async () => {
-      if (pre.address && req.releaseAddress) await req.releaseAddress(pre.address).catch(() => undefined);
-      return phases.run('commit', () => peer.commit(id));
+      try {
+        await plan.beforeCommit?.();
+      } catch (e) {
+        // The destination's copy is not held: the source must go on (the strategy makes CRIU resume it).
+        commitError = e;
+        plan.abandon?.();
+        throw e;
+      }
+      if (pre.address && req.releaseAddress) {
+        await req.releaseAddress(pre.address).catch(() => undefined);
+        addressReleased = true;
+      }
+      let a: CommitAnswer;
+      try {
+        a = await phases.run('commit', () => peer.commit(id));
+      } catch (e) {
+        // Post-copy: the source tree is still frozen and CRIU still serves it; a commit without an
+        // answer is settled by breaking the page stream — CRIU resumes the tree here, and a copy
+        // there (which cannot run on without its memory) is stopped by its handler.
+        if (plan.commitAtHandoff) { commitError = e; plan.abandon?.(); }
+        throw e;
+      }
+      committedAt = Date.now();
+      handedOff = true;
+      plan.onCommitted?.();
+      return a;
     })();
     commit.catch(() => undefined);
   };
@@ -167,12 +196,15 @@ async function frozenPart(
       beforeFreeze: () => { frozenAt = Date.now(); return Promise.resolve(); },
       handoff,
       onDumped: startCommit,
+      ...(plan.commitAtHandoff ? { onHandedOff: startCommit } : {}),
     });
   } catch (err) {
     if (!handedOff) {
       // CRIU resumed the source tree (or never froze it): the destination removes what it got.
+      setWhere('running on source');
+      if (addressReleased && pre.address && req.reclaimAddress) await req.reclaimAddress(pre.address).catch(() => undefined);
       await peer.abort(id, `the source failed in ${getPhase()}: ${err instanceof Error ? err.message : String(err)}`).catch(() => undefined);
-      fail(err);
+      fail(commitError ?? err);
     }
     // Past the commit point, something failed here (CRIU stopped, the seal): the destination's
     // held copy is the workload now. The source's copy must not run on — CRIU may have been
@@ -186,7 +218,8 @@ async function frozenPart(
   } catch (err) {
     answer = await afterFailedCommit(engine, peer, id, cp?.snapshot, pre.address, req, err, setWhere).catch(fail);
   }
-  const resumedAt = Date.now();
+  // (A post-copy commit was answered long before the dump ended: the copy ran from then on.)
+  const resumedAt = plan.commitAtHandoff ? committedAt ?? Date.now() : Date.now();
   setWhere('running on destination');
   // The connections live on the destination now: the source's locks on them are stale.
   if (locksBefore) await dropCriuLocks((await listCriuLocks()).filter((r) => !locksBefore.has(r))).catch(() => 0);

@@ -1,3 +1,4 @@
+import type { PostcopyProgress } from './postcopy/handler.js';
 import { z } from 'zod';
 import { SNAPSHOT_ID_PATTERN } from '../store/manifest.js';
 import type { Handoff } from '../engine/checkpoint.js';
@@ -39,6 +40,7 @@ export const MigrateBody = z.strictObject({
   tier: z.enum(['memory', 'disk']).optional(),
   holdMs: z.number().int().min(1000).max(600_000).optional(),
   keepSnapshot: z.boolean().optional(),
+  snapshotFirst: z.boolean().optional(),
 });
 export type MigrateBody = z.infer<typeof MigrateBody>;
 
@@ -114,6 +116,8 @@ export interface IncomingView {
   pid?: number;
   name?: string;
   error?: { code: string; message: string; hint?: string };
+  /** Post-copy: the pages' progress (during the window), then its outcome. */
+  postcopy?: PostcopyProgress;
 }
 
 export interface PreflightAnswer { migration: string; tier: 'memory' | 'disk'; criuVersion: string; host: string }

@@ -66,6 +66,17 @@ export interface FinalDump {
    * have the destination restore it with its post-restore held. Throwing resumes the source.
    */
   handoff(h: Handoff): Promise<HandoffResult>;
+  /**
+   * Post-copy: the commit goes out as soon as CRIU has its post-dump answer (the destination's
+   * copy runs while the source still serves its memory), not when the dump ends.
+   */
+  commitAtHandoff?: boolean;
+  /** With commitAtHandoff: awaited before the commit goes out (the destination's copy gets held). */
+  beforeCommit?(): Promise<void>;
+  /** With commitAtHandoff: beforeCommit or the commit failed — make CRIU resume the source tree (it is still frozen). */
+  abandon?(): void;
+  /** With commitAtHandoff: the commit was answered (the destination's copy runs). */
+  onCommitted?(): void;
   /** After the commit, while the destination still depends on the source (post-copy). */
   afterCommit?(): Promise<void>;
   /** Always called at the end, success or failure: stops what prepare() started. */

@@ -100,14 +100,15 @@ describe('live migration on the testbed: redis under load, h1 → h2 (every stra
     await writeFile(stop, '');
     const client = await load;
     assert.equal(m.code, 0, m.stdout + m.stderr);
-    const r = JSON.parse(m.stdout) as { ok: boolean; downtimeMs: number; bytesMoved: number; phases: Record<string, number>; destination: { pid: number; name: string } };
+    const r = JSON.parse(m.stdout) as { ok: boolean; downtimeMs: number; bytesMoved: number; phases: Record<string, number>; destination: { pid: number; name: string }; details?: { postcopy?: { windowMs?: number; faults?: number } } };
     assert.equal(r.ok, true);
     const seen = JSON.parse(client.stdout) as { ops: number; counter: number; longestWaitMs: number; error: string | null };
     assert.equal(seen.error, null, `the client's connection broke: ${client.stdout}${client.stderr}`);
     assert.ok(seen.ops > 0, `the client ran its load: ${client.stdout}${client.stderr}`);
     assert.equal(seen.counter, seen.ops, 'every INCR of the one connection counted: the same connection, no reply lost');
     assert.ok(seen.longestWaitMs >= r.downtimeMs * 0.5, `the client saw the pause (${seen.longestWaitMs} ms for ${r.downtimeMs} ms of downtime)`);
-    t.diagnostic(`${strategy}: redis ${KEYS} keys: downtime ${r.downtimeMs} ms, client-observed pause ${seen.longestWaitMs} ms, ${(r.bytesMoved / 2 ** 20).toFixed(1)} MiB moved; phases ${JSON.stringify(r.phases)}`);
+    const pc = r.details?.postcopy;
+    t.diagnostic(`${strategy}: redis ${KEYS} keys: downtime ${r.downtimeMs} ms, client-observed pause ${seen.longestWaitMs} ms, ${(r.bytesMoved / 2 ** 20).toFixed(1)} MiB moved${pc ? `, post-copy window ${pc.windowMs} ms (${pc.faults} faults)` : ''}; phases ${JSON.stringify(r.phases)}`);
 
     const verified = JSON.parse(await ok('h3', ['python3', CLIENT, service, '6379', 'verify', String(KEYS), String(SIZE)])) as { verified: number };
     assert.equal(verified.verified, KEYS);

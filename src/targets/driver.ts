@@ -56,6 +56,8 @@ export interface DumpCall {
   handlers: NotifyHandlers;
   /** The watchdog's kill switch, for the CRIU that ferry drives. */
   control: OperationControl;
+  /** Post-copy: leave anonymous memory lazy and serve it on this port after post-dump (engine/checkpoint.ts). */
+  lazyPages?: { port: number };
 }
 
 export interface RestoreCall {

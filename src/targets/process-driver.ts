@@ -53,6 +53,7 @@ export const processDriver: TargetDriver<ProcessFacts> = {
       workDir: call.workDir,
       ...(call.leaveRunning ? { leaveRunning: true } : {}),
       ...dumpCriuOptions(call.options),
+      ...(call.lazyPages ? { lazyPages: true, pageServer: { port: call.lazyPages.port } } : {}),
     }, call.handlers, call.control);
   },
 

@@ -12,6 +12,8 @@ import type { RecordedOptions } from '../store/manifest.js';
 export interface RestoreOnlyOptions {
   /** Restore established TCP connections as closed (`--tcp-close`): the peers are gone. */
   tcpClose?: boolean;
+  /** Post-copy: anonymous memory comes later, through userfaultfd (`--lazy-pages`). */
+  lazyPages?: boolean;
 }
 
 export type { RecordedOptions };
@@ -40,7 +42,7 @@ export function dumpCriuOptions(o: RecordedOptions): Partial<CriuOptions> {
 
 /** CRIU options for a restore of a snapshot taken with these options. */
 export function restoreCriuOptions(o: RecordedOptions, extra: RestoreOnlyOptions = {}): Partial<CriuOptions> {
-  return { ...common(o), ...(extra.tcpClose ? { tcpClose: true } : {}) };
+  return { ...common(o), ...(extra.tcpClose ? { tcpClose: true } : {}), ...(extra.lazyPages ? { lazyPages: true } : {}) };
 }
 
 /** Recorded options runc (1.1) has no flag for: a runc checkpoint or restore with them is refused. */

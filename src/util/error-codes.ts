@@ -122,6 +122,8 @@ export const ERROR_CODES = {
   ERR_MIGRATE_TIMEOUT: failed(504, "the destination held a restored copy and heard neither commit nor abort in time: it removed the copy (the source's snapshot is kept)"),
   ERR_MIGRATE_STRATEGY: failed(422, 'the chosen migration strategy cannot move this workload between these hosts (its runtime, a kernel feature, or a part not built): nothing was frozen, and the hint names a strategy that can'),
   ERR_MIGRATE_UNCERTAIN: failed(502, 'the commit was sent but its outcome is unknown (the destination stopped answering): the workload may run on the destination; the source kept its snapshot'),
+  ERR_POSTCOPY_SOURCE_LOST: failed(502, "a post-copy migration's source (its agent, its CRIU, or the link) was lost before the last page moved: the destination's copy, missing memory, was stopped; the pages still on the source are counted; with --snapshot-first the workload is restored on the source"),
+  ERR_POSTCOPY: failed(500, "a post-copy migration's page handling failed (the page handler did not start, or ended with an error): the destination's copy was stopped"),
 
   // Scenarios: host evacuation, periodic snapshots with a standby, failover
   ERR_NO_SCHEDULE: failed(404, 'the agent has no schedule with that id (`ferry schedule ls` lists them)'),

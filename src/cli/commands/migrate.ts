@@ -11,16 +11,22 @@ import { style } from '../output.js';
 export const command: Command = {
   summary: 'Move a running workload to another host\'s agent: freeze, dump, send, restore there, and end it here only\n' +
     'once the copy there is restored and held (a commit point). Any failure before that leaves it running here.',
-  usage: 'ferry migrate <pid|name|container:ID> --to HOST|URL [--strategy auto|cold|precopy] [--tcp-established] [--compress]\n' +
+  usage: 'ferry migrate <pid|name|container:ID> --to HOST|URL [--strategy auto|cold|postcopy|precopy] [--tcp-established] [--compress]\n' +
     '              [--tier memory|disk]' +
-    ' [--to-token-file FILE] [--hold-ms MS] [--keep-snapshot] [--json]\n' +
+    ' [--to-token-file FILE] [--hold-ms MS] [--keep-snapshot] [--snapshot-first] [--json]\n' +
     '  --strategy    how it moves (default auto: picked from its size, the link and the kernel; the result says why):\n' +
     '                cold     freeze, dump, send, restore: downtime = dump + wire + restore\n' +
+    '                postcopy dump all but the anonymous memory, restore it there and run it at once; the memory\n' +
+    '                         follows (faults first, the rest pushed at wire speed). RISK: until the last page moved\n' +
+    '                         the copy there depends on this host: if this host, its CRIU or the link dies in that\n' +
+    '                         window the copy there is stopped (ERR_POSTCOPY_SOURCE_LOST, with the pages still here)\n' +
     '                precopy  CRIU pre-dump rounds: needs the kernel\'s soft-dirty tracking (refused without it)\n' +
     '  --to          the destination: an agent URL (http://ADDR:PORT), or a testbed host name (h2)\n' +
     '  --to-token-file  the destination agent\'s token (default: $FERRY_PEER_TOKEN, else $FERRY_TOKEN; a testbed\'s own)\n' +
     '  --compress    zstd on the wire (worth it on slow links with compressible memory)\n' +
     '  --hold-ms     how long the destination holds its restored copy for the commit (default 30000)\n' +
+    '  --snapshot-first  postcopy: keep a snapshot of the workload here (taken just before the freeze) until the\n' +
+    '                last page moved; if the window fails, the workload is restored from it here\n' +
     '  With $FERRY_AGENT (or --agent) the migration runs as a job on this host\'s agent and outlives the command.',
   async run(argv, ctx) {
     const { values, positionals } = parse(argv, {
@@ -32,12 +38,16 @@ export const command: Command = {
       tier: { type: 'string' },
       'hold-ms': { type: 'string' },
       'keep-snapshot': { type: 'boolean' },
+      'snapshot-first': { type: 'boolean' },
     }, 'migrate');
     const [target, ...extra] = positionals;
     if (!target || extra.length) throw new FerryError('ERR_USAGE', 'migrate: give exactly one pid or workload name', { hint: 'ferry migrate NAME --to h2' });
     if (values.to === undefined) throw new FerryError('ERR_USAGE', 'migrate: --to HOST|URL is required', { hint: 'ferry migrate NAME --to h2 (a testbed host) or --to http://ADDR:PORT (an agent)' });
     const strategy = values.strategy ?? 'auto';
     if (!isStrategy(strategy)) throw new FerryError('ERR_USAGE', `migrate: unknown strategy '${strategy}'`, { hint: `strategies: ${STRATEGY_NAMES.join(', ')}` });
+    if (values['snapshot-first'] && strategy !== 'postcopy' && strategy !== 'auto') {
+      throw new FerryError('ERR_USAGE', `migrate: --snapshot-first is post-copy's safety net; the ${strategy} strategy keeps the workload on this host until the commit anyway`, { hint: 'use it with --strategy postcopy (or auto), or drop it' });
+    }
     const tier = values.tier ?? 'memory';
     if (!isTier(tier)) throw new FerryError('ERR_USAGE', `--tier must be memory or disk, not '${tier}'`);
     const peer = await resolvePeer(values.to, values['to-token-file']);
@@ -49,6 +59,7 @@ export const command: Command = {
       ...(values.compress ? { compress: true } : {}),
       ...(values['hold-ms'] !== undefined ? { holdMs: positiveInt(values['hold-ms'], '--hold-ms', 'migrate') } : {}),
       ...(values['keep-snapshot'] ? { keepSnapshot: true } : {}),
+      ...(values['snapshot-first'] ? { snapshotFirst: true } : {}),
     };
     try {
       let r: MigrateResult;

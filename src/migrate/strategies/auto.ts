@@ -42,7 +42,8 @@ export function chooseStrategy(f: AutoFacts): { strategy: ConcreteStrategy; beca
   if (has('incremental') && dirtyShare !== undefined && dirtyShare < CONVERGES_BELOW) {
     return { strategy: 'incremental', because: `${mib} MiB takes ${wireS.toFixed(1)} s on the link (${link}) and the workload rewrites ${(dirtyShare * 100).toFixed(0)} % of it meanwhile: pre-copy rounds converge, the frozen part is small` };
   }
-  if (has('postcopy') && f.lazyPages && (dirtyShare === undefined || dirtyShare >= CONVERGES_BELOW)) {
+  // (post-copy moves process trees only: containers go on to stream or cold.)
+  if (has('postcopy') && f.lazyPages && f.driver === 'process' && (dirtyShare === undefined || dirtyShare >= CONVERGES_BELOW)) {
     return { strategy: 'postcopy', because: `${mib} MiB takes ${wireS.toFixed(1)} s on the link (${link})${dirtyShare !== undefined ? ` and the workload rewrites ${(dirtyShare * 100).toFixed(0)} % of it meanwhile (pre-copy would not converge)` : ' and its dirty rate is unknown'}: post-copy keeps the downtime flat` };
   }
   if (has('stream')) {

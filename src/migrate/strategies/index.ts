@@ -2,6 +2,7 @@ import { FerryError } from '../../util/errors.js';
 import type { ConcreteStrategy, MigrationStrategy } from '../strategy.js';
 import { cold } from './cold.js';
 import { incremental } from './incremental.js';
+import { postcopy } from './postcopy.js';
 import { precopy } from './precopy.js';
 import { stream } from './stream.js';
 
@@ -11,6 +12,7 @@ const STRATEGIES: ReadonlyMap<ConcreteStrategy, MigrationStrategy> = new Map<Con
   ['incremental', incremental],
   ['precopy', precopy],
   ['stream', stream],
+  ['postcopy', postcopy],
 ]);
 
 /** The strategies `auto` may pick from (precopy only refuses here: it is never picked). */
