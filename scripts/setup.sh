@@ -148,7 +148,7 @@ fi
 
 # The native addon is built against this Node's own headers (never downloaded).
 addon="$ROOT/native/build/Release/ferry_native.node"
-if [ ! -f "$addon" ] || [ -n "$(find "$ROOT/native" -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name '*.gyp' \) -newer "$addon")" ]; then
+if [ ! -f "$addon" ] || [ ! -x "$ROOT/native/build/Release/ferry_uffd" ] || [ -n "$(find "$ROOT/native" -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name '*.gyp' \) -newer "$addon")" ]; then
   say "building the native addon"
   nodedir=$(dirname "$(dirname "$(command -v node)")")
   [ -f "$nodedir/include/node/node_api.h" ] || die "Node's headers are missing ($nodedir/include/node/node_api.h); install the nodejs headers package"
