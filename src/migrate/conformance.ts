@@ -12,13 +12,13 @@ export type ConformanceFault =
   | 'wrong-token' | 'full-store' | 'old-criu' | 'source-killed'
   | 'flip' | 'cut' | 'kill-during-transfer' | 'kill-during-restore';
 
-// postcopy: the images before the commit are tens of KiB (the memory follows the commit over its
-// own page stream), so a fault at 20 MiB into the image upload never fires. The page stream's own
-// fault — the stream cut in the post-copy window — is postcopy.e2e.test.ts's.
-const POSTCOPY_SMALL_IMAGES = 'post-copy sends only tens of KiB of images before the commit (the memory follows over the page stream): a fault 20 MiB into the image upload never fires; the page stream cut in the window is tested in postcopy.e2e.test.ts';
+// postcopy: a fault in its image upload (tens of KiB) fires and the source resumes and verifies —
+// but only after ≈ 120 s (measured for flip, cut and kill-during-transfer: the same slow path, a
+// known defect). 'flip' runs in the suite; the two others, the same path at 2 minutes each, not.
+const POSTCOPY_SLOW_ABORT = 'post-copy\'s abort after a fault in its image upload resumes the source only after ≈ 120 s (a known defect); the same path runs in this suite as the flip fault';
 
 export const NOT_APPLICABLE: Partial<Record<ConcreteStrategy, Partial<Record<ConformanceFault, string>>>> = {
-  postcopy: { 'flip': POSTCOPY_SMALL_IMAGES, 'cut': POSTCOPY_SMALL_IMAGES, 'kill-during-transfer': POSTCOPY_SMALL_IMAGES, 'source-killed': POSTCOPY_SMALL_IMAGES },
+  postcopy: { 'cut': POSTCOPY_SLOW_ABORT, 'kill-during-transfer': POSTCOPY_SLOW_ABORT },
 };
 
 /** The phases every successful migration with this strategy reports (job phases and the result's). */
@@ -34,9 +34,13 @@ export const EXPECTED_PHASES: Partial<Record<ConcreteStrategy, readonly string[]
  * Where the in-flight faults strike: the request that carries the frozen part's images, after
  * this many of its bytes. incremental's frozen part is only the pages changed since its last
  * round (a few MiB here), sent to its own route; its rounds' faults are in its own e2e test.
+ * post-copy's is tens of KiB.
  */
 export function faultStream(strategy: ConcreteStrategy): { only: RegExp; afterBytes: number } {
   if (strategy === 'incremental') return { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/delta/, afterBytes: 128 << 10 };
+  // post-copy's images before the commit are tens of KiB: the memory follows over the page stream
+  // (whose cut in the window is postcopy.e2e.test.ts's).
+  if (strategy === 'postcopy') return { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 4 << 10 };
   return { only: /^PUT \/v1\/migrations\/m-[0-9a-f]+\/images/, afterBytes: 20 * 2 ** 20 };
 }
 
