@@ -162,27 +162,8 @@ export async function receiveImages(store: Store, stream: AsyncIterable<Uint8Arr
   const sums: FileSums = {};
 
   /** The next event, or a stall / abort error. */
-  const next = async (): Promise<IteratorResult<WireEvent>> => {
-    if (o.signal?.aborted) throw aborted(o.signal);
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FerryError('ERR_TRANSFER_STALLED', `the image stream sent nothing for ${Math.round(idleMs / 1000)} s${header ? ` (${count} files, ${formatBytes(bytes)} received)` : ''}`, {
-        hint: 'the sender or the network stopped; nothing was kept',
-      })), idleMs);
-      if (o.signal) {
-        const signal = o.signal;
-        onAbort = () => reject(aborted(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-    });
-    try {
-      return await Promise.race([events.next(), stop]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) o.signal?.removeEventListener('abort', onAbort);
-    }
-  };
+  const next = (): Promise<IteratorResult<WireEvent>> =>
+    nextWireEvent(events, idleMs, o.signal, () => (header ? ` (${count} files, ${formatBytes(bytes)} received)` : ''));
 
   try {
     for (let r = await next(); !r.done; r = await next()) {
@@ -251,5 +232,32 @@ export async function receiveImages(store: Store, stream: AsyncIterable<Uint8Arr
     if (pending) await pending.abandon().catch((e: unknown) => cleanup.push(e));
     if (err instanceof FerryError) for (const c of cleanup) err.addCleanupError(c);
     throw err;
+  }
+}
+
+/**
+ * The next event of an image stream, or ERR_TRANSFER_STALLED after `idleMs` without one (what was
+ * received so far from `soFar`), or the abort's error: every receiver's watchdog.
+ */
+export async function nextWireEvent(
+  events: AsyncIterator<WireEvent>, idleMs: number, signal: AbortSignal | undefined, soFar: () => string,
+): Promise<IteratorResult<WireEvent>> {
+  if (signal?.aborted) throw aborted(signal);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new FerryError('ERR_TRANSFER_STALLED', `the image stream sent nothing for ${Math.round(idleMs / 1000)} s${soFar()}`, {
+      hint: 'the sender or the network stopped; nothing was kept',
+    })), idleMs);
+    if (signal) {
+      onAbort = () => reject(aborted(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  try {
+    return await Promise.race([events.next(), stop]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -15,7 +15,7 @@ import { UNSUMMED } from '../../store/receive.js';
 import type { PendingSnapshot, Store } from '../../store/store.js';
 import { FerryError } from '../../util/errors.js';
 import { formatBytes } from '../../util/format.js';
-import { aborted, DEFAULT_IDLE_MS, FileSink, writeError, type ReceiveImagesOptions, type ReceiveImagesResult } from '../receive-images.js';
+import { DEFAULT_IDLE_MS, FileSink, nextWireEvent, writeError, type ReceiveImagesOptions, type ReceiveImagesResult } from '../receive-images.js';
 import { decodeImages, FileDigest, MetaSchema, type SnapshotMeta, type WireEvent } from '../wire.js';
 import { INDEX_NAME, parseSegment, StreamIndexSchema } from './segments.js';
 
@@ -40,27 +40,8 @@ export async function receiveStream(store: Store, stream: AsyncIterable<Uint8Arr
   let bytes = 0;
   const invalid = (why: string) => new FerryError('ERR_TRANSFER_INVALID', `stream transfer refused: ${why}`, { hint: 'the sender is not a compatible ferry; nothing was kept' });
 
-  const next = async (): Promise<IteratorResult<WireEvent>> => {
-    if (o.signal?.aborted) throw aborted(o.signal);
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FerryError('ERR_TRANSFER_STALLED', `the image stream sent nothing for ${Math.round(idleMs / 1000)} s (${files.size} files, ${formatBytes(bytes)} received)`, {
-        hint: 'the sender or the network stopped; nothing was kept',
-      })), idleMs);
-      if (o.signal) {
-        const signal = o.signal;
-        onAbort = () => reject(aborted(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-    });
-    try {
-      return await Promise.race([events.next(), stop]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) o.signal?.removeEventListener('abort', onAbort);
-    }
-  };
+  const next = (): Promise<IteratorResult<WireEvent>> =>
+    nextWireEvent(events, idleMs, o.signal, () => ` (${files.size} files, ${formatBytes(bytes)} received)`);
 
   try {
     for (let r = await next(); !r.done; r = await next()) {
